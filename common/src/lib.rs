@@ -1,0 +1,166 @@
+//! Wire types shared by the server and the browser app.
+//!
+//! Everything that crosses the network — paths, SSE event names, JSON payloads and the
+//! rules for stream names — is defined once here, so the two sides cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// HTTP paths served by the server and called by the app.
+pub mod paths {
+    /// The server clock stream (`event: time`).
+    pub const SSE_TIME: &str = "/sse/time";
+    /// Named notification streams: `/events?stream=NAME`.
+    pub const EVENTS: &str = "/events";
+    /// The seed demo's trigger: publishes a default notification to `messages`.
+    pub const TRIGGER: &str = "/trigger";
+    /// Publish (POST) and history (GET) of notifications.
+    pub const NOTIFICATIONS: &str = "/api/notifications";
+    /// Liveness probe.
+    pub const HEALTHZ: &str = "/healthz";
+}
+
+/// Names of the SSE events the server sends.
+///
+/// Notifications use the default `message` event (no `event:` line) so that plain
+/// `EventSource.onmessage` pages work; control events are named so those pages ignore them.
+pub mod events {
+    /// One tick of the server clock; data is an RFC 3339 timestamp with nanoseconds.
+    pub const TIME: &str = "time";
+    /// Periodic liveness signal on notification streams; data is a [`super::Heartbeat`].
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// The requested `Last-Event-ID` is older than what the server keeps: reload history.
+    pub const RESET: &str = "reset";
+}
+
+/// The stream a notification goes to when none is named.
+pub const DEFAULT_STREAM: &str = "messages";
+
+/// Longest accepted notification title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// Longest accepted notification body, in characters.
+pub const MAX_BODY_CHARS: usize = 4_000;
+
+/// Whether `name` is a valid stream name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+pub fn is_valid_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// How urgent a notification is; drives its colour in the UI.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+impl Level {
+    /// The lowercase name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Success => "success",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "info" => Ok(Level::Info),
+            "success" => Ok(Level::Success),
+            "warning" => Ok(Level::Warning),
+            "error" => Ok(Level::Error),
+            other => Err(format!(
+                "unknown level `{other}`: expected info, success, warning or error"
+            )),
+        }
+    }
+}
+
+/// A stored notification, as sent in SSE `data` and returned by the API.
+///
+/// `id` is opaque to clients: compare it for equality, never do arithmetic on it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub id: String,
+    pub stream: String,
+    pub title: String,
+    pub body: String,
+    pub level: Level,
+    /// RFC 3339, UTC, nanoseconds.
+    pub created_at: String,
+}
+
+/// The body of `POST /api/notifications`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NewNotification {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+}
+
+/// A page of `GET /api/notifications`, oldest first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    pub notifications: Vec<Notification>,
+}
+
+/// Data of the `heartbeat` event: the interval at which the server sends it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub interval_ms: u64,
+}
+
+/// The JSON body of every 4xx/5xx answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// The body of `GET /healthz`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names() {
+        assert!(is_valid_stream_name("messages"));
+        assert!(is_valid_stream_name("a.b-c_D9"));
+        assert!(is_valid_stream_name(&"x".repeat(64)));
+        assert!(!is_valid_stream_name(""));
+        assert!(!is_valid_stream_name(&"x".repeat(65)));
+        assert!(!is_valid_stream_name("with space"));
+        assert!(!is_valid_stream_name("ünï"));
+        assert!(!is_valid_stream_name("a/b"));
+    }
+
+    #[test]
+    fn levels_round_trip() {
+        for level in [Level::Info, Level::Success, Level::Warning, Level::Error] {
+            assert_eq!(level.as_str().parse::<Level>(), Ok(level));
+        }
+        assert!("fatal".parse::<Level>().is_err());
+    }
+}

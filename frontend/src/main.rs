@@ -1,0 +1,6 @@
+//! Entry point of the wasm bundle that trunk builds: mounts the app on `<body>`.
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(frontend::App);
+}

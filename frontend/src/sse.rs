@@ -1,0 +1,233 @@
+//! A typed wrapper over the browser's `EventSource`, exposed as Leptos signals.
+//!
+//! The browser reconnects by itself after a network blip (sending `Last-Event-ID`), but it
+//! gives up for good on some failures (readyState `CLOSED`: an HTTP error, a proxy answering
+//! HTML, a server that ended a finished stream). This wrapper then opens a new `EventSource`
+//! itself, after an exponential backoff with jitter, resuming with `?lastEventId=` so that
+//! nothing is lost. The connection closes when the reactive owner that opened it is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use gloo_timers::callback::Timeout;
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{EventSource, MessageEvent};
+
+/// What the user sees of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The first connection attempt is under way.
+    Connecting,
+    /// The stream is open and events flow.
+    Live,
+    /// The connection dropped; a new attempt is under way or scheduled.
+    Reconnecting,
+    /// Several attempts in a row failed; attempts go on with a growing delay.
+    Offline,
+}
+
+impl ConnectionState {
+    /// The word shown in the status pill.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Live => "live",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Offline => "offline",
+        }
+    }
+}
+
+/// Failed attempts in a row after which a connection counts as offline.
+const OFFLINE_AFTER: u32 = 3;
+/// First and largest delay before the wrapper reopens a connection the browser gave up on.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One SSE event as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseMessage {
+    /// The `event:` name (`message` when the server sent none).
+    pub event: String,
+    /// The `id:` of this event, or the last one seen if it had none.
+    pub id: String,
+    pub data: String,
+}
+
+/// The reactive view of a connection that components read.
+#[derive(Clone, Copy)]
+pub struct Connection {
+    pub state: ReadSignal<ConnectionState>,
+    /// The id of the last event received: where a reconnect resumes.
+    pub last_event_id: ReadSignal<Option<String>>,
+}
+
+/// Builds the URL to connect to, given the id to resume after (if any).
+pub type UrlFn = Box<dyn Fn(Option<&str>) -> String>;
+
+/// Opens an `EventSource` that lives as long as the current reactive owner.
+///
+/// `events` are the SSE event names to listen to (`"message"` for unnamed events); each
+/// received event is passed to `on_event` in order, none coalesced. `resume_from` is the
+/// id to resume after on the first connection (e.g. remembered across a page reload).
+pub fn connect(
+    url: UrlFn,
+    events: &[&'static str],
+    resume_from: Option<String>,
+    on_event: impl Fn(SseMessage) + 'static,
+) -> Connection {
+    let (state, set_state) = signal(ConnectionState::Connecting);
+    let (last_event_id, set_last_event_id) = signal(resume_from.clone());
+    let shared = Rc::new(Shared {
+        url,
+        events: events.to_vec(),
+        on_event: Box::new(on_event),
+        set_state,
+        set_last_event_id,
+        last_event_id: RefCell::new(resume_from),
+        source: RefCell::new(None),
+        retry: RefCell::new(None),
+        failures: Cell::new(0),
+    });
+    open(&shared);
+    let guard = SendWrapper::new(shared);
+    on_cleanup(move || guard.close());
+    Connection {
+        state,
+        last_event_id,
+    }
+}
+
+/// Everything one connection needs across reconnects. Listeners hold it weakly.
+struct Shared {
+    url: UrlFn,
+    events: Vec<&'static str>,
+    on_event: Box<dyn Fn(SseMessage)>,
+    set_state: WriteSignal<ConnectionState>,
+    set_last_event_id: WriteSignal<Option<String>>,
+    last_event_id: RefCell<Option<String>>,
+    source: RefCell<Option<Source>>,
+    retry: RefCell<Option<Timeout>>,
+    failures: Cell<u32>,
+}
+
+impl Shared {
+    /// Stops for good: closes the socket and cancels any scheduled reconnect.
+    fn close(&self) {
+        self.retry.borrow_mut().take();
+        self.source.borrow_mut().take();
+    }
+
+    fn failed(&self) {
+        let failures = self.failures.get() + 1;
+        self.failures.set(failures);
+        self.set_state.set(if failures >= OFFLINE_AFTER {
+            ConnectionState::Offline
+        } else {
+            ConnectionState::Reconnecting
+        });
+    }
+}
+
+/// An open `EventSource` and its listeners; closing it is dropping it.
+struct Source {
+    source: EventSource,
+    _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
+/// Opens a new `EventSource`, resuming after the last id seen.
+fn open(shared: &Rc<Shared>) {
+    let url = (shared.url)(shared.last_event_id.borrow().as_deref());
+    let Ok(source) = EventSource::new(&url) else {
+        shared.failed();
+        schedule_reopen(shared);
+        return;
+    };
+    let mut listeners = Vec::new();
+    let mut listen = |name: &str, handler: Box<dyn FnMut(web_sys::Event)>| {
+        let closure = Closure::wrap(handler);
+        source
+            .add_event_listener_with_callback(name, closure.as_ref().unchecked_ref())
+            .expect("EventSource accepts listeners");
+        listeners.push(closure);
+    };
+
+    let weak = Rc::downgrade(shared);
+    listen(
+        "open",
+        Box::new(move |_| {
+            if let Some(shared) = weak.upgrade() {
+                shared.failures.set(0);
+                shared.set_state.set(ConnectionState::Live);
+            }
+        }),
+    );
+    for name in &shared.events {
+        let weak = Rc::downgrade(shared);
+        listen(name, Box::new(move |event| deliver(&weak, event)));
+    }
+    let weak = Rc::downgrade(shared);
+    listen(
+        "error",
+        Box::new(move |event| {
+            let Some(shared) = weak.upgrade() else { return };
+            let closed = event
+                .target()
+                .and_then(|t| t.dyn_into::<EventSource>().ok())
+                .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
+            shared.failed();
+            if closed {
+                // The browser gave up on this one: open a new one ourselves.
+                shared.source.borrow_mut().take();
+                schedule_reopen(&shared);
+            }
+        }),
+    );
+    *shared.source.borrow_mut() = Some(Source {
+        source,
+        _listeners: listeners,
+    });
+}
+
+/// Hands one received event to the owner and remembers its id.
+fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
+    let (Some(shared), Ok(event)) = (shared.upgrade(), event.dyn_into::<MessageEvent>()) else {
+        return;
+    };
+    let id = event.last_event_id();
+    if !id.is_empty() && shared.last_event_id.borrow().as_deref() != Some(id.as_str()) {
+        *shared.last_event_id.borrow_mut() = Some(id.clone());
+        shared.set_last_event_id.set(Some(id.clone()));
+    }
+    (shared.on_event)(SseMessage {
+        event: event.type_(),
+        id,
+        data: event.data().as_string().unwrap_or_default(),
+    });
+}
+
+/// Reopens after a delay that doubles with each failure (with jitter, so that many
+/// browsers cut off together do not all come back in the same instant).
+fn schedule_reopen(shared: &Rc<Shared>) {
+    let exponent = shared.failures.get().saturating_sub(1).min(10);
+    let ceiling = (BACKOFF_MIN * 2u32.pow(exponent)).min(BACKOFF_MAX);
+    let delay = ceiling.mul_f64(0.5 + js_sys::Math::random() / 2.0);
+    let weak = Rc::downgrade(shared);
+    let timer = Timeout::new(delay.as_millis() as u32, move || {
+        if let Some(shared) = weak.upgrade() {
+            shared.retry.borrow_mut().take();
+            open(&shared);
+        }
+    });
+    *shared.retry.borrow_mut() = Some(timer);
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs everything the project needs to build and test, idempotently.
+#
+# Rust for wasm: `rustup target add wasm32-unknown-unknown` where it works (a normal laptop).
+# Where rustup cannot fetch the wasm32 std (an offline Debian machine), it installs Debian's
+# `rustc-web` toolchain, builds the wasm32 std once from `rust-web-src`, and links it into
+# rustup as the toolchain `web`; the other scripts then run cargo with RUSTUP_TOOLCHAIN=web.
+# Then: trunk, wasm-bindgen-cli (the exact version in Cargo.lock), wasm-opt (binaryen from npm),
+# Chromium and chromedriver for the browser tests.
+#
+# A second run only checks and takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+TRUNK_VERSION=0.21.14
+BINARYEN_VERSION=132.0.0
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+have_root() { [ "$(id -u)" = 0 ]; }
+apt_missing() {
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  echo "${missing[@]}"
+}
+apt_install() {
+  local missing
+  missing=$(apt_missing "$@")
+  [ -z "$missing" ] && return 0
+  have_root || { echo "setup: please install these Debian packages: $missing" >&2; exit 1; }
+  log "apt-get install $missing"
+  if [ ! -f "$HUB_TOOLS/.apt-updated" ]; then apt-get update -qq && touch "$HUB_TOOLS/.apt-updated"; fi
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+mkdir -p "$HUB_TOOLS/bin"
+
+# --- Rust with a wasm32 std -------------------------------------------------------------
+if [ "$HUB_WASM_MODE" = debian ]; then
+  apt_install rustc-web cargo-web rust-web-src rust-web-clippy rustfmt-web rust-web-llvm lld-22
+  T=/usr/lib/rustlib/wasm32-unknown-unknown
+  if ! { ls $T/lib/libstd-*.rlib && [ "$(cat $T/rustc-vV)" = "$(/usr/bin/rustc -vV)" ]; } >/dev/null 2>&1; then
+    log "building the wasm32 std from rust-web-src (about a minute)"
+    W=$(mktemp -d)
+    mkdir -p "$W/src"; : > "$W/src/lib.rs"
+    printf '[package]\nname = "wasm-std-build"\nversion = "0.0.0"\nedition = "2021"\n' > "$W/Cargo.toml"
+    (cd "$W" && env -u RUSTUP_TOOLCHAIN RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
+      RUSTFLAGS="-Cembed-bitcode=yes" CARGO_TARGET_DIR="$W/target" \
+      /usr/bin/cargo build -q --release --target wasm32-unknown-unknown \
+      -Zbuild-std=std,panic_abort,panic_unwind,test)
+    rm -rf "$T/lib"; mkdir -p "$T/lib"
+    find "$W/target/wasm32-unknown-unknown/release/deps" -name 'lib*.rlib' ! -name 'libwasm_std_build-*' -exec cp {} "$T/lib/" \;
+    /usr/bin/rustc -vV > "$T/rustc-vV"
+    rm -rf "$W"
+  fi
+  if ! rustup toolchain list | grep -q '^web'; then
+    mkdir -p /opt/rust-web/bin /opt/rust-web/lib
+    for b in rustc rustdoc cargo cargo-clippy clippy-driver cargo-fmt rustfmt; do ln -sf "/usr/bin/$b" /opt/rust-web/bin/; done
+    rustup toolchain link web /opt/rust-web
+  fi
+else
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+fi
+
+# --- trunk, wasm-bindgen-cli, wasm-opt -----------------------------------------------------
+if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
+  log "cargo install trunk $TRUNK_VERSION (about 10 minutes on 2 cores, once)"
+  cargo install -q --locked trunk --version "$TRUNK_VERSION" --no-default-features --features rustls
+fi
+if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 3 minutes, once)"
+  # Not --locked: its lockfile pins crates newer than some registry mirrors carry.
+  cargo install -q --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if ! "$HUB_TOOLS/bin/wasm-opt" --version 2>/dev/null | grep -q "(version_${BINARYEN_VERSION%%.*})"; then
+  command -v npm >/dev/null || apt_install nodejs npm
+  log "npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
+  npm install -s --prefix "$HUB_TOOLS/binaryen" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
+  ln -sf "$HUB_TOOLS/binaryen/node_modules/.bin/wasm-opt" "$HUB_TOOLS/bin/wasm-opt"
+fi
+
+# --- Chromium and chromedriver for the browser tests ---------------------------------------
+if [ "${1:-}" = --with-browser ]; then
+  if command -v apt-get >/dev/null && have_root; then
+    apt_install chromium chromium-driver
+  fi
+  command -v chromedriver >/dev/null || { echo "setup: chromedriver not found; install Chrome/Chromium and the matching chromedriver" >&2; exit 1; }
+fi
+log "toolchain ready ($HUB_WASM_MODE)"

@@ -1,0 +1,103 @@
+//! The shared server clock: one ticker task per interval, however many subscribers it has.
+//!
+//! Each tick is formatted once and handed to every subscriber through a `watch` channel,
+//! so 10,000 clients at the same interval cost one timer and one timestamp per tick.
+//! A ticker stops when its last subscriber is gone and starts again with the next one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// A formatted instant (RFC 3339, UTC, nanoseconds), shared by all subscribers of a tick.
+pub type Tick = Arc<str>;
+
+/// The current time as a [`Tick`].
+pub fn now() -> Tick {
+    chrono::Utc::now()
+        .to_rfc3339_opts(SecondsFormat::Nanos, true)
+        .into()
+}
+
+type Tickers = Arc<Mutex<HashMap<Duration, Arc<watch::Sender<Tick>>>>>;
+
+/// The registry of running tickers, keyed by interval. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Clock {
+    tickers: Tickers,
+}
+
+impl Clock {
+    /// A receiver that sees a new [`Tick`] every `every`, starting a ticker if none runs yet.
+    pub fn subscribe(&self, every: Duration) -> watch::Receiver<Tick> {
+        let mut tickers = self.tickers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = tickers.get(&every) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(now());
+        let tx = Arc::new(tx);
+        tickers.insert(every, tx.clone());
+        tokio::spawn(run_ticker(self.tickers.clone(), every, tx));
+        rx
+    }
+
+    /// How many ticker tasks are running: one per interval in use.
+    pub fn running(&self) -> usize {
+        self.tickers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Sends a tick every `every` until nobody listens, then removes itself from the registry.
+async fn run_ticker(tickers: Tickers, every: Duration, tx: Arc<watch::Sender<Tick>>) {
+    let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        if tx.receiver_count() == 0 {
+            // Subscribing happens under this lock, so nobody can join between check and removal.
+            let mut map = tickers.lock().unwrap_or_else(PoisonError::into_inner);
+            if tx.receiver_count() == 0 {
+                map.remove(&every);
+                return;
+            }
+        }
+        tx.send_replace(now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_ticker_per_interval_and_it_stops_when_unused() {
+        let clock = Clock::default();
+        let every = Duration::from_millis(10);
+        let mut a = clock.subscribe(every);
+        let mut b = clock.subscribe(every);
+        let _other = clock.subscribe(Duration::from_millis(20));
+        assert_eq!(clock.running(), 2);
+
+        a.changed().await.unwrap();
+        b.changed().await.unwrap();
+        assert!(Arc::ptr_eq(&a.borrow_and_update(), &b.borrow_and_update()));
+
+        drop((a, b, _other));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(clock.running(), 0);
+    }
+
+    #[test]
+    fn ticks_are_rfc3339_utc_with_nanoseconds() {
+        let tick = now();
+        assert_eq!(tick.len(), "2026-01-01T00:00:00.123456789Z".len(), "{tick}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&tick).is_ok());
+        assert!(tick.ends_with('Z'));
+    }
+}

@@ -1,0 +1,96 @@
+//! `GET /sse/time`: the server clock as `event: time` / `id: N` / `data: <RFC 3339 nanos>`.
+//!
+//! Reproduces the seed demos: `?count=100&interval_ms=15` and `?count=10&interval_ms=2000`
+//! send that many events and end; without `count` it ticks forever (default every second).
+//! `Last-Event-ID: N` continues the numbering at N+1; a finite stream already complete
+//! answers 204 so that the browser stops reconnecting.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use futures::{stream, StreamExt};
+use tokio_stream::wrappers::WatchStream;
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::sse;
+use crate::state::AppState;
+
+/// Accepted values of `interval_ms`.
+pub const INTERVAL_MS: RangeInclusive<u64> = 10..=60_000;
+/// Interval when `interval_ms` is absent.
+pub const DEFAULT_INTERVAL_MS: u64 = 1_000;
+/// Accepted values of `count`.
+pub const COUNT: RangeInclusive<u64> = 1..=1_000_000_000;
+
+/// The handler of `GET /sse/time`.
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let interval_ms = param(&query, "interval_ms", INTERVAL_MS)?.unwrap_or(DEFAULT_INTERVAL_MS);
+    let count = param(&query, "count", COUNT)?;
+    let last_id = match sse::last_event_id(
+        &headers,
+        query.get(sse::LAST_EVENT_ID_QUERY).map(String::as_str),
+    ) {
+        Some(id) => Some(id.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Last-Event-ID `{id}` is not an event id of this stream (a whole number)"
+            ))
+        })?),
+        None => None,
+    };
+    let first_id = last_id.map_or(1, |n| n.saturating_add(1));
+    let remaining = match count {
+        Some(count) if first_id > count => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(count) => Some(count - first_id + 1),
+        None => None,
+    };
+
+    let ticks = state.clock.subscribe(Duration::from_millis(interval_ms));
+    let retry = state.config.retry;
+    let events = stream::once(async { clock::now() })
+        .chain(WatchStream::from_changes(ticks))
+        .zip(stream::iter(first_id..))
+        .map(move |(tick, id)| {
+            let event = Event::default()
+                .event(common::events::TIME)
+                .id(id.to_string())
+                .data(&*tick);
+            if id == first_id {
+                event.retry(retry)
+            } else {
+                event
+            }
+        });
+    Ok(match remaining {
+        Some(n) => sse::response(events.take(n as usize), &state),
+        None => sse::response(events, &state),
+    })
+}
+
+/// Parses the optional whole-number query parameter `name`, which must lie in `range`.
+fn param(
+    query: &HashMap<String, String>,
+    name: &str,
+    range: RangeInclusive<u64>,
+) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = query.get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(value) if range.contains(&value) => Ok(Some(value)),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be a whole number from {} to {}, got `{raw}`",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
