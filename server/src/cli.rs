@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), and later `publish` and `listen`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,8 @@ impl Cli {
     /// Runs the chosen command; failures print one line naming the problem.
     pub async fn run(self) -> ExitCode {
         tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_env_filter(
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
             )

@@ -1,1 +1,167 @@
-//! placeholder
+//! Harness for the end-to-end tests: the real `server` binary and a real Chromium driven
+//! through chromedriver (WebDriver).
+//!
+//! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A running `server` process, killed when dropped.
+pub struct Server {
+    pub url: String,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `server serve` on a free port with the built app and `args`, and waits until
+    /// it says where it listens.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let bin = std::env::var_os("HUB_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target/debug/server"));
+        let dist = std::env::var_os("HUB_DIST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("dist"));
+        if !dist.join("index.html").is_file() {
+            bail!(
+                "no built app in {}: run `trunk build --release` first",
+                dist.display()
+            );
+        }
+        let mut child = Command::new(&bin)
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--assets"])
+            .arg(&dist)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .context("the server exited before listening")??;
+            if let Some((_, url)) = line.split_once("listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { url, child })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Headless Chromium under a chromedriver of our own, on a free port.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {chromedriver}"))?;
+        let mut options = serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1100,900"
+            ]
+        });
+        if Path::new("/usr/bin/chromium").exists() {
+            options["binary"] = "/usr/bin/chromium".into();
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), options);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(err) => return Err(err).context("cannot reach chromedriver"),
+            }
+        };
+        Ok(Self { client, driver })
+    }
+
+    /// The text of the element with `data-testid=id`, or "" if there is none yet.
+    pub async fn text(&self, id: &str) -> String {
+        match self
+            .client
+            .find(Locator::Css(&format!("[data-testid={id}]")))
+            .await
+        {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits until `condition` holds for the text of `data-testid=id`; returns that text.
+    pub async fn wait_text(
+        &self,
+        id: &str,
+        limit: Duration,
+        condition: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.text(id).await;
+            if condition(&text) {
+                return Ok(text);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out on [data-testid={id}], last text {text:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Closes the browser session and stops chromedriver.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        let closed = self.client.clone().close().await;
+        self.driver.kill().ok();
+        self.driver.wait().ok();
+        closed.map_err(Into::into)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.driver.kill().ok();
+    }
+}

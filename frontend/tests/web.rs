@@ -1,0 +1,159 @@
+//! Browser tests in headless Chrome, against a real server that `scripts/test.sh` starts
+//! (its URL comes in `HUB_TEST_SERVER` at build time).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use frontend::api::Api;
+use frontend::components::Clock;
+use frontend::sse::{self, ConnectionState};
+use gloo_timers::future::sleep;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SERVER: &str = match option_env!("HUB_TEST_SERVER") {
+    Some(url) => url,
+    None => "http://127.0.0.1:18932",
+};
+
+/// Polls `condition` every 20 ms until it holds, failing after `limit`.
+async fn wait_until(what: &str, limit: Duration, condition: impl Fn() -> bool) {
+    let start = js_sys::Date::now();
+    while !condition() {
+        assert!(
+            js_sys::Date::now() - start < limit.as_millis() as f64,
+            "timed out waiting for: {what}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn wrapper_receives_events_and_reports_live() {
+    let owner = Owner::new();
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let sink = received.clone();
+    let api = Api::new(SERVER);
+    let connection = owner.with(|| {
+        sse::connect(
+            Box::new(move |last| api.resume_url("/sse/time?interval_ms=20", last)),
+            &[common::events::TIME],
+            None,
+            move |message| sink.borrow_mut().push(message),
+        )
+    });
+    assert_eq!(
+        connection.state.get_untracked(),
+        ConnectionState::Connecting
+    );
+    wait_until("three events", Duration::from_secs(10), || {
+        received.borrow().len() >= 3
+    })
+    .await;
+    assert_eq!(connection.state.get_untracked(), ConnectionState::Live);
+    let first = received.borrow()[..3].to_vec();
+    assert_eq!(
+        first.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(first
+        .iter()
+        .all(|m| m.event == "time" && m.data.ends_with('Z')));
+    assert_eq!(
+        connection.last_event_id.get_untracked().as_deref(),
+        Some(received.borrow().last().unwrap().id.as_str())
+    );
+
+    // Dropping the owner closes the connection: no more events arrive.
+    drop(owner);
+    let count = received.borrow().len();
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(received.borrow().len(), count);
+}
+
+#[wasm_bindgen_test]
+async fn wrapper_reopens_when_the_browser_gives_up_and_loses_nothing() {
+    // The first URL is a finite stream: after 3 events the server ends it, the browser
+    // reconnects with Last-Event-ID: 3, gets 204 and gives up (readyState CLOSED). The
+    // wrapper must open a new EventSource by itself, resuming after id 3.
+    let owner = Owner::new();
+    let urls = Rc::new(RefCell::new(Vec::<String>::new()));
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let (seen, sink) = (urls.clone(), received.clone());
+    let api = Api::new(SERVER);
+    let connection = owner.with(|| {
+        sse::connect(
+            Box::new(move |last| {
+                let path = if seen.borrow().is_empty() {
+                    "/sse/time?interval_ms=20&count=3"
+                } else {
+                    "/sse/time?interval_ms=20"
+                };
+                let url = api.resume_url(path, last);
+                seen.borrow_mut().push(url.clone());
+                url
+            }),
+            &[common::events::TIME],
+            None,
+            move |message: sse::SseMessage| sink.borrow_mut().push(message.id),
+        )
+    });
+    wait_until("events after the reopen", Duration::from_secs(15), || {
+        received.borrow().len() >= 6
+    })
+    .await;
+    let ids: Vec<u64> = received
+        .borrow()
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=ids.len() as u64).collect();
+    assert_eq!(ids, expected, "every id exactly once, in order");
+    assert!(
+        urls.borrow()[1].ends_with("lastEventId=3"),
+        "{:?}",
+        urls.borrow()
+    );
+    assert_eq!(connection.state.get_untracked(), ConnectionState::Live);
+    drop(owner);
+}
+
+#[wasm_bindgen_test]
+async fn clock_component_shows_the_ticking_server_time() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let root: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
+    document.body().unwrap().append_child(&root).unwrap();
+    let _mounted = leptos::mount::mount_to(root.clone(), || {
+        provide_context(Api::new(SERVER));
+        view! { <Clock /> }
+    });
+    let text = |testid: &str| {
+        root.query_selector(&format!("[data-testid={testid}]"))
+            .unwrap()
+            .map(|e| e.text_content().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    wait_until("the state reads live", Duration::from_secs(10), || {
+        text("connection-state") == "live"
+    })
+    .await;
+    wait_until("a first tick", Duration::from_secs(5), || {
+        text("server-time-raw").ends_with('Z')
+    })
+    .await;
+    let first = text("server-time-raw");
+    wait_until("the time to change", Duration::from_secs(5), || {
+        text("server-time-raw") != first
+    })
+    .await;
+    assert!(
+        text("drift").starts_with("Local clock is"),
+        "{}",
+        text("drift")
+    );
+    assert!(text("server-time").contains(':'), "{}", text("server-time"));
+}

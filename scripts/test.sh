@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Sets up (once) and runs every check and test:
+# formatting, clippy, unit and integration tests against the real server, browser tests
+# (wasm-bindgen-test in headless Chrome) and end-to-end tests driving a real Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --with-browser
+source scripts/env.sh
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+pids=()
+results=$(mktemp)
+# Runs cargo test, keeping its "test result" lines for the summary at the end.
+run_tests() { cargo test "$@" 2>&1 | tee -a "$results"; }
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy: server, common, tests"
+cargo clippy --workspace --exclude frontend --all-targets -- -D warnings
+step "clippy: frontend (wasm32)"
+cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "build: web app (trunk) and server"
+trunk build --release
+cargo build -p server
+
+step "tests: unit, integration (real server) and end to end (real Chromium)"
+run_tests --workspace --exclude frontend
+
+step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
+log=$(mktemp)
+target/debug/server serve --addr 127.0.0.1:0 --assets dist 2>"$log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
+HUB_TEST_SERVER=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)
+[ -n "$HUB_TEST_SERVER" ] || { cat "$log"; echo "test server did not start" >&2; exit 1; }
+export HUB_TEST_SERVER
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
+run_tests -p frontend --target wasm32-unknown-unknown --lib --bins --tests
+
+step "all checks and tests passed"
+awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
