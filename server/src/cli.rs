@@ -9,7 +9,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use common::{is_valid_stream_name, Level, NewNotification, DEFAULT_STREAM};
+
+use crate::client::{self, Format};
 use crate::config::Config;
+use crate::store::Retention;
 
 /// notify-hub: real-time notifications over Server-Sent Events.
 #[derive(Parser, Debug)]
@@ -30,6 +34,93 @@ pub struct Cli {
 enum Command {
     /// Serve the web app, the SSE streams and the API (the default).
     Serve(ServeArgs),
+    /// Publish one notification to a running server.
+    Publish(PublishArgs),
+    /// Print the notifications of a stream as they arrive, resuming after disconnects.
+    Listen(ListenArgs),
+}
+
+/// The server a client command talks to.
+#[derive(Args, Debug)]
+struct ServerUrl {
+    /// Base URL of the server.
+    #[arg(long, env = "NOTIFY_HUB_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+}
+
+/// Flags of `publish`.
+#[derive(Args, Debug)]
+struct PublishArgs {
+    #[command(flatten)]
+    server: ServerUrl,
+    /// Stream to publish to.
+    #[arg(long, default_value = DEFAULT_STREAM, value_parser = stream_name)]
+    stream: String,
+    /// One-line title (at most 200 characters).
+    #[arg(long)]
+    title: String,
+    /// Body text (at most 4,000 characters).
+    #[arg(long)]
+    body: Option<String>,
+    /// info, success, warning or error.
+    #[arg(long)]
+    level: Option<Level>,
+}
+
+/// Flags of `listen`.
+#[derive(Args, Debug)]
+struct ListenArgs {
+    #[command(flatten)]
+    server: ServerUrl,
+    /// Stream to listen to.
+    #[arg(long, default_value = DEFAULT_STREAM, value_parser = stream_name)]
+    stream: String,
+    /// Start after this event id (replays what came after it).
+    #[arg(long)]
+    last_event_id: Option<String>,
+    /// Exit after printing this many notifications.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Print each notification as its JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn stream_name(name: &str) -> Result<String, String> {
+    if is_valid_stream_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err("stream names are 1 to 64 characters of A-Z a-z 0-9 _ . -".to_owned())
+    }
+}
+
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let new = NewNotification {
+        stream: Some(args.stream),
+        title: args.title,
+        body: args.body,
+        level: args.level,
+    };
+    let stored = client::publish(&args.server.url, &new).await?;
+    println!("{}", serde_json::to_string(&stored)?);
+    Ok(())
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    client::listen(
+        &args.server.url,
+        &args.stream,
+        args.last_event_id,
+        args.count,
+        format,
+        &mut std::io::stdout(),
+    )
+    .await
 }
 
 /// Flags of `serve`.
@@ -50,16 +141,57 @@ struct ServeArgs {
     /// Seconds open streams get to close after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     shutdown_grace_secs: u64,
+    /// SQLite database file, created on first run.
+    #[arg(long, env = "NOTIFY_HUB_DB", default_value = "data/notify-hub.db")]
+    db: PathBuf,
+    /// Notifications kept per stream (0: no limit).
+    #[arg(long, default_value_t = 10_000)]
+    retain_count: u64,
+    /// Hours notifications are kept (0: no limit).
+    #[arg(long, default_value_t = 168)]
+    retain_hours: u64,
+    /// Seconds between `heartbeat` events on notification streams.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_secs: u64,
+    /// Close notification streams after this many seconds; clients resume where they were
+    /// (0: never). Spreads long-lived connections over instances.
+    #[arg(long, default_value_t = 0)]
+    max_stream_secs: u64,
+    /// Live notifications a subscriber may fall behind before it catches up from the store.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    subscriber_buffer: u64,
+    /// Origin allowed to use the API from a browser (repeat for several; default: any).
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Publish the seed's counter to the stream `counter` ten times a second (the last 600
+    /// are kept).
+    #[arg(long)]
+    demo: bool,
 }
 
 impl ServeArgs {
     fn into_config(self) -> Config {
+        let defaults = Config::default();
         Config {
             addr: self.addr,
             assets: self.assets,
             keep_alive: Duration::from_secs(self.keep_alive_secs),
             retry: Duration::from_millis(self.retry_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            db: self.db,
+            retention: Retention {
+                max_per_stream: (self.retain_count > 0).then_some(self.retain_count),
+                max_age: (self.retain_hours > 0)
+                    .then(|| Duration::from_secs(self.retain_hours.saturating_mul(3600))),
+                ..defaults.retention
+            },
+            heartbeat: Duration::from_secs(self.heartbeat_secs),
+            max_stream_age: (self.max_stream_secs > 0)
+                .then(|| Duration::from_secs(self.max_stream_secs)),
+            subscriber_buffer: self.subscriber_buffer as usize,
+            cors_origins: self.cors_origins,
+            demo: self.demo,
+            ..defaults
         }
     }
 }
@@ -77,6 +209,8 @@ impl Cli {
         let result = match self.command {
             Some(Command::Serve(args)) => crate::serve::run(args.into_config()).await,
             None => crate::serve::run(self.serve.into_config()).await,
+            Some(Command::Publish(args)) => publish(args).await,
+            Some(Command::Listen(args)) => listen(args).await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

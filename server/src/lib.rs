@@ -5,17 +5,26 @@
 //! - [`routes`]: every route and middleware, built in one place by [`routes::app`].
 //! - [`sse`]: how responses are encoded as `text/event-stream`.
 //! - [`clock`] and [`time`]: the shared server clock and its `/sse/time` endpoint.
+//! - [`hub`]: where notification streams fan out (publish, subscribe, replay).
+//! - [`store`]: where notifications are kept (SQLite by default).
+//! - [`notifications`]: the `/events`, `/api/notifications` and `/trigger` handlers.
+//! - [`demo`]: the seed's counter publisher (`serve --demo`).
 //! - [`assets`]: the built web app (static files).
 //! - [`serve`]: binding, graceful shutdown.
-//! - [`cli`]: the command line (`serve`, `publish`, `listen`).
+//! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`client`]: the last two.
 
 pub mod assets;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
+pub mod hub;
+pub mod notifications;
 pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
+pub mod store;
 pub mod time;

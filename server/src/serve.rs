@@ -1,15 +1,19 @@
 //! Running a server: binding, serving, and graceful shutdown within a bounded time.
 
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::assets;
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::{assets, demo};
 
 /// Binds `config.addr` and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -36,9 +40,16 @@ pub async fn serve(
             assets::BUILD_COMMAND
         );
     }
-    let grace = config.shutdown_grace;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db)?);
+    tracing::info!("notifications stored in {}", config.db.display());
+    let hub = Hub::new(store.clone(), config.heartbeat, config.subscriber_buffer);
     let shutdown = CancellationToken::new();
-    let state = AppState::new(config, shutdown.clone());
+    tokio::spawn(prune(hub.clone(), config.clone(), shutdown.clone()));
+    if config.demo {
+        tokio::spawn(demo::run(hub.clone(), shutdown.clone()));
+    }
+    let grace = config.shutdown_grace;
+    let state = AppState::new(config, hub, shutdown.clone());
     tracing::info!("listening on http://{addr}");
 
     let trigger = shutdown.clone();
@@ -57,6 +68,23 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies retention now and then, until `shutdown`.
+async fn prune(hub: Arc<Hub>, config: Config, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(config.prune_every);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match hub.store().prune(&config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("retention dropped {n} notifications"),
+            Err(err) => tracing::warn!("retention failed: {err:#}"),
+        }
+        hub.drop_idle_channels();
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -47,14 +47,19 @@ impl TestServer {
     }
 }
 
-/// A config for tests: assets in a folder that does not exist, fast keep-alives.
+/// A config for tests: assets in a folder that does not exist, a fresh SQLite file.
 pub fn config() -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         assets: "/nonexistent-notify-hub-assets".into(),
-        keep_alive: Duration::from_secs(15),
+        db: temp_db(),
         ..Config::default()
     }
+}
+
+/// A path for a new SQLite file in a temporary folder that outlives the test.
+pub fn temp_db() -> std::path::PathBuf {
+    tempfile::tempdir().unwrap().keep().join("hub.db")
 }
 
 /// The SSE events of a response, parsed with `eventsource-stream`.

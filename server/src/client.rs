@@ -1,0 +1,167 @@
+//! The `publish` and `listen` commands: a native client of a running server, like the
+//! seed's Go client. SSE is parsed with `eventsource-stream`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use common::{events, paths, Heartbeat, NewNotification, Notification};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+
+/// How long `listen` waits for anything (events or heartbeats) before it assumes the
+/// connection is dead, until the server has said how often it sends heartbeats.
+const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
+
+/// Publishes `new` on the server at `url` and returns what it stored.
+pub async fn publish(url: &str, new: &NewNotification) -> anyhow::Result<Notification> {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            url.trim_end_matches('/'),
+            paths::NOTIFICATIONS
+        ))
+        .json(new)
+        .send()
+        .await
+        .map_err(|err| unreachable(url, err))?;
+    if !response.status().is_success() {
+        bail!(refusal(response).await);
+    }
+    response
+        .json()
+        .await
+        .context("the server's answer is not a notification")
+}
+
+/// What `listen` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `[id] level: title — body`, one line each.
+    Text,
+    /// The event's JSON data, one line each.
+    Json,
+}
+
+/// Prints the notifications of `stream` as they arrive, reconnecting on its own after
+/// `Last-Event-ID` so that none is lost or repeated. Stops after `count` if given.
+pub async fn listen(
+    url: &str,
+    stream: &str,
+    mut last_event_id: Option<String>,
+    count: Option<u64>,
+    format: Format,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let url = format!("{}{}", url.trim_end_matches('/'), paths::EVENTS);
+    let mut printed = 0u64;
+    let mut connected_once = false;
+    let mut failures = 0u32;
+    loop {
+        let mut request = client.get(&url).query(&[("stream", stream)]);
+        if let Some(id) = &last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        match request.send().await {
+            Err(err) if !connected_once => return Err(unreachable(&url, err)),
+            Err(err) => eprintln!("listen: connection failed: {err}"),
+            Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => return Ok(()),
+            Ok(response) if !response.status().is_success() => bail!(refusal(response).await),
+            Ok(response) => {
+                connected_once = true;
+                failures = 0;
+                let mut events = response.bytes_stream().eventsource();
+                let mut silence = DEFAULT_SILENCE;
+                loop {
+                    let event = match tokio::time::timeout(silence, events.next()).await {
+                        Err(_) => {
+                            eprintln!("listen: nothing heard for {silence:?}; reconnecting");
+                            break;
+                        }
+                        Ok(None) => break,
+                        Ok(Some(Err(err))) => {
+                            eprintln!("listen: stream interrupted: {err}");
+                            break;
+                        }
+                        Ok(Some(Ok(event))) => event,
+                    };
+                    match event.event.as_str() {
+                        "message" => {
+                            last_event_id = Some(event.id.clone());
+                            print(out, &event.data, format)?;
+                            printed += 1;
+                            if count.is_some_and(|count| printed >= count) {
+                                return Ok(());
+                            }
+                        }
+                        events::HEARTBEAT => {
+                            if let Ok(beat) = serde_json::from_str::<Heartbeat>(&event.data) {
+                                silence = Duration::from_millis(beat.interval_ms.saturating_mul(2));
+                            }
+                        }
+                        events::RESET => eprintln!(
+                            "listen: the server no longer has every event after {}; some were missed",
+                            last_event_id.as_deref().unwrap_or("the start")
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        failures += 1;
+        let delay =
+            Duration::from_millis(250 * 2u64.pow(failures.min(7))).min(Duration::from_secs(30));
+        eprintln!(
+            "listen: reconnecting in {delay:?} from {}",
+            last_event_id.as_deref().unwrap_or("now")
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn print(out: &mut impl Write, data: &str, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{data}")?,
+        Format::Text => match serde_json::from_str::<Notification>(data) {
+            Ok(n) if n.body.is_empty() => {
+                writeln!(out, "[{}] {}: {}", n.id, n.level.as_str(), n.title)?
+            }
+            Ok(n) => writeln!(
+                out,
+                "[{}] {}: {} — {}",
+                n.id,
+                n.level.as_str(),
+                n.title,
+                n.body.replace('\n', " ⏎ ")
+            )?,
+            Err(_) => writeln!(out, "{data}")?,
+        },
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
+    anyhow!("cannot reach the server at {url}: {}", root_cause(&err))
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The server's own reason for a 4xx/5xx, from its JSON body.
+async fn refusal(response: reqwest::Response) -> String {
+    let status = response.status();
+    let reason = match response.json::<common::ApiError>().await {
+        Ok(body) => body.error,
+        Err(_) => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    format!("the server answered {}: {reason}", status.as_u16())
+}

@@ -1,0 +1,169 @@
+//! Where streams fan out: publishing to the store and to every live subscriber, and
+//! subscribing with a gapless, duplicate-free switch from stored history to live events.
+//!
+//! Publishing holds one lock across "append to the store" and "send to subscribers", so
+//! subscribers see entries in id order. A subscriber joins the live channel *before*
+//! reading history, so an entry published in between is in one or both, never in neither;
+//! entries at or below the last id it delivered are skipped. A subscriber too slow for the
+//! live channel (its bounded buffer overflowed) is not cut off and loses nothing: it
+//! catches up from the store and carries on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{Draft, Entry, Error, EventId, Resume, Store};
+
+/// Entries read from the store per query while replaying.
+const REPLAY_PAGE: usize = 500;
+
+/// What a subscriber receives, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A notification, replayed or live.
+    Entry(Arc<Entry>),
+    /// The requested resume point is gone (retention) or unknown: reload history.
+    Reset,
+    /// The periodic liveness signal; also the first item of every subscription.
+    Heartbeat,
+}
+
+/// The fan-out hub. One per server; shared by all handlers.
+pub struct Hub {
+    store: Arc<dyn Store>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Entry>>>>,
+    publishing: tokio::sync::Mutex<()>,
+    heartbeat: Arc<watch::Sender<()>>,
+    buffer: usize,
+}
+
+impl Hub {
+    /// A hub over `store` whose subscribers get a heartbeat every `heartbeat` and may fall
+    /// `buffer` entries behind the live stream before they catch up from the store.
+    pub fn new(store: Arc<dyn Store>, heartbeat: Duration, buffer: usize) -> Arc<Self> {
+        let (tx, _) = watch::channel(());
+        let tx = Arc::new(tx);
+        tokio::spawn(beat(Arc::downgrade(&tx), heartbeat));
+        Arc::new(Self {
+            store,
+            channels: Mutex::default(),
+            publishing: tokio::sync::Mutex::new(()),
+            heartbeat: tx,
+            buffer: buffer.max(1),
+        })
+    }
+
+    /// The store behind this hub.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores `draft`, then sends it to the live subscribers of its stream.
+    pub async fn publish(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
+        let _in_order = self.publishing.lock().await;
+        let entry = self.store.append(draft).await?;
+        // No receiver is fine: nobody listens to this stream right now.
+        let _ = self.channel(&entry.notification.stream).send(entry.clone());
+        Ok(entry)
+    }
+
+    /// The items for a subscriber of `stream` that has seen everything up to `after`
+    /// (`None`: a new subscriber, which gets only what is published from now on).
+    pub async fn subscribe(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+    ) -> Result<impl Stream<Item = Item> + Send + 'static, Error> {
+        let (mut cursor, reset) = match after {
+            Some(id) => (id, self.store.resume(stream, id).await? == Resume::Reset),
+            None => (EventId::default(), true),
+        };
+        if reset {
+            // Start from the newest stored entry; the live channel (joined below) and one
+            // replay pass cover whatever is published from this point on.
+            cursor = match self.store.latest(stream, 1).await?.pop() {
+                Some(newest) => newest.id,
+                None => EventId::default(),
+            };
+        }
+        let announce_reset = reset && after.is_some();
+        let mut live = self.channel(stream).subscribe();
+        let mut heartbeat = self.heartbeat.subscribe();
+        let store = self.store.clone();
+        let stream = stream.to_owned();
+
+        Ok(async_stream::stream! {
+            yield Item::Heartbeat;
+            if announce_reset {
+                yield Item::Reset;
+            }
+            let mut replaying = true;
+            loop {
+                if replaying {
+                    let page = match store.after(&stream, cursor, REPLAY_PAGE).await {
+                        Ok(page) => page,
+                        Err(err) => {
+                            tracing::error!("replay of {stream} failed, closing the stream: {err:#}");
+                            return;
+                        }
+                    };
+                    replaying = page.len() == REPLAY_PAGE;
+                    for entry in page {
+                        cursor = entry.id;
+                        yield Item::Entry(entry);
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(entry) if entry.id > cursor => {
+                            cursor = entry.id;
+                            yield Item::Entry(entry);
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::debug!("a subscriber of {stream} fell {missed} behind; catching up from the store");
+                            replaying = true;
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    changed = heartbeat.changed() => match changed {
+                        Ok(()) => yield Item::Heartbeat,
+                        Err(_) => return,
+                    },
+                }
+            }
+        })
+    }
+
+    /// Forgets channels nobody listens to (they are made again on the next use).
+    pub fn drop_idle_channels(&self) {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    fn channel(&self, stream: &str) -> broadcast::Sender<Arc<Entry>> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels
+            .entry(stream.to_owned())
+            .or_insert_with(|| broadcast::channel(self.buffer).0)
+            .clone()
+    }
+}
+
+/// Ticks the heartbeat every `every` until the hub is gone.
+async fn beat(tx: Weak<watch::Sender<()>>, every: Duration) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        tx.send_replace(());
+    }
+}

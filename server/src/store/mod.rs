@@ -1,0 +1,169 @@
+//! Where notifications are kept: the event log behind replay and history.
+//!
+//! One small interface, [`Store`], so that backends can be swapped: SQLite ([`sqlite`]) is
+//! the embedded default; a Redis Streams backend, for several instances sharing events,
+//! implements the same trait.
+
+pub mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{Level, Notification};
+
+/// A position in a store's log. Totally ordered, and opaque to clients, who see it as a
+/// string: SQLite ids are `N` (`minor` is 0); Redis Stream ids are `ms-seq`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub major: u64,
+    pub minor: u64,
+}
+
+impl EventId {
+    pub const fn new(major: u64, minor: u64) -> Self {
+        Self { major, minor }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.minor {
+            0 => write!(f, "{}", self.major),
+            minor => write!(f, "{}-{minor}", self.major),
+        }
+    }
+}
+
+impl FromStr for EventId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("`{s}` is not an event id of this server");
+        let (major, minor) = s.split_once('-').unwrap_or((s, "0"));
+        let number = |part: &str| {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            part.parse::<u64>().map_err(|_| invalid())
+        };
+        Ok(Self::new(number(major)?, number(minor)?))
+    }
+}
+
+/// A validated notification, ready to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draft {
+    pub stream: String,
+    pub title: String,
+    pub body: String,
+    pub level: Level,
+}
+
+/// A stored notification, with its JSON encoded once for every subscriber it goes to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: EventId,
+    pub notification: Notification,
+    /// `notification` as single-line JSON: the SSE `data` field.
+    pub json: String,
+}
+
+impl Entry {
+    pub fn new(id: EventId, notification: Notification) -> Arc<Self> {
+        let json = serde_json::to_string(&notification).expect("notifications serialize");
+        Arc::new(Self {
+            id,
+            notification,
+            json,
+        })
+    }
+}
+
+/// How long notifications are kept. A stream's oldest entries go first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many per stream.
+    pub max_per_stream: Option<u64>,
+    /// Drop entries older than this.
+    pub max_age: Option<Duration>,
+    /// Streams with a smaller cap of their own (the demo counter).
+    pub per_stream: Vec<(String, u64)>,
+}
+
+impl Retention {
+    /// The count cap of `stream`.
+    pub fn cap(&self, stream: &str) -> Option<u64> {
+        self.per_stream
+            .iter()
+            .find(|(name, _)| name == stream)
+            .map(|(_, cap)| *cap)
+            .or(self.max_per_stream)
+    }
+}
+
+/// What a resume point means for a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Everything after the id is still stored: replay it.
+    Replay,
+    /// Entries after the id were dropped by retention, or the id was never issued by this
+    /// store: the client must reload its history.
+    Reset,
+}
+
+/// A store failure; handlers turn it into a 500 without details.
+pub type Error = anyhow::Error;
+
+/// The event log. Appends are durable when they return; ids grow with every append.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores `draft` and returns it as an entry with its new id and creation time.
+    async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error>;
+
+    /// Entries of `stream` after `after`, oldest first, at most `limit`.
+    async fn after(
+        &self,
+        stream: &str,
+        after: EventId,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, Error>;
+
+    /// The newest `limit` entries of `stream`, oldest first.
+    async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error>;
+
+    /// Whether a client that saw `stream` up to `after` can catch up by replay.
+    async fn resume(&self, stream: &str, after: EventId) -> Result<Resume, Error>;
+
+    /// Drops what `retention` no longer keeps; returns how many entries went.
+    async fn prune(&self, retention: &Retention) -> Result<u64, Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventId;
+
+    #[test]
+    fn event_ids_round_trip_and_order() {
+        for text in ["0", "1", "42", "1700000000000-3"] {
+            assert_eq!(text.parse::<EventId>().unwrap().to_string(), text);
+        }
+        assert_eq!("7-0".parse::<EventId>().unwrap(), EventId::new(7, 0));
+        assert!(EventId::new(1, 5) < EventId::new(2, 0));
+        for bad in [
+            "",
+            "-",
+            "a",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+1",
+            " 1",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Ids are SQLite `AUTOINCREMENT` row ids: they grow with every append and are never
+//! reused, even after retention deletes rows. Writes go through one connection and reads
+//! through another, so replaying history does not wait behind appends (WAL readers never
+//! block the writer). Blocking SQLite calls run on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::SecondsFormat;
+use common::Notification;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{Draft, Entry, Error, EventId, Resume, Retention, Store};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream     TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    level      TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_by_stream ON notifications (stream, id);
+-- Per stream, the highest id that retention has deleted: resuming before it needs a reset.
+CREATE TABLE IF NOT EXISTS pruned (
+    stream  TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
+);
+";
+
+/// A SQLite-backed [`Store`].
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and its parent folder.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let open = || -> anyhow::Result<Connection> {
+            let conn = Connection::open(path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let writer = open()?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .context("cannot switch the database to WAL mode")?;
+        // FULL: an append is on disk before the publisher gets its 201.
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer
+            .execute_batch(SCHEMA)
+            .with_context(|| format!("{} is not a notify-hub database", path.display()))?;
+        let reader = open()?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+}
+
+/// Runs `work` on a connection from the blocking pool.
+async fn with<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        work(&mut conn)
+    })
+    .await
+    .context("database task failed")?
+    .map_err(Into::into)
+}
+
+fn id_of(id: i64) -> EventId {
+    EventId::new(u64::try_from(id).unwrap_or_default(), 0)
+}
+
+/// The SQLite row id for `id`: ids with a minor part never come from this store.
+fn rowid(id: EventId) -> i64 {
+    i64::try_from(id.major).unwrap_or(i64::MAX)
+}
+
+fn entry(row: &Row<'_>) -> rusqlite::Result<Arc<Entry>> {
+    let id = id_of(row.get(0)?);
+    let level: String = row.get(4)?;
+    Ok(Entry::new(
+        id,
+        Notification {
+            id: id.to_string(),
+            stream: row.get(1)?,
+            title: row.get(2)?,
+            body: row.get(3)?,
+            level: level.parse().unwrap_or_default(),
+            created_at: row.get(5)?,
+        },
+    ))
+}
+
+const COLUMNS: &str = "id, stream, title, body, level, created_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
+        with(&self.writer, move |conn| {
+            let created_at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+            conn.execute(
+                "INSERT INTO notifications (stream, title, body, level, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    draft.stream,
+                    draft.title,
+                    draft.body,
+                    draft.level.as_str(),
+                    created_at
+                ],
+            )?;
+            let id = id_of(conn.last_insert_rowid());
+            Ok(Entry::new(
+                id,
+                Notification {
+                    id: id.to_string(),
+                    stream: draft.stream,
+                    title: draft.title,
+                    body: draft.body,
+                    level: draft.level,
+                    created_at,
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn after(
+        &self,
+        stream: &str,
+        after: EventId,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, Error> {
+        let stream = stream.to_owned();
+        with(&self.reader, move |conn| {
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM notifications WHERE stream = ?1 AND id > ?2
+                 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = query.query_map(params![stream, rowid(after), limit as i64], entry)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
+        let stream = stream.to_owned();
+        with(&self.reader, move |conn| {
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM (SELECT * FROM notifications WHERE stream = ?1
+                 ORDER BY id DESC LIMIT ?2) ORDER BY id"
+            ))?;
+            let rows = query.query_map(params![stream, limit as i64], entry)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn resume(&self, stream: &str, after: EventId) -> Result<Resume, Error> {
+        let stream = stream.to_owned();
+        with(&self.reader, move |conn| {
+            let pruned: i64 = conn
+                .query_row(
+                    "SELECT through FROM pruned WHERE stream = ?1",
+                    [&stream],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let issued: i64 = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'notifications'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let after = after.major;
+            let stale = after < u64::try_from(pruned).unwrap_or(0);
+            let unknown = after > u64::try_from(issued).unwrap_or(0);
+            Ok(if stale || unknown {
+                Resume::Reset
+            } else {
+                Resume::Replay
+            })
+        })
+        .await
+    }
+
+    async fn prune(&self, retention: &Retention) -> Result<u64, Error> {
+        let retention = retention.clone();
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction()?;
+            let oldest_kept = retention.max_age.map(|age| {
+                let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+                (chrono::Utc::now() - age).to_rfc3339_opts(SecondsFormat::Nanos, true)
+            });
+            let streams: Vec<String> = tx
+                .prepare("SELECT DISTINCT stream FROM notifications")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut deleted = 0;
+            for stream in streams {
+                // The highest id to drop: by count, and by age (ids grow with time).
+                let by_count: Option<i64> = match retention.cap(&stream) {
+                    Some(cap) => tx
+                        .query_row(
+                            "SELECT id FROM notifications WHERE stream = ?1
+                             ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                            params![stream, cap as i64],
+                            |row| row.get(0),
+                        )
+                        .optional()?,
+                    None => None,
+                };
+                let by_age: Option<i64> = match &oldest_kept {
+                    Some(cutoff) => tx.query_row(
+                        "SELECT MAX(id) FROM notifications WHERE stream = ?1 AND created_at < ?2",
+                        params![stream, cutoff],
+                        |row| row.get(0),
+                    )?,
+                    None => None,
+                };
+                let Some(through) = by_count.max(by_age) else {
+                    continue;
+                };
+                deleted += tx.execute(
+                    "DELETE FROM notifications WHERE stream = ?1 AND id <= ?2",
+                    params![stream, through],
+                )? as u64;
+                tx.execute(
+                    "INSERT INTO pruned (stream, through) VALUES (?1, ?2)
+                     ON CONFLICT (stream) DO UPDATE SET through = MAX(through, excluded.through)",
+                    params![stream, through],
+                )?;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::Level;
+
+    fn draft(stream: &str, title: &str) -> Draft {
+        Draft {
+            stream: stream.into(),
+            title: title.into(),
+            body: String::new(),
+            level: Level::Info,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_reads_prunes_and_knows_when_to_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("nested/hub.db")).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(store.append(draft("a", &format!("a{n}"))).await.unwrap().id);
+            store.append(draft("b", "b")).await.unwrap();
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+        let after = store.after("a", ids[1], 10).await.unwrap();
+        let titles: Vec<_> = after
+            .iter()
+            .map(|e| e.notification.title.as_str())
+            .collect();
+        assert_eq!(titles, ["a2", "a3", "a4"]);
+        let latest = store.latest("a", 2).await.unwrap();
+        assert_eq!(latest.iter().map(|e| e.id).collect::<Vec<_>>(), ids[3..]);
+
+        assert_eq!(store.resume("a", ids[0]).await.unwrap(), Resume::Replay);
+        let retention = Retention {
+            max_per_stream: Some(2),
+            max_age: None,
+            per_stream: vec![("b".into(), 1)],
+        };
+        assert_eq!(store.prune(&retention).await.unwrap(), 3 + 4);
+        assert_eq!(store.resume("a", ids[0]).await.unwrap(), Resume::Reset);
+        assert_eq!(store.resume("a", ids[2]).await.unwrap(), Resume::Replay);
+        assert_eq!(
+            store.resume("a", EventId::new(10_000, 0)).await.unwrap(),
+            Resume::Reset
+        );
+        assert_eq!(
+            store
+                .after("a", EventId::default(), 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Reopening keeps everything, and ids keep growing past deleted ones.
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("nested/hub.db")).unwrap();
+        assert_eq!(store.latest("a", 10).await.unwrap().len(), 2);
+        let next = store.append(draft("a", "again")).await.unwrap();
+        assert!(next.id > ids[4]);
+        assert_eq!(next.notification.created_at.len(), 30);
+    }
+
+    #[tokio::test]
+    async fn prunes_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        store.append(draft("a", "old")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let retention = Retention {
+            max_per_stream: None,
+            max_age: Some(Duration::from_millis(10)),
+            per_stream: vec![],
+        };
+        assert_eq!(store.prune(&retention).await.unwrap(), 1);
+        assert!(store.latest("a", 10).await.unwrap().is_empty());
+    }
+}
