@@ -32,11 +32,20 @@ pub async fn publish(
     State(state): State<AppState>,
     payload: Result<Json<NewNotification>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Notification>), ApiError> {
-    let Json(new) =
-        payload.map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+    let Json(new) = payload.map_err(rejected)?;
     let draft = validate(new)?;
     let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(entry.notification.clone())))
+}
+
+/// A body that is not a valid publish request: 400 (413 when too large, 415 when not JSON).
+fn rejected(rejection: JsonRejection) -> ApiError {
+    let status = match rejection {
+        // Wrong field types and unknown levels are plain bad requests, not 422.
+        JsonRejection::JsonDataError(_) => StatusCode::BAD_REQUEST,
+        _ => rejection.status(),
+    };
+    ApiError::new(status, rejection.body_text())
 }
 
 /// `POST /trigger`: publishes "Triggered at <server time>" to `messages`.

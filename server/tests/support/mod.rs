@@ -78,3 +78,63 @@ pub async fn collect_all(response: reqwest::Response, limit: Duration) -> Vec<Ev
         .await
         .expect("the stream did not end in time")
 }
+
+/// Publishes through the HTTP API and returns what the server stored.
+pub async fn publish(
+    server: &TestServer,
+    stream: &str,
+    title: &str,
+    body: &str,
+) -> common::Notification {
+    let response = reqwest::Client::new()
+        .post(server.at("/api/notifications"))
+        .json(&serde_json::json!({ "stream": stream, "title": title, "body": body }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+/// Opens `/events?stream=` with an optional `Last-Event-ID` header.
+pub async fn subscribe(
+    server: &TestServer,
+    stream: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(server.at(&format!("/events?stream={stream}")));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    response
+}
+
+/// The next notification (unnamed event) of `events`, skipping control events.
+pub async fn next_notification(
+    events: &mut (impl Stream<Item = Event> + Unpin),
+) -> common::Notification {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("no notification within 10 s")
+            .expect("the stream ended");
+        if event.event == "message" {
+            let notification: common::Notification = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(
+                notification.id, event.id,
+                "the SSE id is the notification's id"
+            );
+            return notification;
+        }
+    }
+}
+
+/// The next event of any kind.
+pub async fn next_event(events: &mut (impl Stream<Item = Event> + Unpin)) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("no event within 10 s")
+        .expect("the stream ended")
+}
