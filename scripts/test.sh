@@ -32,7 +32,9 @@ run_tests --workspace --exclude frontend
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 log=$(mktemp)
-target/debug/server serve --addr 127.0.0.1:0 --assets dist 2>"$log" &
+# Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
+target/debug/server serve --addr 127.0.0.1:0 --assets dist --db "$(mktemp -d)/hub.db" \
+  --max-stream-secs 2 --heartbeat-secs 1 2>"$log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
 HUB_TEST_SERVER=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)

@@ -1,4 +1,9 @@
-//! Where the server is: same origin in the app, another origin in tests and embeds.
+//! Where the server is and how to call it: same origin in the app, another origin in
+//! tests and embeds. HTTP calls go through gloo-net.
+
+use common::{paths, ApiError, History, NewNotification, Notification};
+use gloo_net::http::{Request, Response};
+use serde::de::DeserializeOwned;
 
 /// The server's base URL, provided as Leptos context by whoever mounts the components.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,5 +35,51 @@ impl Api {
                 format!("{url}{sep}lastEventId={id}")
             }
         }
+    }
+}
+
+impl Api {
+    /// The newest `limit` notifications of `stream`, oldest first.
+    pub async fn history(&self, stream: &str, limit: usize) -> Result<Vec<Notification>, String> {
+        let url = self.url(&format!(
+            "{}?stream={stream}&limit={limit}",
+            paths::NOTIFICATIONS
+        ));
+        let response = Request::get(&url).send().await.map_err(unreachable)?;
+        let history: History = answer(response).await?;
+        Ok(history.notifications)
+    }
+
+    /// Publishes `new`; the server's reason if it refuses.
+    pub async fn publish(&self, new: &NewNotification) -> Result<Notification, String> {
+        let request = Request::post(&self.url(paths::NOTIFICATIONS))
+            .json(new)
+            .map_err(|e| e.to_string())?;
+        answer(request.send().await.map_err(unreachable)?).await
+    }
+
+    /// Presses the seed demo's trigger: a default notification to `messages`.
+    pub async fn trigger(&self) -> Result<Notification, String> {
+        let response = Request::post(&self.url(paths::TRIGGER))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        answer(response).await
+    }
+}
+
+fn unreachable(err: gloo_net::Error) -> String {
+    format!("cannot reach the server ({err})")
+}
+
+/// The JSON body of a successful answer, or the server's `{"error"}` reason.
+async fn answer<T: DeserializeOwned>(response: Response) -> Result<T, String> {
+    if response.ok() {
+        return response.json().await.map_err(|e| e.to_string());
+    }
+    let status = response.status();
+    match response.json::<ApiError>().await {
+        Ok(body) => Err(body.error),
+        Err(_) => Err(format!("the server answered {status}")),
     }
 }

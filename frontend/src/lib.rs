@@ -2,11 +2,17 @@
 //!
 //! Where things live:
 //! - [`sse`]: the typed wrapper over the browser's `EventSource` (state, events, reconnects).
-//! - [`api`]: where the server is and how its URLs are built.
+//! - [`api`]: where the server is: its URLs, and the HTTP calls (gloo-net).
+//! - [`storage`]: what the app remembers across reloads (`localStorage`).
+//! - [`feed`]: the notification list as data (order, dedup, unread).
+//! - [`desktop`]: opt-in desktop alerts (Notification API).
 //! - [`components`]: one module per UI component; [`components::App`] puts them together.
 
 pub mod api;
 pub mod components;
+pub mod desktop;
+pub mod feed;
 pub mod sse;
+pub mod storage;
 
 pub use components::App;

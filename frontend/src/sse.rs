@@ -4,12 +4,15 @@
 //! gives up for good on some failures (readyState `CLOSED`: an HTTP error, a proxy answering
 //! HTML, a server that ended a finished stream). This wrapper then opens a new `EventSource`
 //! itself, after an exponential backoff with jitter, resuming with `?lastEventId=` so that
-//! nothing is lost. The connection closes when the reactive owner that opened it is dropped.
+//! nothing is lost. A connection that goes silent for longer than its limit (twice the
+//! server's heartbeat interval) is treated as half-open and reopened the same way. The
+//! connection closes when the reactive owner that opened it is dropped.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use common::{events, Heartbeat};
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
@@ -69,36 +72,69 @@ pub struct Connection {
 /// Builds the URL to connect to, given the id to resume after (if any).
 pub type UrlFn = Box<dyn Fn(Option<&str>) -> String>;
 
-/// Opens an `EventSource` that lives as long as the current reactive owner.
-///
-/// `events` are the SSE event names to listen to (`"message"` for unnamed events); each
-/// received event is passed to `on_event` in order, none coalesced. `resume_from` is the
-/// id to resume after on the first connection (e.g. remembered across a page reload).
-pub fn connect(
+/// What to connect to and how; [`Subscription::connect`] opens it.
+pub struct Subscription {
     url: UrlFn,
-    events: &[&'static str],
+    events: Vec<&'static str>,
     resume_from: Option<String>,
-    on_event: impl Fn(SseMessage) + 'static,
-) -> Connection {
-    let (state, set_state) = signal(ConnectionState::Connecting);
-    let (last_event_id, set_last_event_id) = signal(resume_from.clone());
-    let shared = Rc::new(Shared {
-        url,
-        events: events.to_vec(),
-        on_event: Box::new(on_event),
-        set_state,
-        set_last_event_id,
-        last_event_id: RefCell::new(resume_from),
-        source: RefCell::new(None),
-        retry: RefCell::new(None),
-        failures: Cell::new(0),
-    });
-    open(&shared);
-    let guard = SendWrapper::new(shared);
-    on_cleanup(move || guard.close());
-    Connection {
-        state,
-        last_event_id,
+    silence_limit: Option<Duration>,
+}
+
+impl Subscription {
+    /// A subscription to the URL that `url` builds (it gets the id to resume after).
+    pub fn new(url: impl Fn(Option<&str>) -> String + 'static) -> Self {
+        Self {
+            url: Box::new(url),
+            events: Vec::new(),
+            resume_from: None,
+            silence_limit: None,
+        }
+    }
+
+    /// The SSE event names to deliver (`"message"` for unnamed events).
+    pub fn events(mut self, names: &[&'static str]) -> Self {
+        self.events = names.to_vec();
+        self
+    }
+
+    /// Resume after this id on the first connection (e.g. remembered across a reload).
+    pub fn resume_from(mut self, id: Option<String>) -> Self {
+        self.resume_from = id;
+        self
+    }
+
+    /// Treat a connection that stays silent this long as dead and reopen it. Heartbeat
+    /// events (`heartbeat`, data `{"interval_ms": N}`) set it to twice their interval.
+    pub fn silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = Some(limit);
+        self
+    }
+
+    /// Opens the connection; it lives as long as the current reactive owner. Each event is
+    /// passed to `on_event` in order, none coalesced.
+    pub fn connect(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
+        let (state, set_state) = signal(ConnectionState::Connecting);
+        let (last_event_id, set_last_event_id) = signal(self.resume_from.clone());
+        let shared = Rc::new(Shared {
+            url: self.url,
+            events: self.events,
+            on_event: Box::new(on_event),
+            set_state,
+            set_last_event_id,
+            last_event_id: RefCell::new(self.resume_from),
+            source: RefCell::new(None),
+            retry: RefCell::new(None),
+            watchdog: RefCell::new(None),
+            silence_limit: Cell::new(self.silence_limit),
+            failures: Cell::new(0),
+        });
+        open(&shared);
+        let guard = SendWrapper::new(shared);
+        on_cleanup(move || guard.close());
+        Connection {
+            state,
+            last_event_id,
+        }
     }
 }
 
@@ -112,6 +148,8 @@ struct Shared {
     last_event_id: RefCell<Option<String>>,
     source: RefCell<Option<Source>>,
     retry: RefCell<Option<Timeout>>,
+    watchdog: RefCell<Option<Timeout>>,
+    silence_limit: Cell<Option<Duration>>,
     failures: Cell<u32>,
 }
 
@@ -119,6 +157,7 @@ impl Shared {
     /// Stops for good: closes the socket and cancels any scheduled reconnect.
     fn close(&self) {
         self.retry.borrow_mut().take();
+        self.watchdog.borrow_mut().take();
         self.source.borrow_mut().take();
     }
 
@@ -169,7 +208,25 @@ fn open(shared: &Rc<Shared>) {
             if let Some(shared) = weak.upgrade() {
                 shared.failures.set(0);
                 shared.set_state.set(ConnectionState::Live);
+                arm_watchdog(&shared);
             }
+        }),
+    );
+    let weak = Rc::downgrade(shared);
+    listen(
+        events::HEARTBEAT,
+        Box::new(move |event| {
+            let Some(shared) = weak.upgrade() else { return };
+            let beat = event
+                .dyn_ref::<MessageEvent>()
+                .and_then(|e| e.data().as_string())
+                .and_then(|data| serde_json::from_str::<Heartbeat>(&data).ok());
+            if let Some(beat) = beat {
+                shared.silence_limit.set(Some(Duration::from_millis(
+                    beat.interval_ms.saturating_mul(2),
+                )));
+            }
+            arm_watchdog(&shared);
         }),
     );
     for name in &shared.events {
@@ -204,6 +261,7 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
     let (Some(shared), Ok(event)) = (shared.upgrade(), event.dyn_into::<MessageEvent>()) else {
         return;
     };
+    arm_watchdog(&shared);
     let id = event.last_event_id();
     if !id.is_empty() && shared.last_event_id.borrow().as_deref() != Some(id.as_str()) {
         *shared.last_event_id.borrow_mut() = Some(id.clone());
@@ -214,6 +272,24 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
         id,
         data: event.data().as_string().unwrap_or_default(),
     });
+}
+
+/// (Re)starts the countdown after which a silent connection is dropped and reopened.
+fn arm_watchdog(shared: &Rc<Shared>) {
+    let Some(limit) = shared.silence_limit.get() else {
+        return;
+    };
+    let weak = Rc::downgrade(shared);
+    let timer = Timeout::new(limit.as_millis() as u32, move || {
+        if let Some(shared) = weak.upgrade() {
+            // Half-open: the socket looks fine but nothing arrives. Start over.
+            shared.source.borrow_mut().take();
+            shared.failed();
+            open(&shared);
+        }
+    });
+    // Replacing the previous countdown cancels it.
+    *shared.watchdog.borrow_mut() = Some(timer);
 }
 
 /// Reopens after a delay that doubles with each failure (with jitter, so that many

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use frontend::api::Api;
-use frontend::components::Clock;
-use frontend::sse::{self, ConnectionState};
+use frontend::components::{Clock, NotificationPanel};
+use frontend::sse::{ConnectionState, SseMessage, Subscription};
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -39,12 +39,9 @@ async fn wrapper_receives_events_and_reports_live() {
     let sink = received.clone();
     let api = Api::new(SERVER);
     let connection = owner.with(|| {
-        sse::connect(
-            Box::new(move |last| api.resume_url("/sse/time?interval_ms=20", last)),
-            &[common::events::TIME],
-            None,
-            move |message| sink.borrow_mut().push(message),
-        )
+        Subscription::new(move |last| api.resume_url("/sse/time?interval_ms=20", last))
+            .events(&[common::events::TIME])
+            .connect(move |message| sink.borrow_mut().push(message))
     });
     assert_eq!(
         connection.state.get_untracked(),
@@ -86,21 +83,18 @@ async fn wrapper_reopens_when_the_browser_gives_up_and_loses_nothing() {
     let (seen, sink) = (urls.clone(), received.clone());
     let api = Api::new(SERVER);
     let connection = owner.with(|| {
-        sse::connect(
-            Box::new(move |last| {
-                let path = if seen.borrow().is_empty() {
-                    "/sse/time?interval_ms=20&count=3"
-                } else {
-                    "/sse/time?interval_ms=20"
-                };
-                let url = api.resume_url(path, last);
-                seen.borrow_mut().push(url.clone());
-                url
-            }),
-            &[common::events::TIME],
-            None,
-            move |message: sse::SseMessage| sink.borrow_mut().push(message.id),
-        )
+        Subscription::new(move |last| {
+            let path = if seen.borrow().is_empty() {
+                "/sse/time?interval_ms=20&count=3"
+            } else {
+                "/sse/time?interval_ms=20"
+            };
+            let url = api.resume_url(path, last);
+            seen.borrow_mut().push(url.clone());
+            url
+        })
+        .events(&[common::events::TIME])
+        .connect(move |message: SseMessage| sink.borrow_mut().push(message.id))
     });
     wait_until("events after the reopen", Duration::from_secs(15), || {
         received.borrow().len() >= 6
@@ -122,23 +116,32 @@ async fn wrapper_reopens_when_the_browser_gives_up_and_loses_nothing() {
     drop(owner);
 }
 
-#[wasm_bindgen_test]
-async fn clock_component_shows_the_ticking_server_time() {
+/// A fresh element in the test page to mount a component into.
+fn new_root() -> web_sys::HtmlElement {
     let document = web_sys::window().unwrap().document().unwrap();
     let root: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
     document.body().unwrap().append_child(&root).unwrap();
+    root
+}
+
+/// The text of the first element under `root` with `data-testid=testid`.
+fn text_in(root: &web_sys::HtmlElement, testid: &str) -> String {
+    root.query_selector(&format!("[data-testid={testid}]"))
+        .unwrap()
+        .map(|e| e.text_content().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+async fn clock_component_shows_the_ticking_server_time() {
+    let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), || {
         provide_context(Api::new(SERVER));
         view! { <Clock /> }
     });
-    let text = |testid: &str| {
-        root.query_selector(&format!("[data-testid={testid}]"))
-            .unwrap()
-            .map(|e| e.text_content().unwrap_or_default())
-            .unwrap_or_default()
-    };
+    let text = |testid: &str| text_in(&root, testid);
     wait_until("the state reads live", Duration::from_secs(10), || {
-        text("connection-state") == "live"
+        text("clock-state") == "live"
     })
     .await;
     wait_until("a first tick", Duration::from_secs(5), || {
@@ -156,4 +159,93 @@ async fn clock_component_shows_the_ticking_server_time() {
         text("drift")
     );
     assert!(text("server-time").contains(':'), "{}", text("server-time"));
+}
+
+/// Publishes through the server's API, as another client would.
+async fn publish(stream: &str, title: &str) -> common::Notification {
+    let new = common::NewNotification {
+        stream: Some(stream.into()),
+        title: title.into(),
+        ..Default::default()
+    };
+    Api::new(SERVER).publish(&new).await.unwrap()
+}
+
+/// A stream name no other test run has used.
+fn unique_stream(prefix: &str) -> String {
+    format!("{prefix}-{}", js_sys::Math::random().to_bits())
+}
+
+#[wasm_bindgen_test]
+async fn wrapper_receives_notifications_and_resumes_after_the_server_ends_the_stream() {
+    // The test server closes notification streams after a few seconds
+    // (`--max-stream-secs`), so this subscription has to resume, losing nothing.
+    let stream = unique_stream("wrapper");
+    let owner = Owner::new();
+    let received = Rc::new(RefCell::new(Vec::<String>::new()));
+    let sink = received.clone();
+    let api = Api::new(SERVER);
+    let path = format!("/events?stream={stream}");
+    let connection = owner.with(|| {
+        Subscription::new(move |last| api.resume_url(&path, last))
+            .events(&["message"])
+            .resume_from(Some("0".into()))
+            .connect(move |message| sink.borrow_mut().push(message.id))
+    });
+    wait_until("live", Duration::from_secs(10), || {
+        connection.state.get_untracked() == ConnectionState::Live
+    })
+    .await;
+    let mut published = Vec::new();
+    let start = js_sys::Date::now();
+    // Publish across at least one server-side close (every 2 s).
+    while js_sys::Date::now() - start < 5000.0 {
+        published.push(publish(&stream, "tick").await.id);
+        sleep(Duration::from_millis(250)).await;
+    }
+    wait_until("every notification", Duration::from_secs(10), || {
+        received.borrow().len() >= published.len()
+    })
+    .await;
+    assert_eq!(*received.borrow(), published, "each exactly once, in order");
+    drop(owner);
+}
+
+#[wasm_bindgen_test]
+async fn notification_panel_lists_history_then_live_notifications() {
+    let stream: &'static str = Box::leak(unique_stream("panel").into_boxed_str());
+    let old = publish(stream, "from history").await;
+    let root = new_root();
+    let _mounted = leptos::mount::mount_to(root.clone(), move || {
+        provide_context(Api::new(SERVER));
+        view! { <NotificationPanel stream /> }
+    });
+    let items = || {
+        let list = root
+            .query_selector_all("[data-testid=notification-item]")
+            .unwrap();
+        (0..list.length())
+            .map(|i| list.item(i).unwrap().text_content().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    wait_until("history shows", Duration::from_secs(10), || {
+        items().len() == 1
+    })
+    .await;
+    assert!(items()[0].contains(&old.title));
+    wait_until("live", Duration::from_secs(10), || {
+        text_in(&root, "notifications-state") == "live"
+    })
+    .await;
+    publish(stream, "arrived live").await;
+    wait_until("the live one shows", Duration::from_secs(10), || {
+        items().len() == 2
+    })
+    .await;
+    assert!(
+        items()[0].contains("arrived live"),
+        "newest first: {:?}",
+        items()
+    );
+    assert_eq!(text_in(&root, "unread-count"), "1");
 }

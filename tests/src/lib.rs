@@ -21,6 +21,27 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `server` binary under test.
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("HUB_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/server"))
+}
+
+/// The built web app (`trunk build --release`).
+pub fn dist() -> anyhow::Result<PathBuf> {
+    let dist = std::env::var_os("HUB_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("dist"));
+    if !dist.join("index.html").is_file() {
+        bail!(
+            "no built app in {}: run `trunk build --release` first",
+            dist.display()
+        );
+    }
+    Ok(dist)
+}
+
 /// A running `server` process, killed when dropped.
 pub struct Server {
     pub url: String,
@@ -28,25 +49,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `server serve` on a free port with the built app and `args`, and waits until
-    /// it says where it listens.
-    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
-        let bin = std::env::var_os("HUB_SERVER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join("target/debug/server"));
-        let dist = std::env::var_os("HUB_DIST")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join("dist"));
-        if !dist.join("index.html").is_file() {
-            bail!(
-                "no built app in {}: run `trunk build --release` first",
-                dist.display()
-            );
-        }
+    /// Starts `server serve` on a free port serving `assets`, with the SQLite file `db`
+    /// and `args`, and waits until it says where it listens.
+    pub fn start(assets: &Path, db: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = server_bin();
         let mut child = Command::new(&bin)
             .arg("serve")
             .args(["--addr", "127.0.0.1:0", "--assets"])
-            .arg(&dist)
+            .arg(assets)
+            .arg("--db")
+            .arg(db)
             .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())

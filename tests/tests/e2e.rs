@@ -1,17 +1,52 @@
 //! End to end: the real server binary serves the built app to a real Chromium.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use tests::{workspace, Browser, Server};
+use fantoccini::Locator;
+use tests::{dist, server_bin, workspace, Browser, Server};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The texts of the listed notifications, newest first.
+async fn items(browser: &Browser) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for item in browser
+        .client
+        .find_all(Locator::Css("[data-testid=notification-item]"))
+        .await?
+    {
+        texts.push(item.text().await?);
+    }
+    Ok(texts)
+}
+
+/// Waits until some listed notification contains `text`.
+async fn wait_for_item(browser: &Browser, text: &str) -> anyhow::Result<Vec<String>> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let items = items(browser).await?;
+        if items.iter().any(|item| item.contains(text)) {
+            return Ok(items);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no item with {text:?} in {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::test]
 async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<()> {
-    let server = Server::start(&[])?;
+    let db = tempfile::tempdir()?;
+    let server = Server::start(&dist()?, &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
     browser.client.goto(&server.url).await?;
 
     browser
-        .wait_text("connection-state", Duration::from_secs(20), |t| t == "live")
+        .wait_text("clock-state", WAIT, |t| t == "live")
         .await?;
     let first = browser
         .wait_text("server-time-raw", Duration::from_secs(10), |t| {
@@ -25,8 +60,172 @@ async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<
         .await?;
     assert!(later > first, "time moves forward: {first} then {later}");
     assert!(browser.text("drift").await.starts_with("Local clock is"));
+    browser.close().await
+}
+
+/// Trigger → listed; reload → still listed; published by the CLI while the page is
+/// closed → listed (and unread) when it is opened again.
+#[tokio::test]
+async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = Server::start(&dist()?, &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+    browser.client.goto(&server.url).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+
+    browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-button]"))
+        .await?
+        .click()
+        .await?;
+    let triggered = wait_for_item(&browser, "Triggered at").await?;
+    assert_eq!(triggered.len(), 1, "{triggered:?}");
+
+    browser.client.refresh().await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    let after_reload = wait_for_item(&browser, "Triggered at").await?;
+    assert_eq!(
+        after_reload, triggered,
+        "the same single notification after a reload"
+    );
+
+    browser.client.goto("about:blank").await?;
+    let output = Command::new(server_bin())
+        .args([
+            "publish",
+            "--url",
+            &server.url,
+            "--title",
+            "Sent while you were away",
+        ])
+        .args(["--body", "published by the CLI", "--level", "warning"])
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    browser.client.goto(&server.url).await?;
+    let reopened = wait_for_item(&browser, "Sent while you were away").await?;
+    assert_eq!(reopened.len(), 2, "{reopened:?}");
+    assert!(
+        reopened[0].contains("Sent while you were away"),
+        "newest first: {reopened:?}"
+    );
+    browser
+        .wait_text("unread-count", WAIT, |t| t == "1")
+        .await?;
+
+    // The form: a custom notification, and a server-side refusal shown inline.
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    let title = browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-title]"))
+        .await?;
+    title.send_keys("Build 42 is green").await?;
+    let body = browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-body]"))
+        .await?;
+    body.send_keys("All 118 checks passed").await?;
+    browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-button]"))
+        .await?
+        .click()
+        .await?;
+    wait_for_item(&browser, "Build 42 is green").await?;
+    let body = browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-body]"))
+        .await?;
+    body.send_keys("a body without a title").await?;
+    browser
+        .client
+        .find(Locator::Css("[data-testid=trigger-button]"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_text("trigger-error", WAIT, |t| {
+            t.contains("title must not be empty")
+        })
+        .await?;
 
     let png = browser.client.screenshot().await?;
-    std::fs::write(workspace().join("target/e2e-clock.png"), png)?;
+    std::fs::write(workspace().join("target/e2e-app.png"), png)?;
+    browser.close().await
+}
+
+/// The seeds' plain pages, served unchanged next to the app, work against the server.
+#[tokio::test]
+async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
+    let assets = tempfile::tempdir()?;
+    for page in ["messages.html", "time.html"] {
+        std::fs::copy(
+            Path::new(&workspace()).join("tests/seed").join(page),
+            assets.path().join(page),
+        )?;
+    }
+    let db = tempfile::tempdir()?;
+    let server = Server::start(assets.path(), &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+
+    browser
+        .client
+        .goto(&format!("{}/messages.html", server.url))
+        .await?;
+    // Subscribed once the page has loaded; give the EventSource a moment to open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser
+        .client
+        .find(Locator::Id("trigger"))
+        .await?
+        .click()
+        .await?;
+    let deadline = std::time::Instant::now() + WAIT;
+    let message = loop {
+        let list = browser
+            .client
+            .find_all(Locator::Css("#messages li"))
+            .await?;
+        if let Some(first) = list.first() {
+            break first.text().await?;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no message arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let notification: common::Notification = serde_json::from_str(&message)?;
+    assert!(notification.title.starts_with("Triggered at"), "{message}");
+
+    browser
+        .client
+        .goto(&format!("{}/time.html", server.url))
+        .await?;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = browser
+            .client
+            .find(Locator::Id("time"))
+            .await?
+            .text()
+            .await?;
+        if text.starts_with("2 ") && text.ends_with('Z') {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the time page shows {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.close().await
 }

@@ -1,11 +1,16 @@
 //! The live server clock: the time from `/sse/time`, and how far the local clock is off.
 
+use std::time::Duration;
+
 use common::{events, paths};
 use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::StatusPill;
-use crate::sse::{self, SseMessage};
+use crate::sse::{SseMessage, Subscription};
+
+/// The clock ticks every second: three seconds without a tick means a dead connection.
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 
 /// A card with the server time, updated on every `time` event, the drift of the local
 /// clock from it, and the state of the connection.
@@ -14,24 +19,22 @@ pub fn Clock() -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let (server_time, set_server_time) = signal(None::<String>);
     let (drift_ms, set_drift_ms) = signal(None::<f64>);
-    let connection = sse::connect(
-        Box::new(move |last| api.resume_url(paths::SSE_TIME, last)),
-        &[events::TIME],
-        None,
-        move |message: SseMessage| {
+    let connection = Subscription::new(move |last| api.resume_url(paths::SSE_TIME, last))
+        .events(&[events::TIME])
+        .silence_limit(SILENCE_LIMIT)
+        .connect(move |message: SseMessage| {
             let server_ms = js_sys::Date::parse(&message.data);
             if server_ms.is_finite() {
                 set_drift_ms.set(Some(js_sys::Date::now() - server_ms));
             }
             set_server_time.set(Some(message.data));
-        },
-    );
+        });
 
     view! {
         <section class="card clock" aria-labelledby="clock-title">
             <header class="card-header">
                 <h2 id="clock-title">"Server clock"</h2>
-                <StatusPill state=connection.state />
+                <StatusPill state=connection.state testid="clock-state" />
             </header>
             <p class="time" data-testid="server-time">
                 {move || server_time.with(|t| t.as_deref().map_or_else(|| "--:--:--".to_owned(), local_time))}

@@ -2,8 +2,12 @@
 
 mod app;
 mod clock;
+mod notifications;
 mod status;
+mod trigger;
 
 pub use app::App;
 pub use clock::Clock;
+pub use notifications::{relative_time, NotificationPanel, Now};
 pub use status::StatusPill;
+pub use trigger::TriggerForm;

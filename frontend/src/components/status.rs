@@ -4,14 +4,18 @@ use leptos::prelude::*;
 
 use crate::sse::ConnectionState;
 
-/// Shows `state` as a coloured pill; screen readers hear changes.
+/// Shows `state` as a coloured pill; screen readers hear changes. `testid` names it for
+/// tests (a page has one per connection).
 #[component]
-pub fn StatusPill(#[prop(into)] state: Signal<ConnectionState>) -> impl IntoView {
+pub fn StatusPill(
+    #[prop(into)] state: Signal<ConnectionState>,
+    testid: &'static str,
+) -> impl IntoView {
     view! {
         <span
             class=move || format!("pill pill-{}", state.get().label())
             role="status"
-            data-testid="connection-state"
+            data-testid=testid
         >
             <span class="dot" aria-hidden="true"></span>
             {move || state.get().label()}
