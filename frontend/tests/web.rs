@@ -249,3 +249,41 @@ async fn notification_panel_lists_history_then_live_notifications() {
     );
     assert_eq!(text_in(&root, "unread-count"), "1");
 }
+
+#[wasm_bindgen_test]
+async fn a_silent_connection_is_dropped_and_resumed_by_the_watchdog() {
+    // One tick a minute: after the first event the connection goes quiet, as a half-open
+    // one would. With a 300 ms silence limit the wrapper must reopen it, resuming after
+    // the last id, and get the next tick at once.
+    let owner = Owner::new();
+    let urls = Rc::new(RefCell::new(Vec::<String>::new()));
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let (seen, sink) = (urls.clone(), received.clone());
+    let api = Api::new(SERVER);
+    owner.with(|| {
+        Subscription::new(move |last| {
+            let url = api.resume_url("/sse/time?interval_ms=60000", last);
+            seen.borrow_mut().push(url.clone());
+            url
+        })
+        .events(&[common::events::TIME])
+        .silence_limit(Duration::from_millis(300))
+        .connect(move |message: SseMessage| sink.borrow_mut().push(message.id))
+    });
+    wait_until("three reopened ticks", Duration::from_secs(10), || {
+        received.borrow().len() >= 3
+    })
+    .await;
+    assert_eq!(received.borrow()[..3], ["1", "2", "3"]);
+    assert!(
+        urls.borrow()[1].ends_with("lastEventId=1"),
+        "{:?}",
+        urls.borrow()
+    );
+    assert!(
+        urls.borrow()[2].ends_with("lastEventId=2"),
+        "{:?}",
+        urls.borrow()
+    );
+    drop(owner);
+}
