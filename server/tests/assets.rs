@@ -39,6 +39,21 @@ async fn serves_the_built_app_with_cache_headers() {
         .unwrap()
         .contains("immutable"));
 
+    // A precompressed sibling is served to clients that accept it.
+    std::fs::write(
+        dist.path().join("frontend-0123456789abcdef.js.gz"),
+        b"gzipped bytes",
+    )
+    .unwrap();
+    let gzipped = reqwest::Client::new()
+        .get(server.at("/frontend-0123456789abcdef.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.bytes().await.unwrap().as_ref(), b"gzipped bytes");
+
     let missing = reqwest::get(server.at("/nope.js")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let body: common::ApiError = missing.json().await.unwrap();

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -40,6 +41,24 @@ pub fn dist() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dist)
+}
+
+/// Polls `probe` every 50 ms until it yields a value, failing after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A running `server` process, killed when dropped.
@@ -131,6 +150,24 @@ impl Browser {
         Ok(Self { client, driver })
     }
 
+    /// The element with `data-testid=id`.
+    pub async fn find(&self, id: &str) -> anyhow::Result<Element> {
+        let locator = format!("[data-testid={id}]");
+        Ok(self.client.find(Locator::Css(&locator)).await?)
+    }
+
+    /// Clicks the element with `data-testid=id`.
+    pub async fn click(&self, id: &str) -> anyhow::Result<()> {
+        self.find(id).await?.click().await?;
+        Ok(())
+    }
+
+    /// Types `text` into the field with `data-testid=id`.
+    pub async fn type_into(&self, id: &str, text: &str) -> anyhow::Result<()> {
+        self.find(id).await?.send_keys(text).await?;
+        Ok(())
+    }
+
     /// The text of the element with `data-testid=id`, or "" if there is none yet.
     pub async fn text(&self, id: &str) -> String {
         match self
@@ -150,17 +187,12 @@ impl Browser {
         limit: Duration,
         condition: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + limit;
-        loop {
+        let what = format!("[data-testid={id}]");
+        eventually(&what, limit, || async {
             let text = self.text(id).await;
-            if condition(&text) {
-                return Ok(text);
-            }
-            if Instant::now() > deadline {
-                bail!("timed out on [data-testid={id}], last text {text:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Ok(condition(&text).then_some(text))
+        })
+        .await
     }
 
     /// Closes the browser session and stops chromedriver.

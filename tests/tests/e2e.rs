@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use tests::{dist, server_bin, workspace, Browser, Server};
+use tests::{dist, eventually, server_bin, workspace, Browser, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -22,20 +22,16 @@ async fn items(browser: &Browser) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
-/// Waits until some listed notification contains `text`.
+/// Waits until some listed notification contains `text`; returns the list.
 async fn wait_for_item(browser: &Browser, text: &str) -> anyhow::Result<Vec<String>> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    eventually(&format!("a notification with {text:?}"), WAIT, || async {
         let items = items(browser).await?;
-        if items.iter().any(|item| item.contains(text)) {
-            return Ok(items);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "no item with {text:?} in {items:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(items
+            .iter()
+            .any(|item| item.contains(text))
+            .then_some(items))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -75,12 +71,7 @@ async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> 
         .wait_text("notifications-state", WAIT, |t| t == "live")
         .await?;
 
-    browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-button]"))
-        .await?
-        .click()
-        .await?;
+    browser.click("trigger-button").await?;
     let triggered = wait_for_item(&browser, "Triggered at").await?;
     assert_eq!(triggered.len(), 1, "{triggered:?}");
 
@@ -126,34 +117,18 @@ async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> 
     browser
         .wait_text("notifications-state", WAIT, |t| t == "live")
         .await?;
-    let title = browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-title]"))
-        .await?;
-    title.send_keys("Build 42 is green").await?;
-    let body = browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-body]"))
-        .await?;
-    body.send_keys("All 118 checks passed").await?;
     browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-button]"))
-        .await?
-        .click()
+        .type_into("trigger-title", "Build 42 is green")
         .await?;
+    browser
+        .type_into("trigger-body", "All 118 checks passed")
+        .await?;
+    browser.click("trigger-button").await?;
     wait_for_item(&browser, "Build 42 is green").await?;
-    let body = browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-body]"))
-        .await?;
-    body.send_keys("a body without a title").await?;
     browser
-        .client
-        .find(Locator::Css("[data-testid=trigger-button]"))
-        .await?
-        .click()
+        .type_into("trigger-body", "a body without a title")
         .await?;
+    browser.click("trigger-button").await?;
     browser
         .wait_text("trigger-error", WAIT, |t| {
             t.contains("title must not be empty")
@@ -183,26 +158,34 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
         .client
         .goto(&format!("{}/messages.html", server.url))
         .await?;
-    // Subscribed once the page has loaded; give the EventSource a moment to open.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The page's own EventSource must be open before the click, or the message is not
+    // for it: it subscribes without a Last-Event-ID.
+    eventually("the seed page's EventSource to open", WAIT, || async {
+        let state = browser
+            .client
+            .execute("return source.readyState", vec![])
+            .await?;
+        Ok((state == 1).then_some(()))
+    })
+    .await?;
     browser
         .client
         .find(Locator::Id("trigger"))
         .await?
         .click()
         .await?;
-    let deadline = std::time::Instant::now() + WAIT;
-    let message = loop {
-        let list = browser
+    let message = eventually("the triggered message in the seed page", WAIT, || async {
+        match browser
             .client
             .find_all(Locator::Css("#messages li"))
-            .await?;
-        if let Some(first) = list.first() {
-            break first.text().await?;
+            .await?
+            .first()
+        {
+            Some(first) => Ok(Some(first.text().await?)),
+            None => Ok(None),
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "no message arrived");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await?;
     let notification: common::Notification = serde_json::from_str(&message)?;
     assert!(notification.title.starts_with("Triggered at"), "{message}");
 
@@ -210,22 +193,19 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
         .client
         .goto(&format!("{}/time.html", server.url))
         .await?;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = browser
-            .client
-            .find(Locator::Id("time"))
-            .await?
-            .text()
-            .await?;
-        if text.starts_with("2 ") && text.ends_with('Z') {
-            break;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the time page shows {text:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the seed time page to show the second tick",
+        WAIT,
+        || async {
+            let text = browser
+                .client
+                .find(Locator::Id("time"))
+                .await?
+                .text()
+                .await?;
+            Ok((text.starts_with("2 ") && text.ends_with('Z')).then_some(()))
+        },
+    )
+    .await?;
     browser.close().await
 }
