@@ -2,11 +2,13 @@
 //! subscribing with a gapless, duplicate-free switch from stored history to live events.
 //!
 //! Publishing holds one lock across "append to the store" and "send to subscribers", so
-//! subscribers see entries in id order. A subscriber joins the live channel *before*
-//! reading history, so an entry published in between is in one or both, never in neither;
-//! entries at or below the last id it delivered are skipped. A subscriber too slow for the
-//! live channel (its bounded buffer overflowed) is not cut off and loses nothing: it
-//! catches up from the store and carries on.
+//! subscribers see entries in id order; it runs as a task of its own, so a publisher that
+//! hangs up cannot leave an entry stored but never sent. A subscriber joins the live
+//! channel *before* it replays from the store, so an entry published in between is in one
+//! or both, never in neither; entries at or below the last id it delivered are skipped.
+//! A subscriber too slow for the live channel (its bounded buffer overflowed) is not cut
+//! off: it catches up from the store and carries on. Only retention can take entries away
+//! from it; it is then told so with a reset.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -16,7 +18,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use crate::store::{Draft, Entry, Error, EventId, Resume, Store};
+use crate::store::{Draft, Entry, Error, EventId, Store};
 
 /// Entries read from the store per query while replaying.
 const REPLAY_PAGE: usize = 500;
@@ -26,8 +28,9 @@ const REPLAY_PAGE: usize = 500;
 pub enum Item {
     /// A notification, replayed or live.
     Entry(Arc<Entry>),
-    /// The requested resume point is gone (retention) or unknown: reload history.
-    Reset,
+    /// Entries after the subscriber's position were dropped by retention, or the position
+    /// is unknown: it should reload history. Carries the id to resume after from now on.
+    Reset(EventId),
     /// The periodic liveness signal; also the first item of every subscription.
     Heartbeat,
 }
@@ -63,12 +66,17 @@ impl Hub {
     }
 
     /// Stores `draft`, then sends it to the live subscribers of its stream.
-    pub async fn publish(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
-        let _in_order = self.publishing.lock().await;
-        let entry = self.store.append(draft).await?;
-        // No receiver is fine: nobody listens to this stream right now.
-        let _ = self.channel(&entry.notification.stream).send(entry.clone());
-        Ok(entry)
+    pub async fn publish(self: &Arc<Self>, draft: Draft) -> Result<Arc<Entry>, Error> {
+        let hub = self.clone();
+        // Its own task: if the caller is dropped mid-way, what was stored is still sent.
+        tokio::spawn(async move {
+            let _in_order = hub.publishing.lock().await;
+            let entry = hub.store.append(draft).await?;
+            // No receiver is fine: nobody listens to this stream right now.
+            let _ = hub.sender(&entry.notification.stream).send(entry.clone());
+            Ok(entry)
+        })
+        .await?
     }
 
     /// The items for a subscriber of `stream` that has seen everything up to `after`
@@ -78,29 +86,26 @@ impl Hub {
         stream: &str,
         after: Option<EventId>,
     ) -> Result<impl Stream<Item = Item> + Send + 'static, Error> {
-        let (mut cursor, reset) = match after {
-            Some(id) => (id, self.store.resume(stream, id).await? == Resume::Reset),
-            None => (EventId::default(), true),
-        };
-        if reset {
-            // Start from the newest stored entry; the live channel (joined below) and one
-            // replay pass cover whatever is published from this point on.
-            cursor = match self.store.latest(stream, 1).await?.pop() {
+        let mut cursor = match after {
+            Some(id) => id,
+            // Start after the newest stored entry; the live channel (joined below) and the
+            // first replay pass cover whatever is published from this point on.
+            None => match self.store.latest(stream, 1).await?.pop() {
                 Some(newest) => newest.id,
                 None => EventId::default(),
-            };
-        }
-        let announce_reset = reset && after.is_some();
-        let mut live = self.channel(stream).subscribe();
+            },
+        };
+        let mut live = self.receiver(stream);
         let mut heartbeat = self.heartbeat.subscribe();
         let store = self.store.clone();
         let stream = stream.to_owned();
 
+        // A new subscriber has no history to lose: a reset on its first read (its stream
+        // was pruned empty) only moves its position.
+        let mut quiet_reset = after.is_none();
+
         Ok(async_stream::stream! {
             yield Item::Heartbeat;
-            if announce_reset {
-                yield Item::Reset;
-            }
             let mut replaying = true;
             loop {
                 if replaying {
@@ -111,8 +116,16 @@ impl Hub {
                             return;
                         }
                     };
-                    replaying = page.len() == REPLAY_PAGE;
-                    for entry in page {
+                    if let Some(restart) = page.reset_to {
+                        cursor = restart;
+                        if !std::mem::take(&mut quiet_reset) {
+                            yield Item::Reset(restart);
+                        }
+                        continue;
+                    }
+                    quiet_reset = false;
+                    replaying = page.entries.len() == REPLAY_PAGE;
+                    for entry in page.entries {
                         cursor = entry.id;
                         yield Item::Entry(entry);
                     }
@@ -148,12 +161,27 @@ impl Hub {
             .retain(|_, tx| tx.receiver_count() > 0);
     }
 
-    fn channel(&self, stream: &str) -> broadcast::Sender<Arc<Entry>> {
+    /// The sender of `stream`'s live channel, made on first use.
+    fn sender(&self, stream: &str) -> broadcast::Sender<Arc<Entry>> {
+        self.with_channel(stream, broadcast::Sender::clone)
+    }
+
+    /// A receiver of `stream`'s live channel. Made under the registry lock, so that
+    /// [`Hub::drop_idle_channels`] cannot drop the channel between lookup and subscribe.
+    fn receiver(&self, stream: &str) -> broadcast::Receiver<Arc<Entry>> {
+        self.with_channel(stream, broadcast::Sender::subscribe)
+    }
+
+    fn with_channel<T>(
+        &self,
+        stream: &str,
+        f: impl FnOnce(&broadcast::Sender<Arc<Entry>>) -> T,
+    ) -> T {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        channels
+        let sender = channels
             .entry(stream.to_owned())
-            .or_insert_with(|| broadcast::channel(self.buffer).0)
-            .clone()
+            .or_insert_with(|| broadcast::channel(self.buffer).0);
+        f(sender)
     }
 }
 
@@ -206,5 +234,47 @@ mod tests {
             .collect()
             .await;
         assert_eq!(received, published);
+    }
+
+    #[tokio::test]
+    async fn entries_pruned_before_a_subscriber_reads_them_give_a_reset_not_a_silent_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("hub.db")).unwrap());
+        let hub = Hub::new(store.clone(), Duration::from_secs(3600), 16);
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(hub.publish(draft(n.to_string())).await.unwrap().id);
+        }
+        let mut items = Box::pin(hub.subscribe("s", Some(ids[0])).await.unwrap());
+        let retention = crate::store::Retention {
+            max_per_stream: Some(2),
+            max_age: None,
+            per_stream: vec![],
+        };
+        store.prune(&retention).await.unwrap();
+        assert_eq!(items.next().await, Some(Item::Heartbeat));
+        assert_eq!(items.next().await, Some(Item::Reset(ids[4])));
+        let next = hub.publish(draft("after".into())).await.unwrap();
+        assert_eq!(items.next().await, Some(Item::Entry(next)));
+    }
+
+    #[tokio::test]
+    async fn a_publish_whose_caller_gives_up_still_reaches_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("hub.db")).unwrap());
+        let hub = Hub::new(store, Duration::from_secs(3600), 16);
+        let mut items = Box::pin(hub.subscribe("s", None).await.unwrap());
+        assert_eq!(items.next().await, Some(Item::Heartbeat));
+        {
+            // Polled once (the publish has started), then dropped, as hyper drops the
+            // handler of a client that hangs up.
+            let publishing = hub.publish(draft("orphan".into()));
+            futures::pin_mut!(publishing);
+            assert!(futures::poll!(publishing.as_mut()).is_pending());
+        }
+        let Some(Item::Entry(entry)) = items.next().await else {
+            panic!("the orphaned publish never arrived");
+        };
+        assert_eq!(entry.notification.title, "orphan");
     }
 }

@@ -98,7 +98,10 @@ pub async fn history(
             let after = after
                 .parse::<EventId>()
                 .map_err(|e| ApiError::bad_request(format!("after: {e}")))?;
-            store.after(stream, after, limit).await
+            store
+                .after(stream, after, limit)
+                .await
+                .map(|page| page.entries)
         }
         None => store.latest(stream, limit).await,
     }
@@ -144,8 +147,9 @@ pub async fn events(
         let event = match item {
             Item::Entry(entry) => Event::default().id(entry.id.to_string()).data(&entry.json),
             Item::Heartbeat => Event::default().event(events::HEARTBEAT).data(&heartbeat),
-            Item::Reset => Event::default()
+            Item::Reset(restart) => Event::default()
                 .event(events::RESET)
+                .id(restart.to_string())
                 .data(r#"{"reason":"events after the given id are no longer stored; reload the history"}"#),
         };
         if std::mem::take(&mut first) {

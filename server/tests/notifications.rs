@@ -152,13 +152,18 @@ async fn a_resume_point_older_than_retention_gets_a_reset() {
             next_event(&mut stream).await.event,
             common::events::HEARTBEAT
         );
-        assert_eq!(
-            next_event(&mut stream).await.event,
-            common::events::RESET,
-            "after {stale}"
-        );
+        let reset = next_event(&mut stream).await;
+        assert_eq!(reset.event, common::events::RESET, "after {stale}");
         live.push(publish(&server, "short", "after reset", "").await);
         assert_eq!(&next_notification(&mut stream).await, live.last().unwrap());
+
+        // The reset carries the id to go on from: resuming there is no reset again.
+        let mut resumed = events(subscribe(&server, "short", Some(&reset.id)).await);
+        assert_eq!(
+            next_event(&mut resumed).await.event,
+            common::events::HEARTBEAT
+        );
+        assert_eq!(&next_notification(&mut resumed).await, live.last().unwrap());
     }
     // A resume point that is still covered (the two newest are kept) replays, no reset.
     let mut stream = events(subscribe(&server, "short", Some(&live[0].id)).await);

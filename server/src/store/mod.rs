@@ -1,8 +1,9 @@
 //! Where notifications are kept: the event log behind replay and history.
 //!
 //! One small interface, [`Store`], so that backends can be swapped: SQLite ([`sqlite`]) is
-//! the embedded default; a Redis Streams backend, for several instances sharing events,
-//! implements the same trait.
+//! the embedded default. The interface is shaped so that a Redis Streams backend (for
+//! several instances sharing events; not written yet) fits behind it: ids are ordered
+//! pairs, and a page read says by itself whether the position it was read from is gone.
 
 pub mod sqlite;
 
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use common::{Level, Notification};
 
 /// A position in a store's log. Totally ordered, and opaque to clients, who see it as a
-/// string: SQLite ids are `N` (`minor` is 0); Redis Stream ids are `ms-seq`.
+/// string: SQLite ids are `N` (`minor` is always 0); Redis Stream ids would be `ms-seq`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
     pub major: u64,
@@ -104,14 +105,16 @@ impl Retention {
     }
 }
 
-/// What a resume point means for a stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resume {
-    /// Everything after the id is still stored: replay it.
-    Replay,
-    /// Entries after the id were dropped by retention, or the id was never issued by this
-    /// store: the client must reload its history.
-    Reset,
+/// Entries read after a position, and whether that position could be used at all.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Oldest first.
+    pub entries: Vec<Arc<Entry>>,
+    /// `Some(id)` when entries after the position were dropped by retention, or the
+    /// position was never issued by this store: the reader cannot catch up by replay and
+    /// should start over from `id` (everything up to it counts as history). `entries` is
+    /// then empty.
+    pub reset_to: Option<EventId>,
 }
 
 /// A store failure; handlers turn it into a 500 without details.
@@ -123,19 +126,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores `draft` and returns it as an entry with its new id and creation time.
     async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error>;
 
-    /// Entries of `stream` after `after`, oldest first, at most `limit`.
-    async fn after(
-        &self,
-        stream: &str,
-        after: EventId,
-        limit: usize,
-    ) -> Result<Vec<Arc<Entry>>, Error>;
+    /// Entries of `stream` after `after`, oldest first, at most `limit`; read in one
+    /// snapshot with the check that nothing after `after` is missing.
+    async fn after(&self, stream: &str, after: EventId, limit: usize) -> Result<Page, Error>;
 
     /// The newest `limit` entries of `stream`, oldest first.
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error>;
-
-    /// Whether a client that saw `stream` up to `after` can catch up by replay.
-    async fn resume(&self, stream: &str, after: EventId) -> Result<Resume, Error>;
 
     /// Drops what `retention` no longer keeps; returns how many entries went.
     async fn prune(&self, retention: &Retention) -> Result<u64, Error>;

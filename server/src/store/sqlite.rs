@@ -15,7 +15,7 @@ use chrono::SecondsFormat;
 use common::Notification;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Draft, Entry, Error, EventId, Resume, Retention, Store};
+use super::{Draft, Entry, Error, EventId, Page, Retention, Store};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -144,20 +144,46 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn after(
-        &self,
-        stream: &str,
-        after: EventId,
-        limit: usize,
-    ) -> Result<Vec<Arc<Entry>>, Error> {
+    async fn after(&self, stream: &str, after: EventId, limit: usize) -> Result<Page, Error> {
         let stream = stream.to_owned();
         with(&self.reader, move |conn| {
-            let mut query = conn.prepare_cached(&format!(
+            // One read transaction: the rows and the retention mark come from one snapshot,
+            // so a prune between the two cannot hide a gap.
+            let tx = conn.transaction()?;
+            let pruned: i64 = tx
+                .query_row(
+                    "SELECT through FROM pruned WHERE stream = ?1",
+                    [&stream],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let issued: i64 = tx
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'notifications'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let position = rowid(after);
+            if position < pruned || position > issued || after.minor != 0 {
+                return Ok(Page {
+                    entries: Vec::new(),
+                    reset_to: Some(id_of(issued)),
+                });
+            }
+            let mut query = tx.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM notifications WHERE stream = ?1 AND id > ?2
                  ORDER BY id LIMIT ?3"
             ))?;
-            let rows = query.query_map(params![stream, rowid(after), limit as i64], entry)?;
-            rows.collect()
+            let entries = query
+                .query_map(params![stream, position, limit as i64], entry)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Page {
+                entries,
+                reset_to: None,
+            })
         })
         .await
     }
@@ -175,44 +201,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn resume(&self, stream: &str, after: EventId) -> Result<Resume, Error> {
-        let stream = stream.to_owned();
-        with(&self.reader, move |conn| {
-            let pruned: i64 = conn
-                .query_row(
-                    "SELECT through FROM pruned WHERE stream = ?1",
-                    [&stream],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let issued: i64 = conn
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'notifications'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let after = after.major;
-            let stale = after < u64::try_from(pruned).unwrap_or(0);
-            let unknown = after > u64::try_from(issued).unwrap_or(0);
-            Ok(if stale || unknown {
-                Resume::Reset
-            } else {
-                Resume::Replay
-            })
-        })
-        .await
-    }
-
     async fn prune(&self, retention: &Retention) -> Result<u64, Error> {
         let retention = retention.clone();
         with(&self.writer, move |conn| {
             let tx = conn.transaction()?;
-            let oldest_kept = retention.max_age.map(|age| {
-                let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-                (chrono::Utc::now() - age).to_rfc3339_opts(SecondsFormat::Nanos, true)
+            // An age too large to subtract from now keeps everything.
+            let oldest_kept = retention.max_age.and_then(|age| {
+                let age = chrono::Duration::from_std(age).ok()?;
+                let cutoff = chrono::Utc::now().checked_sub_signed(age)?;
+                Some(cutoff.to_rfc3339_opts(SecondsFormat::Nanos, true))
             });
             let streams: Vec<String> = tx
                 .prepare("SELECT DISTINCT stream FROM notifications")?
@@ -226,7 +223,7 @@ impl Store for SqliteStore {
                         .query_row(
                             "SELECT id FROM notifications WHERE stream = ?1
                              ORDER BY id DESC LIMIT 1 OFFSET ?2",
-                            params![stream, cap as i64],
+                            params![stream, i64::try_from(cap).unwrap_or(i64::MAX)],
                             |row| row.get(0),
                         )
                         .optional()?,
@@ -286,7 +283,9 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
         let after = store.after("a", ids[1], 10).await.unwrap();
+        assert_eq!(after.reset_to, None);
         let titles: Vec<_> = after
+            .entries
             .iter()
             .map(|e| e.notification.title.as_str())
             .collect();
@@ -294,27 +293,34 @@ mod tests {
         let latest = store.latest("a", 2).await.unwrap();
         assert_eq!(latest.iter().map(|e| e.id).collect::<Vec<_>>(), ids[3..]);
 
-        assert_eq!(store.resume("a", ids[0]).await.unwrap(), Resume::Replay);
+        assert_eq!(store.after("a", ids[0], 1).await.unwrap().entries.len(), 1);
         let retention = Retention {
             max_per_stream: Some(2),
             max_age: None,
             per_stream: vec![("b".into(), 1)],
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 3 + 4);
-        assert_eq!(store.resume("a", ids[0]).await.unwrap(), Resume::Reset);
-        assert_eq!(store.resume("a", ids[2]).await.unwrap(), Resume::Replay);
+        // Pruned past the position, or a position never issued: start over from the newest id.
+        let newest = Some(EventId::new(10, 0));
+        assert_eq!(store.after("a", ids[0], 10).await.unwrap().reset_to, newest);
         assert_eq!(
-            store.resume("a", EventId::new(10_000, 0)).await.unwrap(),
-            Resume::Reset
+            store
+                .after("a", EventId::new(10_000, 0), 10)
+                .await
+                .unwrap()
+                .reset_to,
+            newest
         );
         assert_eq!(
             store
-                .after("a", EventId::default(), 10)
+                .after("a", EventId::new(3, 1), 10)
                 .await
                 .unwrap()
-                .len(),
-            2
+                .reset_to,
+            newest
         );
+        let kept = store.after("a", ids[2], 10).await.unwrap();
+        assert_eq!((kept.entries.len(), kept.reset_to), (2, None));
 
         // Reopening keeps everything, and ids keep growing past deleted ones.
         drop(store);
