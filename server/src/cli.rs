@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), and later `publish` and `listen`.
+//! The command line: `serve` (the default), `publish` and `listen`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -69,6 +69,9 @@ pub async fn listen(
             Err(err) if !connected_once => return Err(unreachable(&url, err)),
             Err(err) => eprintln!("listen: connection failed: {err}"),
             Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => return Ok(()),
+            Ok(response) if retryable(response.status()) => {
+                eprintln!("listen: {}", refusal(response).await);
+            }
             Ok(response) if !response.status().is_success() => bail!(refusal(response).await),
             Ok(response) => {
                 connected_once = true;
@@ -102,10 +105,13 @@ pub async fn listen(
                                 silence = Duration::from_millis(beat.interval_ms.saturating_mul(2));
                             }
                         }
-                        events::RESET => eprintln!(
-                            "listen: the server no longer has every event after {}; some were missed",
-                            last_event_id.as_deref().unwrap_or("the start")
-                        ),
+                        events::RESET => {
+                            eprintln!(
+                                "listen: the server no longer has every event after {}; some were missed",
+                                last_event_id.as_deref().unwrap_or("the start")
+                            );
+                            last_event_id = Some(event.id.clone());
+                        }
                         _ => {}
                     }
                 }
@@ -120,6 +126,11 @@ pub async fn listen(
         );
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Statuses worth waiting out (a restart behind a proxy, rate limits), not giving up on.
+fn retryable(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
 
 fn print(out: &mut impl Write, data: &str, format: Format) -> anyhow::Result<()> {

@@ -28,6 +28,9 @@ pub const DEFAULT_INTERVAL_MS: u64 = 1_000;
 /// Accepted values of `count`.
 pub const COUNT: RangeInclusive<u64> = 1..=1_000_000_000;
 
+/// Ids stay below this, so that numbering can go on for as long as any stream lasts.
+const MAX_ID: u64 = 1 << 53;
+
 /// The handler of `GET /sse/time`.
 pub async fn stream(
     State(state): State<AppState>,
@@ -40,11 +43,16 @@ pub async fn stream(
         &headers,
         query.get(sse::LAST_EVENT_ID_QUERY).map(String::as_str),
     ) {
-        Some(id) => Some(id.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "Last-Event-ID `{id}` is not an event id of this stream (a whole number)"
-            ))
-        })?),
+        Some(id) => Some(
+            id.parse::<u64>()
+                .ok()
+                .filter(|n| *n < MAX_ID)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Last-Event-ID `{id}` is not an event id of this stream (a whole number)"
+                    ))
+                })?,
+        ),
         None => None,
     };
     let first_id = last_id.map_or(1, |n| n.saturating_add(1));
