@@ -28,7 +28,8 @@ pub mod events {
     pub const TIME: &str = "time";
     /// Periodic liveness signal on notification streams; data is a [`super::Heartbeat`].
     pub const HEARTBEAT: &str = "heartbeat";
-    /// The requested `Last-Event-ID` is older than what the server keeps: reload history.
+    /// Events after the requested `Last-Event-ID` are no longer stored (retention), or the
+    /// id is unknown to the server: reload the history. Its `id:` is where to resume from.
     pub const RESET: &str = "reset";
 }
 

@@ -2,7 +2,9 @@
 //! marks. Kept apart from the components so that its rules are plain Rust.
 //!
 //! Ids are opaque: the feed compares them for equality only and takes order from the
-//! server (history comes oldest first; live events come in order).
+//! server. That order holds because the panel loads history first (oldest first) and then
+//! follows the stream from the newest history entry, so everything pushed afterwards is
+//! newer than everything listed.
 
 use common::Notification;
 
@@ -66,6 +68,26 @@ impl Feed {
         older.reverse();
         self.items.extend(older);
         self.items.truncate(self.cap);
+    }
+
+    /// Replaces the list with freshly loaded history (oldest first), as after a reset.
+    /// Entries listed before keep their unread mark; the others are unread.
+    pub fn reload(&mut self, history: Vec<Notification>) {
+        let was_read = |id: &str| {
+            self.items
+                .iter()
+                .any(|item| item.notification.id == id && !item.unread)
+        };
+        let mut items: Vec<FeedItem> = history
+            .into_iter()
+            .map(|notification| FeedItem {
+                unread: !was_read(&notification.id),
+                notification,
+            })
+            .collect();
+        items.reverse();
+        items.truncate(self.cap);
+        self.items = items;
     }
 
     /// Adds a notification that just arrived; returns false for one already listed.
@@ -134,6 +156,15 @@ mod tests {
         assert_eq!(feed.unread(), 3);
         feed.mark_all_read();
         assert_eq!(feed.unread(), 0);
+    }
+
+    #[test]
+    fn a_reload_takes_the_servers_order_and_keeps_read_marks() {
+        let mut feed = Feed::new(10);
+        feed.load_history(vec![n("a"), n("b")], None);
+        feed.push(n("x"));
+        feed.reload(vec![n("b"), n("c"), n("d")]);
+        assert_eq!(ids(&feed), [("d", true), ("c", true), ("b", false)]);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub enum ConnectionState {
     Live,
     /// The connection dropped; a new attempt is under way or scheduled.
     Reconnecting,
-    /// Several attempts in a row failed; attempts go on with a growing delay.
+    /// Several attempts in a row failed; attempts go on (the browser's at the server's
+    /// `retry:` interval, ours with a growing delay).
     Offline,
 }
 
@@ -244,7 +245,9 @@ fn open(shared: &Rc<Shared>) {
                 .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
             shared.failed();
             if closed {
-                // The browser gave up on this one: open a new one ourselves.
+                // The browser gave up on this one: open a new one ourselves, after the
+                // backoff (the watchdog has nothing left to watch until then).
+                shared.watchdog.borrow_mut().take();
                 shared.source.borrow_mut().take();
                 schedule_reopen(&shared);
             }
@@ -282,7 +285,8 @@ fn arm_watchdog(shared: &Rc<Shared>) {
     let weak = Rc::downgrade(shared);
     let timer = Timeout::new(limit.as_millis() as u32, move || {
         if let Some(shared) = weak.upgrade() {
-            // Half-open: the socket looks fine but nothing arrives. Start over.
+            // Half-open: the socket looks fine but nothing arrives. Start over now.
+            shared.retry.borrow_mut().take();
             shared.source.borrow_mut().take();
             shared.failed();
             open(&shared);

@@ -1,6 +1,8 @@
 //! The notification panel: a bell with the unread count, the list (history, then live),
 //! mark-all-read, a screen-reader announcement per arrival, and opt-in desktop alerts.
 
+use std::time::Duration;
+
 use common::{events, paths, Notification, DEFAULT_STREAM};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -30,17 +32,23 @@ pub fn NotificationPanel(#[prop(default = DEFAULT_STREAM)] stream: &'static str)
     let state = RwSignal::new(ConnectionState::Connecting);
     let last_seen = storage::get(&last_seen_key(stream));
 
-    // History first, then the live stream from where history (or this browser) left off.
+    // History first, then the live stream from the newest entry of that history, so that
+    // everything that arrives live is newer than everything listed. What this browser saw
+    // last (remembered across reloads) decides which of those are unread.
     let (ready, set_ready) = signal(None::<String>);
     {
         let api = api.clone();
-        let last_seen = last_seen.clone();
         spawn_local(async move {
-            let history = api.history(stream, HISTORY).await.unwrap_or_default();
+            let history = load_history(&api, stream).await;
             let newest = history.last().map(|n| n.id.clone());
-            feed.update(|f| f.load_history(history, last_seen.as_deref()));
-            // "0": nothing stored yet, so replay whatever arrives before we are subscribed.
-            set_ready.set(Some(last_seen.or(newest).unwrap_or_else(|| "0".into())));
+            let unread_after = last_seen.clone();
+            if feed
+                .try_update(|f| f.load_history(history, unread_after.as_deref()))
+                .is_some()
+            {
+                // "0" when nothing is stored yet: replay whatever comes before we subscribe.
+                set_ready.try_set(Some(newest.or(last_seen).unwrap_or_else(|| "0".into())));
+            }
         });
     }
     let live = move || {
@@ -116,23 +124,40 @@ fn LiveFeed(
                     return;
                 };
                 storage::set(&last_seen_key(stream), &notification.id);
-                announcement.set(format!("New notification: {}", notification.title));
-                desktop::alert(&notification);
-                feed.update(|f| {
-                    f.push(notification);
-                });
+                // Announce only what is new to the list, not replayed duplicates.
+                if feed.try_update(|f| f.push(notification.clone())) == Some(true) {
+                    announcement.set(format!("New notification: {}", notification.title));
+                    desktop::alert(&notification);
+                }
             }
             _ => {
-                // The server no longer has everything we missed: reload what it has.
+                // The server no longer has everything we missed: reload what it has, and
+                // go on from the id the reset carries.
+                storage::set(&last_seen_key(stream), &message.id);
                 let api = api.clone();
                 spawn_local(async move {
-                    if let Ok(history) = api.history(stream, HISTORY).await {
-                        feed.update(|f| f.load_history(history, None));
-                    }
+                    let history = load_history(&api, stream).await;
+                    feed.try_update(|f| f.reload(history));
                 });
             }
         });
     Effect::new(move |_| state.set(connection.state.get()));
+}
+
+/// The stream's newest stored notifications, retrying (with a growing pause) until the
+/// server answers: starting without them would replay the whole stream as new.
+async fn load_history(api: &Api, stream: &str) -> Vec<Notification> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match api.history(stream, HISTORY).await {
+            Ok(history) => return history,
+            Err(reason) => {
+                leptos::logging::warn!("history of {stream}: {reason}; retrying in {pause:?}");
+                gloo_timers::future::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// One notification: level colour, title, body, and how long ago it came.
