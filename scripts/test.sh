@@ -24,7 +24,7 @@ step "clippy: frontend (wasm32)"
 cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "build: web app (trunk) and server"
-trunk build --release
+scripts/build-web.sh
 cargo build -p server
 
 step "tests: unit, integration (real server) and end to end (real Chromium)"
