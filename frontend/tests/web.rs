@@ -287,3 +287,21 @@ async fn a_silent_connection_is_dropped_and_resumed_by_the_watchdog() {
     );
     drop(owner);
 }
+
+#[wasm_bindgen_test]
+async fn a_server_that_keeps_refusing_shows_as_offline() {
+    // A 404 makes the browser give up at once; after three failed attempts in a row the
+    // state says offline (attempts go on, further apart).
+    let owner = Owner::new();
+    let api = Api::new(SERVER);
+    let connection = owner.with(|| {
+        Subscription::new(move |_| api.url("/no-such-stream"))
+            .events(&["message"])
+            .connect(|_| {})
+    });
+    wait_until("offline", Duration::from_secs(15), || {
+        connection.state.get_untracked() == ConnectionState::Offline
+    })
+    .await;
+    drop(owner);
+}

@@ -204,3 +204,25 @@ async fn health_and_cors() {
     assert_eq!(health.status, "ok");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn cors_can_be_narrowed_to_named_origins() {
+    let server = TestServer::start(server::config::Config {
+        cors_origins: vec!["http://allowed.example".into()],
+        ..config()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let asked = |origin: &'static str| {
+        let request = client.get(server.at("/healthz")).header("Origin", origin);
+        async move { request.send().await.unwrap() }
+    };
+    let allowed = asked("http://allowed.example").await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://allowed.example"
+    );
+    let other = asked("http://other.example").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    server.stop().await.unwrap();
+}
