@@ -219,17 +219,24 @@ async fn trigger_publishes_to_messages_by_post_and_by_get() {
 }
 
 #[tokio::test]
-async fn the_demo_counter_counts_up() {
-    let server = TestServer::start(Config {
+async fn the_demo_counter_counts_up_and_goes_on_after_a_restart() {
+    let demo = Config {
         demo: true,
         ..config()
-    })
-    .await;
+    };
+    let server = TestServer::start(demo.clone()).await;
     let mut counter = events(subscribe(&server, "counter", None).await);
     let first: u64 = next_notification(&mut counter).await.title.parse().unwrap();
     let second: u64 = next_notification(&mut counter).await.title.parse().unwrap();
     let third: u64 = next_notification(&mut counter).await.title.parse().unwrap();
     assert_eq!((second, third), (first + 1, first + 2));
+    server.stop().await.unwrap();
+
+    // Same database: the count resumes above where it stopped.
+    let server = TestServer::start(demo).await;
+    let mut counter = events(subscribe(&server, "counter", None).await);
+    let resumed: u64 = next_notification(&mut counter).await.title.parse().unwrap();
+    assert!(resumed > third, "{resumed} after {third}");
     server.stop().await.unwrap();
 }
 

@@ -209,3 +209,38 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
     .await?;
     browser.close().await
 }
+
+/// `?stream=` picks the stream the page follows: here the demo counter.
+#[tokio::test]
+async fn the_page_follows_the_stream_named_in_its_address() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = Server::start(&dist()?, &db.path().join("hub.db"), &["--demo"])?;
+    let browser = Browser::start().await?;
+    browser
+        .client
+        .goto(&format!("{}/?stream=counter", server.url))
+        .await?;
+    assert_eq!(
+        browser
+            .wait_text("stream-name", WAIT, |t| !t.is_empty())
+            .await?,
+        "counter"
+    );
+    let counts = eventually("the counter to tick in the list", WAIT, || async {
+        let items = items(&browser).await?;
+        Ok((items.len() >= 3).then_some(items))
+    })
+    .await?;
+    let newest: u64 = counts[0]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse()?;
+    let older: u64 = counts[2]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse()?;
+    assert!(newest > older, "newest first: {counts:?}");
+    browser.close().await
+}

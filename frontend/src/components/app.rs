@@ -1,5 +1,8 @@
 //! The page: a header and the cards.
 
+use std::sync::Arc;
+
+use common::{is_valid_stream_name, DEFAULT_STREAM};
 use leptos::prelude::*;
 
 use crate::api::Api;
@@ -8,10 +11,12 @@ use crate::components::{Clock, NotificationPanel, Now, TriggerForm};
 /// How often relative times ("2 min ago") are refreshed.
 const NOW_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The whole app, talking to the server it was served from.
+/// The whole app, talking to the server it was served from. `?stream=NAME` in the page's
+/// address shows and publishes to that stream instead of `messages`.
 #[component]
 pub fn App() -> impl IntoView {
     provide_context(Api::new(""));
+    let stream: Arc<str> = page_stream().into();
     let (now, set_now) = signal(js_sys::Date::now());
     if let Ok(handle) =
         set_interval_with_handle(move || set_now.set(js_sys::Date::now()), NOW_EVERY)
@@ -27,9 +32,19 @@ pub fn App() -> impl IntoView {
         <main class="grid">
             <div class="column">
                 <Clock />
-                <TriggerForm />
+                <TriggerForm stream=stream.clone() />
             </div>
-            <NotificationPanel />
+            <NotificationPanel stream />
         </main>
     }
+}
+
+/// The `stream` named in the page's query string, if it is a valid name.
+fn page_stream() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
+        .and_then(|params| params.get("stream"))
+        .filter(|name| is_valid_stream_name(name))
+        .unwrap_or_else(|| DEFAULT_STREAM.to_owned())
 }

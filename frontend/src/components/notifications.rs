@@ -1,6 +1,7 @@
 //! The notification panel: a bell with the unread count, the list (history, then live),
 //! mark-all-read, a screen-reader announcement per arrival, and opt-in desktop alerts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{events, paths, Notification, DEFAULT_STREAM};
@@ -25,21 +26,23 @@ fn last_seen_key(stream: &str) -> String {
 
 /// The panel for one stream (default `messages`).
 #[component]
-pub fn NotificationPanel(#[prop(default = DEFAULT_STREAM)] stream: &'static str) -> impl IntoView {
+pub fn NotificationPanel(
+    #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
+) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let feed = RwSignal::new(Feed::new(CAP));
     let announcement = RwSignal::new(String::new());
     let state = RwSignal::new(ConnectionState::Connecting);
-    let last_seen = storage::get(&last_seen_key(stream));
+    let last_seen = storage::get(&last_seen_key(&stream));
 
     // History first, then the live stream from the newest entry of that history, so that
     // everything that arrives live is newer than everything listed. What this browser saw
     // last (remembered across reloads) decides which of those are unread.
     let (ready, set_ready) = signal(None::<String>);
     {
-        let api = api.clone();
+        let (api, stream) = (api.clone(), stream.clone());
         spawn_local(async move {
-            let history = load_history(&api, stream).await;
+            let history = load_history(&api, &stream).await;
             let newest = history.last().map(|n| n.id.clone());
             let unread_after = last_seen.clone();
             if feed
@@ -51,11 +54,14 @@ pub fn NotificationPanel(#[prop(default = DEFAULT_STREAM)] stream: &'static str)
             }
         });
     }
-    let live = move || {
-        ready.get().map(|resume| {
-            let api = api.clone();
-            view! { <LiveFeed stream resume feed announcement state api /> }
-        })
+    let live = {
+        let stream = stream.clone();
+        move || {
+            ready.get().map(|resume| {
+                let (api, stream) = (api.clone(), stream.clone());
+                view! { <LiveFeed stream resume feed announcement state api /> }
+            })
+        }
     };
 
     let unread = move || feed.with(Feed::unread);
@@ -70,6 +76,7 @@ pub fn NotificationPanel(#[prop(default = DEFAULT_STREAM)] stream: &'static str)
                         />
                     </svg>
                     "Notifications"
+                    <span class="stream-name" data-testid="stream-name">{stream.to_string()}</span>
                     <span class="badge" data-testid="unread-count" class:hidden=move || unread() == 0>
                         {unread}
                     </span>
@@ -106,7 +113,7 @@ pub fn NotificationPanel(#[prop(default = DEFAULT_STREAM)] stream: &'static str)
 /// The live connection of a panel; renders nothing, feeds the panel's signals.
 #[component]
 fn LiveFeed(
-    stream: &'static str,
+    stream: Arc<str>,
     resume: String,
     feed: RwSignal<Feed>,
     announcement: RwSignal<String>,
@@ -123,7 +130,7 @@ fn LiveFeed(
                 let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
                     return;
                 };
-                storage::set(&last_seen_key(stream), &notification.id);
+                storage::set(&last_seen_key(&stream), &notification.id);
                 // Announce only what is new to the list, not replayed duplicates.
                 if feed.try_update(|f| f.push(notification.clone())) == Some(true) {
                     announcement.set(format!("New notification: {}", notification.title));
@@ -133,10 +140,10 @@ fn LiveFeed(
             _ => {
                 // The server no longer has everything we missed: reload what it has, and
                 // go on from the id the reset carries.
-                storage::set(&last_seen_key(stream), &message.id);
-                let api = api.clone();
+                storage::set(&last_seen_key(&stream), &message.id);
+                let (api, stream) = (api.clone(), stream.clone());
                 spawn_local(async move {
-                    let history = load_history(&api, stream).await;
+                    let history = load_history(&api, &stream).await;
                     feed.try_update(|f| f.reload(history));
                 });
             }

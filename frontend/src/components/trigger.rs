@@ -1,16 +1,21 @@
 //! The trigger form: publish a notification (or the seed's default one) with one click.
 
-use common::{Level, NewNotification, MAX_BODY_CHARS, MAX_TITLE_CHARS};
+use std::sync::Arc;
+
+use common::{Level, NewNotification, DEFAULT_STREAM, MAX_BODY_CHARS, MAX_TITLE_CHARS};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::Api;
 
-/// Title, optional body and level, and a Trigger button. An empty form sends the seed's
-/// default notification. Errors from the server are shown under the form.
+/// Title, optional body and level, and a Trigger button, publishing to `stream`. An empty
+/// form sends the seed's default notification ("Triggered at <time>"). Errors from the
+/// server are shown under the form.
 #[component]
-pub fn TriggerForm() -> impl IntoView {
+pub fn TriggerForm(
+    #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
+) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let title = RwSignal::new(String::new());
     let body = RwSignal::new(String::new());
@@ -25,19 +30,28 @@ pub fn TriggerForm() -> impl IntoView {
         }
         sending.set(true);
         error.set(None);
-        let api = api.clone();
+        let (api, stream) = (api.clone(), stream.clone());
         let (t, b, l) = (
             title.get_untracked(),
             body.get_untracked(),
             level.get_untracked(),
         );
         spawn_local(async move {
-            let result = if t.trim().is_empty() && b.is_empty() {
+            let empty = t.trim().is_empty() && b.is_empty();
+            let result = if empty && *stream == *DEFAULT_STREAM {
                 api.trigger().await
             } else {
+                let title = if empty {
+                    format!(
+                        "Triggered at {}",
+                        String::from(js_sys::Date::new_0().to_iso_string())
+                    )
+                } else {
+                    t
+                };
                 let new = NewNotification {
-                    stream: None,
-                    title: t,
+                    stream: Some(stream.to_string()),
+                    title,
                     body: (!b.is_empty()).then_some(b),
                     level: Some(l),
                 };
