@@ -8,6 +8,6 @@ mod trigger;
 
 pub use app::App;
 pub use clock::Clock;
-pub use notifications::{relative_time, NotificationPanel, Now};
+pub use notifications::{NotificationPanel, Now};
 pub use status::StatusPill;
 pub use trigger::TriggerForm;

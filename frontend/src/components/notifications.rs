@@ -195,7 +195,7 @@ fn NotificationItem(item: FeedItem) -> impl IntoView {
 pub struct Now(pub ReadSignal<f64>);
 
 /// "just now", "12 s ago", "5 min ago", "3 h ago", "2 d ago".
-pub fn relative_time(ms: f64) -> String {
+fn relative_time(ms: f64) -> String {
     let s = (ms / 1000.0).max(0.0);
     match s {
         s if s < 5.0 => "just now".into(),
