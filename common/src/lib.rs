@@ -42,6 +42,9 @@ pub const MAX_TITLE_CHARS: usize = 200;
 /// Longest accepted notification body, in characters.
 pub const MAX_BODY_CHARS: usize = 4_000;
 
+/// The rule for stream names, in words, for error messages.
+pub const STREAM_NAME_RULE: &str = "stream names are 1 to 64 characters of A-Z a-z 0-9 _ . -";
+
 /// Whether `name` is a valid stream name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
 pub fn is_valid_stream_name(name: &str) -> bool {
     (1..=64).contains(&name.len())

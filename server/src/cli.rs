@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use common::{is_valid_stream_name, Level, NewNotification, DEFAULT_STREAM};
+use common::{is_valid_stream_name, Level, NewNotification, DEFAULT_STREAM, STREAM_NAME_RULE};
 
 use crate::client::{self, Format};
 use crate::config::Config;
@@ -90,7 +90,7 @@ fn stream_name(name: &str) -> Result<String, String> {
     if is_valid_stream_name(name) {
         Ok(name.to_owned())
     } else {
-        Err("stream names are 1 to 64 characters of A-Z a-z 0-9 _ . -".to_owned())
+        Err(STREAM_NAME_RULE.to_owned())
     }
 }
 

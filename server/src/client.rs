@@ -16,11 +16,7 @@ const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 /// Publishes `new` on the server at `url` and returns what it stored.
 pub async fn publish(url: &str, new: &NewNotification) -> anyhow::Result<Notification> {
     let response = reqwest::Client::new()
-        .post(format!(
-            "{}{}",
-            url.trim_end_matches('/'),
-            paths::NOTIFICATIONS
-        ))
+        .post(endpoint(url, paths::NOTIFICATIONS))
         .json(new)
         .send()
         .await
@@ -56,7 +52,7 @@ pub async fn listen(
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let url = format!("{}{}", url.trim_end_matches('/'), paths::EVENTS);
+    let url = endpoint(url, paths::EVENTS);
     let mut printed = 0u64;
     let mut connected_once = false;
     let mut failures = 0u32;
@@ -126,6 +122,11 @@ pub async fn listen(
         );
         tokio::time::sleep(delay).await;
     }
+}
+
+/// `path` on the server at `base` (with or without a trailing slash).
+fn endpoint(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
 }
 
 /// Statuses worth waiting out (a restart behind a proxy, rate limits), not giving up on.

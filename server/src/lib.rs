@@ -10,6 +10,7 @@
 //! - [`notifications`]: the `/events`, `/api/notifications` and `/trigger` handlers.
 //! - [`demo`]: the seed's counter publisher (`serve --demo`).
 //! - [`assets`]: the built web app (static files).
+//! - [`params`]: query parameters read the same way by every handler.
 //! - [`serve`]: binding, graceful shutdown.
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`client`]: the last two.
 
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod hub;
 pub mod notifications;
+pub mod params;
 pub mod routes;
 pub mod serve;
 pub mod sse;

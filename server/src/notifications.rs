@@ -12,18 +12,18 @@ use axum::response::Response;
 use axum::Json;
 use common::{
     events, is_valid_stream_name, Heartbeat, History, Level, NewNotification, Notification,
-    DEFAULT_STREAM, MAX_BODY_CHARS, MAX_TITLE_CHARS,
+    DEFAULT_STREAM, MAX_BODY_CHARS, MAX_TITLE_CHARS, STREAM_NAME_RULE,
 };
 use futures::StreamExt;
 
 use crate::error::ApiError;
 use crate::hub::Item;
-use crate::sse;
 use crate::state::AppState;
 use crate::store::{Draft, EventId};
+use crate::{params, sse};
 
 /// Accepted values of `limit` on the history endpoint.
-pub const HISTORY_LIMIT: RangeInclusive<usize> = 1..=1000;
+pub const HISTORY_LIMIT: RangeInclusive<u64> = 1..=1000;
 /// `limit` when none is given.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 
@@ -33,7 +33,14 @@ pub async fn publish(
     payload: Result<Json<NewNotification>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Notification>), ApiError> {
     let Json(new) = payload.map_err(rejected)?;
-    let draft = validate(new)?;
+    created(&state, validate(new)?).await
+}
+
+/// Publishes `draft` and answers 201 with what was stored.
+async fn created(
+    state: &AppState,
+    draft: Draft,
+) -> Result<(StatusCode, Json<Notification>), ApiError> {
     let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(entry.notification.clone())))
 }
@@ -58,8 +65,7 @@ pub async fn trigger(
         body: String::new(),
         level: Level::Info,
     };
-    let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(entry.notification.clone())))
+    created(&state, draft).await
 }
 
 /// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET.
@@ -78,20 +84,8 @@ pub async fn history(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<History>, ApiError> {
     let stream = stream_param(&query)?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_HISTORY_LIMIT,
-        Some(raw) => raw
-            .parse()
-            .ok()
-            .filter(|n| HISTORY_LIMIT.contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit must be a whole number from {} to {}, got `{raw}`",
-                    HISTORY_LIMIT.start(),
-                    HISTORY_LIMIT.end()
-                ))
-            })?,
-    };
+    let limit = params::whole_number(&query, "limit", HISTORY_LIMIT)?
+        .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
     let store = state.hub.store();
     let entries = match query.get("after") {
         Some(after) => {
@@ -122,15 +116,12 @@ pub async fn events(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let stream = stream_param(&query)?;
-    let after = sse::last_event_id(
-        &headers,
-        query.get(sse::LAST_EVENT_ID_QUERY).map(String::as_str),
-    )
-    .map(|id| {
-        id.parse::<EventId>()
-            .map_err(|e| ApiError::bad_request(format!("Last-Event-ID: {e}")))
-    })
-    .transpose()?;
+    let after = sse::last_event_id(&headers, &query)
+        .map(|id| {
+            id.parse::<EventId>()
+                .map_err(|e| ApiError::bad_request(format!("Last-Event-ID: {e}")))
+        })
+        .transpose()?;
     let items = state
         .hub
         .subscribe(stream, after)
@@ -176,7 +167,7 @@ fn check_stream(stream: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "stream names are 1 to 64 characters of A-Z a-z 0-9 _ . -, got `{stream}`"
+            "{STREAM_NAME_RULE}, got `{stream}`"
         )))
     }
 }

@@ -1,6 +1,7 @@
 //! How the server writes Server-Sent Events: the one place that builds `text/event-stream`
 //! responses, so every stream gets the same headers, keep-alives and shutdown behaviour.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -39,12 +40,16 @@ where
         .into_response()
 }
 
-/// The id a client resumes from: the `Last-Event-ID` header, else the `lastEventId` query.
-pub fn last_event_id<'a>(headers: &'a HeaderMap, query_value: Option<&'a str>) -> Option<&'a str> {
+/// The id a client resumes from: the `Last-Event-ID` header, else the `lastEventId`
+/// query parameter.
+pub fn last_event_id<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+) -> Option<&'a str> {
     headers
         .get(LAST_EVENT_ID)
         .and_then(|v| v.to_str().ok())
-        .or(query_value)
+        .or(query.get(LAST_EVENT_ID_QUERY).map(String::as_str))
         .map(str::trim)
         .filter(|id| !id.is_empty())
 }

@@ -18,8 +18,8 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::sse;
 use crate::state::AppState;
+use crate::{params, sse};
 
 /// Accepted values of `interval_ms`.
 pub const INTERVAL_MS: RangeInclusive<u64> = 10..=60_000;
@@ -37,12 +37,10 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let interval_ms = param(&query, "interval_ms", INTERVAL_MS)?.unwrap_or(DEFAULT_INTERVAL_MS);
-    let count = param(&query, "count", COUNT)?;
-    let last_id = match sse::last_event_id(
-        &headers,
-        query.get(sse::LAST_EVENT_ID_QUERY).map(String::as_str),
-    ) {
+    let interval_ms =
+        params::whole_number(&query, "interval_ms", INTERVAL_MS)?.unwrap_or(DEFAULT_INTERVAL_MS);
+    let count = params::whole_number(&query, "count", COUNT)?;
+    let last_id = match sse::last_event_id(&headers, &query) {
         Some(id) => Some(
             id.parse::<u64>()
                 .ok()
@@ -82,23 +80,4 @@ pub async fn stream(
         Some(n) => sse::response(events.take(n as usize), &state),
         None => sse::response(events, &state),
     })
-}
-
-/// Parses the optional whole-number query parameter `name`, which must lie in `range`.
-fn param(
-    query: &HashMap<String, String>,
-    name: &str,
-    range: RangeInclusive<u64>,
-) -> Result<Option<u64>, ApiError> {
-    let Some(raw) = query.get(name) else {
-        return Ok(None);
-    };
-    match raw.parse::<u64>() {
-        Ok(value) if range.contains(&value) => Ok(Some(value)),
-        _ => Err(ApiError::bad_request(format!(
-            "{name} must be a whole number from {} to {}, got `{raw}`",
-            range.start(),
-            range.end()
-        ))),
-    }
 }
