@@ -1,9 +1,15 @@
 //! Wire types shared by the server and the browser app.
 //!
-//! Everything that crosses the network — paths, SSE event names, JSON payloads and the
-//! rules for stream names — is defined once here, so the two sides cannot drift apart.
+//! Everything that crosses the network — paths, SSE event names, JSON payloads, the rules
+//! for what may be published ([`validate`]) and how clients wait between reconnects
+//! ([`backoff`]) — is defined once here, so the two sides cannot drift apart.
+
+pub mod backoff;
+pub mod validate;
 
 use serde::{Deserialize, Serialize};
+
+pub use validate::{is_valid_stream_name, Draft, Invalid};
 
 /// HTTP paths served by the server and called by the app.
 pub mod paths {
@@ -11,7 +17,8 @@ pub mod paths {
     pub const SSE_TIME: &str = "/sse/time";
     /// Named notification streams: `/events?stream=NAME`.
     pub const EVENTS: &str = "/events";
-    /// The seed demo's trigger: publishes a default notification to `messages`.
+    /// The seed demo's trigger: publishes "Triggered at <server time>" to `?stream=`
+    /// (default `messages`).
     pub const TRIGGER: &str = "/trigger";
     /// Publish (POST) and history (GET) of notifications.
     pub const NOTIFICATIONS: &str = "/api/notifications";
@@ -35,23 +42,6 @@ pub mod events {
 
 /// The stream a notification goes to when none is named.
 pub const DEFAULT_STREAM: &str = "messages";
-
-/// Longest accepted notification title, in characters.
-pub const MAX_TITLE_CHARS: usize = 200;
-
-/// Longest accepted notification body, in characters.
-pub const MAX_BODY_CHARS: usize = 4_000;
-
-/// The rule for stream names, in words, for error messages.
-pub const STREAM_NAME_RULE: &str = "stream names are 1 to 64 characters of A-Z a-z 0-9 _ . -";
-
-/// Whether `name` is a valid stream name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
-pub fn is_valid_stream_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
 
 /// How urgent a notification is; drives its colour in the UI.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -133,7 +123,7 @@ pub struct Heartbeat {
 
 /// The JSON body of every 4xx/5xx answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
+pub struct ErrorBody {
     pub error: String,
 }
 
@@ -147,18 +137,6 @@ pub struct Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_names() {
-        assert!(is_valid_stream_name("messages"));
-        assert!(is_valid_stream_name("a.b-c_D9"));
-        assert!(is_valid_stream_name(&"x".repeat(64)));
-        assert!(!is_valid_stream_name(""));
-        assert!(!is_valid_stream_name(&"x".repeat(65)));
-        assert!(!is_valid_stream_name("with space"));
-        assert!(!is_valid_stream_name("ünï"));
-        assert!(!is_valid_stream_name("a/b"));
-    }
 
     #[test]
     fn levels_round_trip() {

@@ -1,7 +1,7 @@
 //! Where the server is and how to call it: same origin in the app, another origin in
 //! tests and embeds. HTTP calls go through gloo-net.
 
-use common::{paths, ApiError, History, NewNotification, Notification};
+use common::{paths, ErrorBody, History, NewNotification, Notification};
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 
@@ -45,7 +45,7 @@ impl Api {
             "{}?stream={stream}&limit={limit}",
             paths::NOTIFICATIONS
         ));
-        let response = Request::get(&url).send().await.map_err(unreachable)?;
+        let response = Request::get(&url).send().await.map_err(connect_error)?;
         let history: History = answer(response).await?;
         Ok(history.notifications)
     }
@@ -55,20 +55,21 @@ impl Api {
         let request = Request::post(&self.url(paths::NOTIFICATIONS))
             .json(new)
             .map_err(|e| e.to_string())?;
-        answer(request.send().await.map_err(unreachable)?).await
+        answer(request.send().await.map_err(connect_error)?).await
     }
 
-    /// Presses the seed demo's trigger: a default notification to `messages`.
-    pub async fn trigger(&self) -> Result<Notification, String> {
-        let response = Request::post(&self.url(paths::TRIGGER))
+    /// Presses the seed demo's trigger: "Triggered at <server time>" to `stream`.
+    pub async fn trigger(&self, stream: &str) -> Result<Notification, String> {
+        let response = Request::post(&self.url(&format!("{}?stream={stream}", paths::TRIGGER)))
             .send()
             .await
-            .map_err(unreachable)?;
+            .map_err(connect_error)?;
         answer(response).await
     }
 }
 
-fn unreachable(err: gloo_net::Error) -> String {
+/// The message for a request that never got an answer.
+fn connect_error(err: gloo_net::Error) -> String {
     format!("cannot reach the server ({err})")
 }
 
@@ -78,7 +79,7 @@ async fn answer<T: DeserializeOwned>(response: Response) -> Result<T, String> {
         return response.json().await.map_err(|e| e.to_string());
     }
     let status = response.status();
-    match response.json::<ApiError>().await {
+    match response.json::<ErrorBody>().await {
         Ok(body) => Err(body.error),
         Err(_) => Err(format!("the server answered {status}")),
     }

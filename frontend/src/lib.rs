@@ -1,7 +1,9 @@
 //! notify-hub's browser app: Leptos, client-side rendered, compiled to wasm.
 //!
 //! Where things live:
-//! - [`sse`]: the typed wrapper over the browser's `EventSource` (state, events, reconnects).
+//! - [`event_source`]: the typed wrapper over the browser's `EventSource` (state, events,
+//!   reconnects).
+//! - [`notification_feed`]: `use_notification_feed(stream)`, a stream's list as signals.
 //! - [`api`]: where the server is: its URLs, and the HTTP calls (gloo-net).
 //! - [`storage`]: what the app remembers across reloads (`localStorage`).
 //! - [`feed`]: the notification list as data (order, dedup, unread).
@@ -11,8 +13,9 @@
 pub mod api;
 pub mod components;
 pub mod desktop;
+pub mod event_source;
 pub mod feed;
-pub mod sse;
+pub mod notification_feed;
 pub mod storage;
 
 pub use components::App;

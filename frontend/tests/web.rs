@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use frontend::api::Api;
-use frontend::components::{Clock, NotificationPanel};
-use frontend::sse::{ConnectionState, SseMessage, Subscription};
+use frontend::components::{NotificationPanel, ServerClock};
+use frontend::event_source::{ConnectionState, SseMessage, Subscription};
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -137,7 +137,7 @@ async fn clock_component_shows_the_ticking_server_time() {
     let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), || {
         provide_context(Api::new(SERVER));
-        view! { <Clock /> }
+        view! { <ServerClock /> }
     });
     let text = |testid: &str| text_in(&root, testid);
     wait_until("the state reads live", Duration::from_secs(10), || {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Router;
@@ -28,6 +28,20 @@ pub fn router(dir: &Path) -> Router {
     Router::new()
         .fallback_service(files)
         .layer(middleware::from_fn(cache_control))
+        .layer(middleware::from_fn(read_only))
+}
+
+/// Files can only be read: any other method gets a JSON 405, like every API error.
+async fn read_only(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let message = format!("{} {}: no such endpoint", request.method(), request.uri().path());
+    let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
 }
 
 /// Whether the app has been built into `dir`.

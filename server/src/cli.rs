@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use common::{is_valid_stream_name, Level, NewNotification, DEFAULT_STREAM, STREAM_NAME_RULE};
+use common::{Level, NewNotification, DEFAULT_STREAM};
 
-use crate::client::{self, Format};
-use crate::config::Config;
+use crate::config::{cors_origin, defaults, seconds_unless_zero, Config};
+use crate::hub_client::{self, Format};
 use crate::store::Retention;
 
 /// notify-hub: real-time notifications over Server-Sent Events.
@@ -86,12 +87,11 @@ struct ListenArgs {
     json: bool,
 }
 
+/// Checks a `--stream` value with the shared rule.
 fn stream_name(name: &str) -> Result<String, String> {
-    if is_valid_stream_name(name) {
-        Ok(name.to_owned())
-    } else {
-        Err(STREAM_NAME_RULE.to_owned())
-    }
+    common::validate::stream_name(name)
+        .map(str::to_owned)
+        .map_err(|invalid| invalid.0)
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
@@ -101,7 +101,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body: args.body,
         level: args.level,
     };
-    let stored = client::publish(&args.server.url, &new).await?;
+    let stored = hub_client::publish(&args.server.url, &new).await?;
     println!("{}", serde_json::to_string(&stored)?);
     Ok(())
 }
@@ -112,7 +112,7 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     } else {
         Format::Text
     };
-    client::listen(
+    hub_client::listen(
         &args.server.url,
         &args.stream,
         args.last_event_id,
@@ -127,42 +127,42 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "ADDR", default_value = defaults::ADDR)]
     addr: SocketAddr,
     /// Folder with the built web app (`trunk build --release` writes `dist/`).
-    #[arg(long, env = "ASSETS", default_value = "dist")]
+    #[arg(long, env = "ASSETS", default_value = defaults::ASSETS)]
     assets: PathBuf,
     /// Seconds between SSE keep-alive comments.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = defaults::KEEP_ALIVE_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     keep_alive_secs: u64,
     /// Reconnection delay suggested to browsers, in milliseconds.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(long, default_value_t = defaults::RETRY_MS, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     retry_ms: u64,
     /// Seconds open streams get to close after SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    #[arg(long, default_value_t = defaults::SHUTDOWN_GRACE_SECS, value_parser = clap::value_parser!(u64).range(0..=600))]
     shutdown_grace_secs: u64,
     /// SQLite database file, created on first run.
-    #[arg(long, env = "NOTIFY_HUB_DB", default_value = "data/notify-hub.db")]
+    #[arg(long, env = "NOTIFY_HUB_DB", default_value = defaults::DB)]
     db: PathBuf,
     /// Notifications kept per stream (0: no limit).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::RETAIN_COUNT)]
     retain_count: u64,
     /// Hours notifications are kept (0: no limit).
-    #[arg(long, default_value_t = 168)]
+    #[arg(long, default_value_t = defaults::RETAIN_HOURS)]
     retain_hours: u64,
     /// Seconds between `heartbeat` events on notification streams.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = defaults::HEARTBEAT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     heartbeat_secs: u64,
     /// Close notification streams after this many seconds; clients resume where they were
     /// (0: never). Spreads long-lived connections over instances.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::MAX_STREAM_SECS)]
     max_stream_secs: u64,
     /// Live notifications a subscriber may fall behind before it catches up from the store.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = defaults::SUBSCRIBER_BUFFER, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     subscriber_buffer: u64,
     /// Origin allowed to use the API from a browser (repeat for several; default: any).
-    #[arg(long = "cors-origin")]
-    cors_origins: Vec<String>,
+    #[arg(long = "cors-origin", value_parser = cors_origin)]
+    cors_origins: Vec<HeaderValue>,
     /// Publish the seed's counter to the stream `counter` ten times a second (the last 600
     /// are kept).
     #[arg(long)]
@@ -171,7 +171,6 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_config(self) -> Config {
-        let defaults = Config::default();
         Config {
             addr: self.addr,
             assets: self.assets,
@@ -179,19 +178,13 @@ impl ServeArgs {
             retry: Duration::from_millis(self.retry_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             db: self.db,
-            retention: Retention {
-                max_per_stream: (self.retain_count > 0).then_some(self.retain_count),
-                max_age: (self.retain_hours > 0)
-                    .then(|| Duration::from_secs(self.retain_hours.saturating_mul(3600))),
-                ..defaults.retention
-            },
+            retention: Retention::new(self.retain_count, self.retain_hours),
             heartbeat: Duration::from_secs(self.heartbeat_secs),
-            max_stream_age: (self.max_stream_secs > 0)
-                .then(|| Duration::from_secs(self.max_stream_secs)),
+            max_stream_age: seconds_unless_zero(self.max_stream_secs),
             subscriber_buffer: self.subscriber_buffer as usize,
             cors_origins: self.cors_origins,
             demo: self.demo,
-            ..defaults
+            ..Config::default()
         }
     }
 }

@@ -1,10 +1,30 @@
-//! Runtime settings of a server instance, independent of how they were given (CLI, env, tests).
+//! Runtime settings of a server instance, independent of how they were given (CLI, env,
+//! tests). The default of every setting is written once, in [`defaults`]: both
+//! [`Config::default`] and the command line's flags take it from there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::{HeaderValue, Uri};
+
 use crate::store::Retention;
+
+/// The default of each setting, in the unit its command-line flag uses.
+pub mod defaults {
+    pub const ADDR: &str = "127.0.0.1:8080";
+    pub const ASSETS: &str = "dist";
+    pub const DB: &str = "data/notify-hub.db";
+    pub const KEEP_ALIVE_SECS: u64 = 15;
+    pub const RETRY_MS: u64 = 2_000;
+    pub const SHUTDOWN_GRACE_SECS: u64 = 5;
+    pub const RETAIN_COUNT: u64 = 10_000;
+    pub const RETAIN_HOURS: u64 = 168;
+    pub const HEARTBEAT_SECS: u64 = 15;
+    pub const MAX_STREAM_SECS: u64 = 0;
+    pub const SUBSCRIBER_BUFFER: u64 = 1_024;
+    pub const PRUNE_EVERY_SECS: u64 = 10;
+}
 
 /// Everything [`crate::routes::app`] and [`crate::serve::run`] need to know.
 #[derive(Clone, Debug)]
@@ -33,37 +53,78 @@ pub struct Config {
     /// which spreads long-lived connections over instances; `None` keeps them open.
     pub max_stream_age: Option<Duration>,
     /// Origins allowed to call the API from a browser; empty means any (`*`).
-    pub cors_origins: Vec<String>,
+    pub cors_origins: Vec<HeaderValue>,
     /// Publish the seed's counter to the stream `counter` ten times a second.
     pub demo: bool,
 }
 
-/// The stream the demo counter publishes to.
-pub const DEMO_STREAM: &str = "counter";
-
-/// How many demo counter entries are kept (a minute's worth).
-pub const DEMO_KEEP: u64 = 600;
-
 impl Default for Config {
     fn default() -> Self {
         Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            assets: PathBuf::from("dist"),
-            keep_alive: Duration::from_secs(15),
-            retry: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(5),
-            db: PathBuf::from("data/notify-hub.db"),
-            retention: Retention {
-                max_per_stream: Some(10_000),
-                max_age: Some(Duration::from_secs(7 * 24 * 3600)),
-                per_stream: vec![(DEMO_STREAM.to_owned(), DEMO_KEEP)],
-            },
-            prune_every: Duration::from_secs(10),
-            heartbeat: Duration::from_secs(15),
-            subscriber_buffer: 1024,
-            max_stream_age: None,
+            addr: defaults::ADDR.parse().expect("the default address parses"),
+            assets: PathBuf::from(defaults::ASSETS),
+            keep_alive: Duration::from_secs(defaults::KEEP_ALIVE_SECS),
+            retry: Duration::from_millis(defaults::RETRY_MS),
+            shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
+            db: PathBuf::from(defaults::DB),
+            retention: Retention::new(defaults::RETAIN_COUNT, defaults::RETAIN_HOURS),
+            prune_every: Duration::from_secs(defaults::PRUNE_EVERY_SECS),
+            heartbeat: Duration::from_secs(defaults::HEARTBEAT_SECS),
+            subscriber_buffer: defaults::SUBSCRIBER_BUFFER as usize,
+            max_stream_age: seconds_unless_zero(defaults::MAX_STREAM_SECS),
             cors_origins: Vec::new(),
             demo: false,
+        }
+    }
+}
+
+/// A flag's "0 turns it off" convention: `None` for 0, else that many seconds.
+pub fn seconds_unless_zero(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// An origin as browsers send it (`https://app.example.com`, `http://localhost:3000`):
+/// a scheme and a host, with no path, query or trailing slash.
+pub fn cors_origin(text: &str) -> Result<HeaderValue, String> {
+    let refuse = || {
+        format!("`{text}` is not an origin: expected scheme://host[:port], e.g. https://app.example.com")
+    };
+    let uri: Uri = text.parse().map_err(|_| refuse())?;
+    let well_formed = matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri.authority().is_some_and(|a| !a.host().is_empty())
+        && uri.path() == "/"
+        && uri.query().is_none()
+        && !text.ends_with('/');
+    if !well_formed {
+        return Err(refuse());
+    }
+    HeaderValue::from_str(text).map_err(|_| refuse())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked() {
+        for good in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+        ] {
+            assert_eq!(cors_origin(good).unwrap(), good);
+        }
+        for bad in [
+            "",
+            "app.example.com",
+            "https://",
+            "https://app.example.com/",
+            "https://a.example/path",
+            "ftp://a.example",
+            "https://a b",
+            "*",
+        ] {
+            assert!(cors_origin(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The error answer of every handler: an HTTP status with a JSON `{"error": "..."}` body.
+//! The error answer of every handler: an HTTP status with a JSON `{"error": "..."}` body
+//! ([`common::ErrorBody`]).
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +17,21 @@ impl ApiError {
     /// 400: the request itself is wrong; `message` says how.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 400 for input that breaks one of the shared rules of [`common::validate`].
+    pub fn invalid(invalid: common::Invalid) -> Self {
+        Self::bad_request(invalid.0)
+    }
+
+    /// A body that is not a valid JSON request: 400 (413 when too large, 415 when not JSON).
+    pub fn rejected_json(rejection: JsonRejection) -> Self {
+        let status = match rejection {
+            // Wrong field types and unknown levels are plain bad requests, not 422.
+            JsonRejection::JsonDataError(_) => StatusCode::BAD_REQUEST,
+            _ => rejection.status(),
+        };
+        Self::new(status, rejection.body_text())
     }
 
     /// 500: something failed on our side; the details go to the log, not the client.
@@ -34,7 +51,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = common::ApiError {
+        let body = common::ErrorBody {
             error: self.message,
         };
         (self.status, Json(body)).into_response()

@@ -3,30 +3,31 @@
 //! One binary serves the browser app, the SSE streams and the publish API on one port.
 //! Where things live:
 //! - [`routes`]: every route and middleware, built in one place by [`routes::app`].
+//! - [`handlers`]: one module per endpoint family (parse, call, answer).
 //! - [`sse`]: how responses are encoded as `text/event-stream`.
-//! - [`clock`] and [`time`]: the shared server clock and its `/sse/time` endpoint.
-//! - [`hub`]: where notification streams fan out (publish, subscribe, replay).
+//! - [`hub`]: where notification streams fan out (publish, subscribe, replay → live).
 //! - [`store`]: where notifications are kept (SQLite by default).
-//! - [`notifications`]: the `/events`, `/api/notifications` and `/trigger` handlers.
+//! - [`ticker`]: the shared server clock behind `/sse/time`.
 //! - [`demo`]: the seed's counter publisher (`serve --demo`).
 //! - [`assets`]: the built web app (static files).
-//! - [`params`]: query parameters read the same way by every handler.
+//! - [`config`]: every setting and its default; [`state`]: what handlers share.
+//! - [`params`], [`error`], [`timestamp`]: query parameters, error answers, time format.
 //! - [`serve`]: binding, graceful shutdown.
-//! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`client`]: the last two.
+//! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
 
 pub mod assets;
 pub mod cli;
-pub mod client;
-pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod handlers;
 pub mod hub;
-pub mod notifications;
+pub mod hub_client;
 pub mod params;
 pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
 pub mod store;
-pub mod time;
+pub mod ticker;
+pub mod timestamp;

@@ -12,7 +12,6 @@ use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
 use crate::{assets, demo};
 
 /// Binds `config.addr` and serves until SIGINT or SIGTERM.
@@ -40,13 +39,18 @@ pub async fn serve(
             assets::BUILD_COMMAND
         );
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db)?);
+    let store = Arc::new(SqliteStore::open(&config.db)?);
     tracing::info!("notifications stored in {}", config.db.display());
-    let hub = Hub::new(store.clone(), config.heartbeat, config.subscriber_buffer);
+    let hub = Hub::new(store, config.heartbeat, config.subscriber_buffer);
     let shutdown = CancellationToken::new();
-    tokio::spawn(prune(hub.clone(), config.clone(), shutdown.clone()));
+    let mut retention = config.retention.clone();
     if config.demo {
+        retention = demo::with_counter_cap(retention);
         tokio::spawn(demo::run(hub.clone(), shutdown.clone()));
+    }
+    {
+        let (hub, every, shutdown) = (hub.clone(), config.prune_every, shutdown.clone());
+        tokio::spawn(async move { hub.apply_retention(retention, every, shutdown).await });
     }
     let grace = config.shutdown_grace;
     let state = AppState::new(config, hub, shutdown.clone());
@@ -68,23 +72,6 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Applies retention now and then, until `shutdown`.
-async fn prune(hub: Arc<Hub>, config: Config, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(config.prune_every);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        match hub.store().prune(&config.retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!("retention dropped {n} notifications"),
-            Err(err) => tracing::warn!("retention failed: {err:#}"),
-        }
-        hub.drop_idle_channels();
-    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -56,8 +56,18 @@ async fn serves_the_built_app_with_cache_headers() {
 
     let missing = reqwest::get(server.at("/nope.js")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let body: common::ApiError = missing.json().await.unwrap();
+    let body: common::ErrorBody = missing.json().await.unwrap();
     assert_eq!(body.error, "no such path");
+
+    let posted = reqwest::Client::new()
+        .post(server.at("/index.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(posted.headers()["allow"], "GET, HEAD");
+    let body: common::ErrorBody = posted.json().await.unwrap();
+    assert_eq!(body.error, "POST /index.html: no such endpoint");
     server.stop().await.unwrap();
 }
 

@@ -2,57 +2,18 @@
 //! on the same SQLite file that a listener rides through with no loss and no duplicate.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use e2e::ServerProcess;
+
 const BIN: &str = env!("CARGO_BIN_EXE_server");
 
-/// A `server serve` process on `port` with the database `db`, killed when dropped.
-struct Serve(Child);
-
-impl Serve {
-    fn start(port: u16, db: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                "--assets",
-                "/nonexistent",
-            ])
-            .arg("--db")
-            .arg(db)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("the server exited").unwrap();
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self(child)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `server serve` on `addr` with the database `db`, killed (SIGKILL) when dropped.
+fn serve(addr: &str, db: &Path) -> ServerProcess {
+    ServerProcess::start(Path::new(BIN), addr, Path::new("/nonexistent"), db, &[]).unwrap()
 }
 
 /// Runs `server publish` and returns the stored notification it prints.
@@ -102,10 +63,8 @@ fn next_line(lines: &mpsc::Receiver<String>) -> common::Notification {
 fn listen_prints_what_publish_sent_and_rides_through_a_kill_9_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-
-    let first = Serve::start(port, &db);
+    let first = serve("127.0.0.1:0", &db);
+    let (url, addr) = (first.url.clone(), first.addr.clone());
     let a = publish(&url, "one", &["--body", "first body", "--level", "success"]);
     assert_eq!(
         (a.title.as_str(), a.body.as_str(), a.level),
@@ -117,7 +76,7 @@ fn listen_prints_what_publish_sent_and_rides_through_a_kill_9_restart() {
     assert_eq!(next_line(&lines), b);
 
     drop(first); // SIGKILL: no graceful anything
-    let _second = Serve::start(port, &db);
+    let _second = serve(&addr, &db);
     let c = publish(&url, "three", &[]);
     let d = publish(&url, "four", &[]);
     assert_eq!(next_line(&lines), c, "resumed after {} with no loss", b.id);
@@ -170,15 +129,37 @@ fn client_errors_are_one_clear_line_and_a_failure_exit() {
 }
 
 #[test]
-fn publish_reports_the_servers_refusal() {
+fn serve_refuses_to_start_with_an_invalid_cors_origin() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = Serve::start(port, &dir.path().join("hub.db"));
+    let output = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--assets", "/nonexistent"])
+        .args([
+            "--cors-origin",
+            "https://ok.example",
+            "--cors-origin",
+            "app.example.com/",
+        ])
+        .arg("--db")
+        .arg(dir.path().join("hub.db"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`app.example.com/` is not an origin"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("hub.db").exists(), "nothing was created");
+}
+
+#[test]
+fn publish_checks_its_input_before_sending_and_reports_the_servers_refusal() {
+    // Broken rules are named before anything is sent: no server is needed to hear it.
     let output = Command::new(BIN)
         .args([
             "publish",
             "--url",
-            &format!("http://127.0.0.1:{port}"),
+            "http://127.0.0.1:1",
             "--title",
             &"x".repeat(300),
         ])
@@ -187,7 +168,29 @@ fn publish_reports_the_servers_refusal() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the server answered 400") && stderr.contains("at most 200"),
+        stderr.contains("title is 300 characters long; at most 200 are allowed"),
+        "{stderr}"
+    );
+
+    // A URL under which the server has no API: its own JSON reason is printed.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+    let db = dir.path().join("hub.db");
+    let server = ServerProcess::start(Path::new(BIN), "127.0.0.1:0", dir.path(), &db, &[]).unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "publish",
+            "--url",
+            &format!("{}/nowhere", server.url),
+            "--title",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the server answered 405: POST /nowhere/api/notifications: no such endpoint"),
         "{stderr}"
     );
 }

@@ -131,7 +131,7 @@ async fn bad_parameters_get_400_with_a_json_reason() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
-        let body: common::ApiError = response.json().await.unwrap();
+        let body: common::ErrorBody = response.json().await.unwrap();
         assert!(body.error.contains(names), "{query}: {}", body.error);
     }
     for id in ["not-a-number", "18446744073709551614"] {
@@ -142,7 +142,7 @@ async fn bad_parameters_get_400_with_a_json_reason() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id}");
-        let body: common::ApiError = response.json().await.unwrap();
+        let body: common::ErrorBody = response.json().await.unwrap();
         assert!(body.error.contains("Last-Event-ID"), "{}", body.error);
     }
     server.stop().await.unwrap();
@@ -208,7 +208,9 @@ async fn health_and_cors() {
 #[tokio::test]
 async fn cors_can_be_narrowed_to_named_origins() {
     let server = TestServer::start(server::config::Config {
-        cors_origins: vec!["http://allowed.example".into()],
+        cors_origins: vec![axum::http::HeaderValue::from_static(
+            "http://allowed.example",
+        )],
         ..config()
     })
     .await;

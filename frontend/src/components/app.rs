@@ -6,7 +6,7 @@ use common::{is_valid_stream_name, DEFAULT_STREAM};
 use leptos::prelude::*;
 
 use crate::api::Api;
-use crate::components::{Clock, NotificationPanel, Now, TriggerForm};
+use crate::components::{NotificationPanel, Now, ServerClock, TriggerForm};
 
 /// How often relative times ("2 min ago") are refreshed.
 const NOW_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -31,7 +31,7 @@ pub fn App() -> impl IntoView {
         </header>
         <main class="grid">
             <div class="column">
-                <Clock />
+                <ServerClock />
                 <TriggerForm stream=stream.clone() />
             </div>
             <NotificationPanel stream />

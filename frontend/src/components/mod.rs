@@ -1,13 +1,15 @@
 //! The UI, one component per module.
 
 mod app;
-mod clock;
-mod notifications;
-mod status;
-mod trigger;
+mod notification_item;
+mod notification_panel;
+mod server_clock;
+mod status_pill;
+mod trigger_form;
 
 pub use app::App;
-pub use clock::Clock;
-pub use notifications::{NotificationPanel, Now};
-pub use status::StatusPill;
-pub use trigger::TriggerForm;
+pub use notification_item::{NotificationItem, Now};
+pub use notification_panel::NotificationPanel;
+pub use server_clock::ServerClock;
+pub use status_pill::StatusPill;
+pub use trigger_form::TriggerForm;

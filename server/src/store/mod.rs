@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Level, Notification};
+use common::Notification;
+
+pub use common::Draft;
 
 /// A position in a store's log. Totally ordered, and opaque to clients, who see it as a
 /// string: SQLite ids are `N` (`minor` is always 0); Redis Stream ids would be `ms-seq`.
@@ -24,8 +26,18 @@ pub struct EventId {
 }
 
 impl EventId {
+    /// A position that no store issues: reading after it always gives a reset.
+    pub const UNKNOWN: Self = Self::new(u64::MAX, u64::MAX);
+
     pub const fn new(major: u64, minor: u64) -> Self {
         Self { major, minor }
+    }
+
+    /// The id a client sent, or [`EventId::UNKNOWN`] when it is not an id of this server
+    /// (an old database, another backend, garbage in a browser's storage). Such a client
+    /// is told to reload, as one whose position retention dropped.
+    pub fn parse_or_unknown(text: &str) -> Self {
+        text.parse().unwrap_or(Self::UNKNOWN)
     }
 }
 
@@ -52,15 +64,6 @@ impl FromStr for EventId {
         };
         Ok(Self::new(number(major)?, number(minor)?))
     }
-}
-
-/// A validated notification, ready to be stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Draft {
-    pub stream: String,
-    pub title: String,
-    pub body: String,
-    pub level: Level,
 }
 
 /// A stored notification, with its JSON encoded once for every subscriber it goes to.
@@ -95,6 +98,15 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// Keep `count` per stream and `hours` long; 0 turns either off (the flags' convention).
+    pub fn new(count: u64, hours: u64) -> Self {
+        Self {
+            max_per_stream: (count > 0).then_some(count),
+            max_age: (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600))),
+            per_stream: Vec::new(),
+        }
+    }
+
     /// The count cap of `stream`.
     pub fn cap(&self, stream: &str) -> Option<u64> {
         self.per_stream
@@ -129,6 +141,10 @@ pub trait Store: Send + Sync + 'static {
     /// Entries of `stream` after `after`, oldest first, at most `limit`; read in one
     /// snapshot with the check that nothing after `after` is missing.
     async fn after(&self, stream: &str, after: EventId, limit: usize) -> Result<Page, Error>;
+
+    /// The position of a subscriber of `stream` that has seen everything stored so far:
+    /// reading [`Store::after`] it never gives a reset, whatever retention does meanwhile.
+    async fn head(&self, stream: &str) -> Result<EventId, Error>;
 
     /// The newest `limit` entries of `stream`, oldest first.
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error>;

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::SecondsFormat;
 use common::Notification;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -70,8 +69,8 @@ impl SqliteStore {
     }
 }
 
-/// Runs `work` on a connection from the blocking pool.
-async fn with<T: Send + 'static>(
+/// Runs `work` on `conn` in tokio's blocking pool, so SQLite never blocks the runtime.
+async fn run_on<T: Send + 'static>(
     conn: &Arc<Mutex<Connection>>,
     work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, Error> {
@@ -92,6 +91,17 @@ fn id_of(id: i64) -> EventId {
 /// The SQLite row id for `id`: ids with a minor part never come from this store.
 fn rowid(id: EventId) -> i64 {
     i64::try_from(id.major).unwrap_or(i64::MAX)
+}
+
+/// The newest id ever issued (0 before the first append); never decreases.
+fn issued(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'notifications'",
+        [],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 fn entry(row: &Row<'_>) -> rusqlite::Result<Arc<Entry>> {
@@ -115,8 +125,8 @@ const COLUMNS: &str = "id, stream, title, body, level, created_at";
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
-        with(&self.writer, move |conn| {
-            let created_at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        run_on(&self.writer, move |conn| {
+            let created_at = crate::timestamp::now();
             conn.execute(
                 "INSERT INTO notifications (stream, title, body, level, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -146,7 +156,7 @@ impl Store for SqliteStore {
 
     async fn after(&self, stream: &str, after: EventId, limit: usize) -> Result<Page, Error> {
         let stream = stream.to_owned();
-        with(&self.reader, move |conn| {
+        run_on(&self.reader, move |conn| {
             // One read transaction: the rows and the retention mark come from one snapshot,
             // so a prune between the two cannot hide a gap.
             let tx = conn.transaction()?;
@@ -158,14 +168,7 @@ impl Store for SqliteStore {
                 )
                 .optional()?
                 .unwrap_or(0);
-            let issued: i64 = tx
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'notifications'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
+            let issued = issued(&tx)?;
             let position = rowid(after);
             if position < pruned || position > issued || after.minor != 0 {
                 return Ok(Page {
@@ -188,9 +191,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn head(&self, _stream: &str) -> Result<EventId, Error> {
+        // The newest id issued in any stream: retention never marks a stream pruned past it.
+        run_on(&self.reader, |conn| issued(conn).map(id_of)).await
+    }
+
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
         let stream = stream.to_owned();
-        with(&self.reader, move |conn| {
+        run_on(&self.reader, move |conn| {
             let mut query = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM (SELECT * FROM notifications WHERE stream = ?1
                  ORDER BY id DESC LIMIT ?2) ORDER BY id"
@@ -203,13 +211,13 @@ impl Store for SqliteStore {
 
     async fn prune(&self, retention: &Retention) -> Result<u64, Error> {
         let retention = retention.clone();
-        with(&self.writer, move |conn| {
+        run_on(&self.writer, move |conn| {
             let tx = conn.transaction()?;
             // An age too large to subtract from now keeps everything.
             let oldest_kept = retention.max_age.and_then(|age| {
                 let age = chrono::Duration::from_std(age).ok()?;
                 let cutoff = chrono::Utc::now().checked_sub_signed(age)?;
-                Some(cutoff.to_rfc3339_opts(SecondsFormat::Nanos, true))
+                Some(crate::timestamp::format(cutoff))
             });
             let streams: Vec<String> = tx
                 .prepare("SELECT DISTINCT stream FROM notifications")?
@@ -295,9 +303,8 @@ mod tests {
 
         assert_eq!(store.after("a", ids[0], 1).await.unwrap().entries.len(), 1);
         let retention = Retention {
-            max_per_stream: Some(2),
-            max_age: None,
             per_stream: vec![("b".into(), 1)],
+            ..Retention::new(2, 0)
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 3 + 4);
         // Pruned past the position, or a position never issued: start over from the newest id.
@@ -338,9 +345,8 @@ mod tests {
         store.append(draft("a", "old")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let retention = Retention {
-            max_per_stream: None,
             max_age: Some(Duration::from_millis(10)),
-            per_stream: vec![],
+            ..Retention::new(0, 0)
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 1);
         assert!(store.latest("a", 10).await.unwrap().is_empty());

@@ -16,10 +16,9 @@ use axum::response::{IntoResponse, Response};
 use futures::{stream, StreamExt};
 use tokio_stream::wrappers::WatchStream;
 
-use crate::clock;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{params, sse};
+use crate::{params, sse, ticker};
 
 /// Accepted values of `interval_ms`.
 pub const INTERVAL_MS: RangeInclusive<u64> = 10..=60_000;
@@ -60,21 +59,15 @@ pub async fn stream(
         None => None,
     };
 
-    let ticks = state.clock.subscribe(Duration::from_millis(interval_ms));
-    let retry = state.config.retry;
-    let events = stream::once(async { clock::now() })
+    let ticks = state.tickers.subscribe(Duration::from_millis(interval_ms));
+    let events = stream::once(async { ticker::now() })
         .chain(WatchStream::from_changes(ticks))
         .zip(stream::iter(first_id..))
-        .map(move |(tick, id)| {
-            let event = Event::default()
+        .map(|(tick, id)| {
+            Event::default()
                 .event(common::events::TIME)
                 .id(id.to_string())
-                .data(&*tick);
-            if id == first_id {
-                event.retry(retry)
-            } else {
-                event
-            }
+                .data(&*tick)
         });
     Ok(match remaining {
         Some(n) => sse::response(events.take(n as usize), &state),

@@ -1,5 +1,6 @@
-//! Harness for the end-to-end tests: the real `server` binary and a real Chromium driven
-//! through chromedriver (WebDriver).
+//! The test harness: the real `server` binary as a process ([`ServerProcess`]) and a real
+//! Chromium driven through chromedriver ([`Browser`]). The end-to-end tests in `tests/` use
+//! both; the server crate's CLI tests use [`ServerProcess`].
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
 
@@ -14,7 +15,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-/// The workspace root (this crate lives in `tests/`).
+/// The workspace root (this crate lives in `e2e/`).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -61,20 +62,29 @@ where
     }
 }
 
-/// A running `server` process, killed when dropped.
-pub struct Server {
+/// A running `server serve` process, killed (SIGKILL) when dropped. Shared by every test
+/// that needs the real binary: the end-to-end tests here and the server's CLI tests.
+pub struct ServerProcess {
+    /// `http://127.0.0.1:PORT`, as the server reported it.
     pub url: String,
+    /// `127.0.0.1:PORT`: pass it to [`ServerProcess::start`] to restart on the same port.
+    pub addr: String,
     child: Child,
 }
 
-impl Server {
-    /// Starts `server serve` on a free port serving `assets`, with the SQLite file `db`
-    /// and `args`, and waits until it says where it listens.
-    pub fn start(assets: &Path, db: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let bin = server_bin();
-        let mut child = Command::new(&bin)
-            .arg("serve")
-            .args(["--addr", "127.0.0.1:0", "--assets"])
+impl ServerProcess {
+    /// Starts `bin serve` on `addr` (`127.0.0.1:0`: a port the server picks itself and
+    /// reports, so no other process can take it first) serving `assets`, with the SQLite
+    /// file `db` and extra `args`, and waits until it says where it listens.
+    pub fn start(
+        bin: &Path,
+        addr: &str,
+        assets: &Path,
+        db: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--addr", addr, "--assets"])
             .arg(assets)
             .arg("--db")
             .arg(db)
@@ -94,11 +104,17 @@ impl Server {
         };
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { url, child })
+        let addr = url.trim_start_matches("http://").to_owned();
+        Ok(Self { url, addr, child })
+    }
+
+    /// The workspace's debug `server` binary (or `HUB_SERVER_BIN`) on a free port.
+    pub fn serve(assets: &Path, db: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start(&server_bin(), "127.0.0.1:0", assets, db, args)
     }
 }
 
-impl Drop for Server {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use common::{Level, NewNotification, DEFAULT_STREAM, MAX_BODY_CHARS, MAX_TITLE_CHARS};
+use common::validate::{MAX_BODY_CHARS, MAX_TITLE_CHARS};
+use common::{Draft, Level, NewNotification, DEFAULT_STREAM};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -10,8 +11,9 @@ use leptos::task::spawn_local;
 use crate::api::Api;
 
 /// Title, optional body and level, and a Trigger button, publishing to `stream`. An empty
-/// form sends the seed's default notification ("Triggered at <time>"). Errors from the
-/// server are shown under the form.
+/// form asks the server for the seed's default notification ("Triggered at <server
+/// time>"). The form is checked with the server's own rules before it is sent; what the
+/// server still refuses is shown under the form.
 #[component]
 pub fn TriggerForm(
     #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
@@ -28,33 +30,25 @@ pub fn TriggerForm(
         if sending.get_untracked() {
             return;
         }
-        sending.set(true);
         error.set(None);
-        let (api, stream) = (api.clone(), stream.clone());
-        let (t, b, l) = (
-            title.get_untracked(),
-            body.get_untracked(),
-            level.get_untracked(),
-        );
+        let new = NewNotification {
+            stream: Some(stream.to_string()),
+            title: title.get_untracked(),
+            body: Some(body.get_untracked()).filter(|b| !b.is_empty()),
+            level: Some(level.get_untracked()),
+        };
+        let empty = new.title.trim().is_empty() && new.body.is_none();
+        if let (false, Err(invalid)) = (empty, Draft::try_from(new.clone())) {
+            error.set(Some(invalid.0));
+            return;
+        }
+        sending.set(true);
+        let api = api.clone();
         spawn_local(async move {
-            let empty = t.trim().is_empty() && b.is_empty();
-            let result = if empty && *stream == *DEFAULT_STREAM {
-                api.trigger().await
+            let result = if empty {
+                api.trigger(new.stream.as_deref().unwrap_or(DEFAULT_STREAM))
+                    .await
             } else {
-                let title = if empty {
-                    format!(
-                        "Triggered at {}",
-                        String::from(js_sys::Date::new_0().to_iso_string())
-                    )
-                } else {
-                    t
-                };
-                let new = NewNotification {
-                    stream: Some(stream.to_string()),
-                    title,
-                    body: (!b.is_empty()).then_some(b),
-                    level: Some(l),
-                };
                 api.publish(&new).await
             };
             match result {
@@ -88,25 +82,33 @@ pub fn TriggerForm(
                     <span>"Body " <span class="muted">"(optional)"</span></span>
                     <textarea rows="3" maxlength=MAX_BODY_CHARS data-testid="trigger-body" bind:value=body></textarea>
                 </label>
-                <label>
-                    "Level"
-                    <select
-                        data-testid="trigger-level"
-                        on:change=move |ev| {
-                            if let Ok(l) = event_target_value(&ev).parse() {
-                                level.set(l);
-                            }
-                        }
-                    >
-                        {[Level::Info, Level::Success, Level::Warning, Level::Error]
-                            .map(|l| view! { <option value=l.as_str()>{l.as_str()}</option> })}
-                    </select>
-                </label>
+                <LevelSelect level />
                 <button type="submit" class="primary" data-testid="trigger-button" prop:disabled=sending>
                     {move || if sending.get() { "Sending…" } else { "Trigger" }}
                 </button>
                 <p class="error" role="alert" data-testid="trigger-error">{move || error.get()}</p>
             </form>
         </section>
+    }
+}
+
+/// The level picker, writing the chosen level into `level`.
+#[component]
+fn LevelSelect(level: RwSignal<Level>) -> impl IntoView {
+    view! {
+        <label>
+            "Level"
+            <select
+                data-testid="trigger-level"
+                on:change=move |ev| {
+                    if let Ok(l) = event_target_value(&ev).parse() {
+                        level.set(l);
+                    }
+                }
+            >
+                {[Level::Info, Level::Success, Level::Warning, Level::Error]
+                    .map(|l| view! { <option value=l.as_str()>{l.as_str()}</option> })}
+            </select>
+        </label>
     }
 }

@@ -1,4 +1,5 @@
-//! The shared server clock: one ticker task per interval, however many subscribers it has.
+//! The shared server clock behind `/sse/time`: one ticker task per interval, however many
+//! subscribers it has.
 //!
 //! Each tick is formatted once and handed to every subscriber through a `watch` channel,
 //! so 10,000 clients at the same interval cost one timer and one timestamp per tick.
@@ -8,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::SecondsFormat;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -17,20 +17,18 @@ pub type Tick = Arc<str>;
 
 /// The current time as a [`Tick`].
 pub fn now() -> Tick {
-    chrono::Utc::now()
-        .to_rfc3339_opts(SecondsFormat::Nanos, true)
-        .into()
+    crate::timestamp::now().into()
 }
 
-type Tickers = Arc<Mutex<HashMap<Duration, Arc<watch::Sender<Tick>>>>>;
+type Registry = Arc<Mutex<HashMap<Duration, Arc<watch::Sender<Tick>>>>>;
 
 /// The registry of running tickers, keyed by interval. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Clock {
-    tickers: Tickers,
+pub struct Tickers {
+    tickers: Registry,
 }
 
-impl Clock {
+impl Tickers {
     /// A receiver that sees a new [`Tick`] every `every`, starting a ticker if none runs yet.
     pub fn subscribe(&self, every: Duration) -> watch::Receiver<Tick> {
         let mut tickers = self.tickers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -54,7 +52,7 @@ impl Clock {
 }
 
 /// Sends a tick every `every` until nobody listens, then removes itself from the registry.
-async fn run_ticker(tickers: Tickers, every: Duration, tx: Arc<watch::Sender<Tick>>) {
+async fn run_ticker(tickers: Registry, every: Duration, tx: Arc<watch::Sender<Tick>>) {
     let mut interval = tokio::time::interval_at(Instant::now() + every, every);
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -77,12 +75,12 @@ mod tests {
 
     #[tokio::test]
     async fn one_ticker_per_interval_and_it_stops_when_unused() {
-        let clock = Clock::default();
+        let tickers = Tickers::default();
         let every = Duration::from_millis(10);
-        let mut a = clock.subscribe(every);
-        let mut b = clock.subscribe(every);
-        let _other = clock.subscribe(Duration::from_millis(20));
-        assert_eq!(clock.running(), 2);
+        let mut a = tickers.subscribe(every);
+        let mut b = tickers.subscribe(every);
+        let _other = tickers.subscribe(Duration::from_millis(20));
+        assert_eq!(tickers.running(), 2);
 
         a.changed().await.unwrap();
         b.changed().await.unwrap();
@@ -90,14 +88,6 @@ mod tests {
 
         drop((a, b, _other));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(clock.running(), 0);
-    }
-
-    #[test]
-    fn ticks_are_rfc3339_utc_with_nanoseconds() {
-        let tick = now();
-        assert_eq!(tick.len(), "2026-01-01T00:00:00.123456789Z".len(), "{tick}");
-        assert!(chrono::DateTime::parse_from_rfc3339(&tick).is_ok());
-        assert!(tick.ends_with('Z'));
+        assert_eq!(tickers.running(), 0);
     }
 }

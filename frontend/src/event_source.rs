@@ -3,8 +3,9 @@
 //! The browser reconnects by itself after a network blip (sending `Last-Event-ID`), but it
 //! gives up for good on some failures (readyState `CLOSED`: an HTTP error, a proxy answering
 //! HTML, a server that ended a finished stream). This wrapper then opens a new `EventSource`
-//! itself, after an exponential backoff with jitter, resuming with `?lastEventId=` so that
-//! nothing is lost. A connection that goes silent for longer than its limit (twice the
+//! itself, after the hub's usual backoff ([`common::backoff`]), resuming with
+//! `?lastEventId=` so that nothing is lost. The position to resume from lives in one place,
+//! the connection's `last_event_id` signal. A connection that goes silent for longer than its limit (twice the
 //! server's heartbeat interval) is treated as half-open and reopened the same way. The
 //! connection closes when the reactive owner that opened it is dropped.
 
@@ -12,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use common::backoff::ReconnectDelays;
 use common::{events, Heartbeat};
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
@@ -48,9 +50,6 @@ impl ConnectionState {
 
 /// Failed attempts in a row after which a connection counts as offline.
 const OFFLINE_AFTER: u32 = 3;
-/// First and largest delay before the wrapper reopens a connection the browser gave up on.
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// One SSE event as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,12 +61,25 @@ pub struct SseMessage {
     pub data: String,
 }
 
-/// The reactive view of a connection that components read.
+/// The reactive view of a connection that components read. Cheap to copy.
 #[derive(Clone, Copy)]
 pub struct Connection {
     pub state: ReadSignal<ConnectionState>,
     /// The id of the last event received: where a reconnect resumes.
     pub last_event_id: ReadSignal<Option<String>>,
+    shared: StoredValue<Weak<Shared>, LocalStorage>,
+}
+
+impl Connection {
+    /// Opens a connection made with [`Subscription::connect_later`], resuming after
+    /// `last_event_id` (`None`: from now on). Does nothing once its owner is gone.
+    pub fn start(&self, last_event_id: Option<String>) {
+        let Some(shared) = self.shared.try_get_value().and_then(|weak| weak.upgrade()) else {
+            return;
+        };
+        shared.set_last_event_id.set(last_event_id);
+        open(&shared);
+    }
 }
 
 /// Builds the URL to connect to, given the id to resume after (if any).
@@ -114,27 +126,38 @@ impl Subscription {
     /// Opens the connection; it lives as long as the current reactive owner. Each event is
     /// passed to `on_event` in order, none coalesced.
     pub fn connect(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
+        let resume_from = self.resume_from.clone();
+        let connection = self.connect_later(on_event);
+        connection.start(resume_from);
+        connection
+    }
+
+    /// Like [`Subscription::connect`], but the connection stays in `Connecting` until
+    /// [`Connection::start`] says where to resume (e.g. once history has loaded).
+    pub fn connect_later(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
         let (state, set_state) = signal(ConnectionState::Connecting);
-        let (last_event_id, set_last_event_id) = signal(self.resume_from.clone());
+        let (last_event_id, set_last_event_id) = signal(self.resume_from);
         let shared = Rc::new(Shared {
             url: self.url,
             events: self.events,
             on_event: Box::new(on_event),
             set_state,
+            last_event_id,
             set_last_event_id,
-            last_event_id: RefCell::new(self.resume_from),
             source: RefCell::new(None),
             retry: RefCell::new(None),
             watchdog: RefCell::new(None),
             silence_limit: Cell::new(self.silence_limit),
             failures: Cell::new(0),
+            delays: RefCell::new(reconnect_delays()),
         });
-        open(&shared);
+        let handle = StoredValue::new_local(Rc::downgrade(&shared));
         let guard = SendWrapper::new(shared);
         on_cleanup(move || guard.close());
         Connection {
             state,
             last_event_id,
+            shared: handle,
         }
     }
 }
@@ -145,13 +168,21 @@ struct Shared {
     events: Vec<&'static str>,
     on_event: Box<dyn Fn(SseMessage)>,
     set_state: WriteSignal<ConnectionState>,
+    last_event_id: ReadSignal<Option<String>>,
     set_last_event_id: WriteSignal<Option<String>>,
-    last_event_id: RefCell<Option<String>>,
     source: RefCell<Option<Source>>,
     retry: RefCell<Option<Timeout>>,
     watchdog: RefCell<Option<Timeout>>,
     silence_limit: Cell<Option<Duration>>,
+    /// Failed attempts since the last successful open.
     failures: Cell<u32>,
+    /// The delays before the next reopens; started afresh on every successful open.
+    delays: RefCell<ReconnectDelays>,
+}
+
+/// The hub's reconnect delays, with jitter seeded from the browser's randomness.
+pub(crate) fn reconnect_delays() -> ReconnectDelays {
+    common::backoff::reconnect_delays(Some(js_sys::Math::random().to_bits()))
 }
 
 impl Shared {
@@ -187,7 +218,9 @@ impl Drop for Source {
 
 /// Opens a new `EventSource`, resuming after the last id seen.
 fn open(shared: &Rc<Shared>) {
-    let url = (shared.url)(shared.last_event_id.borrow().as_deref());
+    let url = shared
+        .last_event_id
+        .with_untracked(|last| (shared.url)(last.as_deref()));
     let Ok(source) = EventSource::new(&url) else {
         shared.failed();
         schedule_reopen(shared);
@@ -208,6 +241,7 @@ fn open(shared: &Rc<Shared>) {
         Box::new(move |_| {
             if let Some(shared) = weak.upgrade() {
                 shared.failures.set(0);
+                *shared.delays.borrow_mut() = reconnect_delays();
                 shared.set_state.set(ConnectionState::Live);
                 arm_watchdog(&shared);
             }
@@ -266,8 +300,11 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
     };
     arm_watchdog(&shared);
     let id = event.last_event_id();
-    if !id.is_empty() && shared.last_event_id.borrow().as_deref() != Some(id.as_str()) {
-        *shared.last_event_id.borrow_mut() = Some(id.clone());
+    if !id.is_empty()
+        && shared
+            .last_event_id
+            .with_untracked(|last| last.as_deref() != Some(id.as_str()))
+    {
         shared.set_last_event_id.set(Some(id.clone()));
     }
     (shared.on_event)(SseMessage {
@@ -296,12 +333,13 @@ fn arm_watchdog(shared: &Rc<Shared>) {
     *shared.watchdog.borrow_mut() = Some(timer);
 }
 
-/// Reopens after a delay that doubles with each failure (with jitter, so that many
-/// browsers cut off together do not all come back in the same instant).
+/// Reopens after the next backoff delay.
 fn schedule_reopen(shared: &Rc<Shared>) {
-    let exponent = shared.failures.get().saturating_sub(1).min(10);
-    let ceiling = (BACKOFF_MIN * 2u32.pow(exponent)).min(BACKOFF_MAX);
-    let delay = ceiling.mul_f64(0.5 + js_sys::Math::random() / 2.0);
+    let delay = shared
+        .delays
+        .borrow_mut()
+        .next()
+        .unwrap_or(common::backoff::MAX_DELAY);
     let weak = Rc::downgrade(shared);
     let timer = Timeout::new(delay.as_millis() as u32, move || {
         if let Some(shared) = weak.upgrade() {

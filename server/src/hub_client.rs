@@ -1,11 +1,12 @@
-//! The `publish` and `listen` commands: a native client of a running server, like the
-//! seed's Go client. SSE is parsed with `eventsource-stream`.
+//! A native client of a running hub, behind the `publish` and `listen` commands (like the
+//! seed's Go client). SSE is parsed with `eventsource-stream`; reconnects wait as every
+//! client of the hub does ([`common::backoff`]).
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{events, paths, Heartbeat, NewNotification, Notification};
+use common::{events, paths, Draft, Heartbeat, NewNotification, Notification};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
@@ -13,14 +14,16 @@ use futures::StreamExt;
 /// connection is dead, until the server has said how often it sends heartbeats.
 const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
-/// Publishes `new` on the server at `url` and returns what it stored.
+/// Publishes `new` on the server at `url` and returns what it stored. Input that breaks
+/// the publishing rules is refused here, before anything is sent.
 pub async fn publish(url: &str, new: &NewNotification) -> anyhow::Result<Notification> {
+    Draft::try_from(new.clone())?;
     let response = reqwest::Client::new()
         .post(endpoint(url, paths::NOTIFICATIONS))
         .json(new)
         .send()
         .await
-        .map_err(|err| unreachable(url, err))?;
+        .map_err(|err| connect_error(url, err))?;
     if !response.status().is_success() {
         bail!(refusal(response).await);
     }
@@ -55,14 +58,14 @@ pub async fn listen(
     let url = endpoint(url, paths::EVENTS);
     let mut printed = 0u64;
     let mut connected_once = false;
-    let mut failures = 0u32;
+    let mut delays = common::backoff::reconnect_delays(None);
     loop {
         let mut request = client.get(&url).query(&[("stream", stream)]);
         if let Some(id) = &last_event_id {
             request = request.header("Last-Event-ID", id);
         }
         match request.send().await {
-            Err(err) if !connected_once => return Err(unreachable(&url, err)),
+            Err(err) if !connected_once => return Err(connect_error(&url, err)),
             Err(err) => eprintln!("listen: connection failed: {err}"),
             Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => return Ok(()),
             Ok(response) if retryable(response.status()) => {
@@ -71,7 +74,7 @@ pub async fn listen(
             Ok(response) if !response.status().is_success() => bail!(refusal(response).await),
             Ok(response) => {
                 connected_once = true;
-                failures = 0;
+                delays = common::backoff::reconnect_delays(None);
                 let mut events = response.bytes_stream().eventsource();
                 let mut silence = DEFAULT_SILENCE;
                 loop {
@@ -113,9 +116,7 @@ pub async fn listen(
                 }
             }
         }
-        failures += 1;
-        let delay =
-            Duration::from_millis(250 * 2u64.pow(failures.min(7))).min(Duration::from_secs(30));
+        let delay = delays.next().unwrap_or(common::backoff::MAX_DELAY);
         eprintln!(
             "listen: reconnecting in {delay:?} from {}",
             last_event_id.as_deref().unwrap_or("now")
@@ -156,7 +157,8 @@ fn print(out: &mut impl Write, data: &str, format: Format) -> anyhow::Result<()>
     Ok(())
 }
 
-fn unreachable(url: &str, err: reqwest::Error) -> anyhow::Error {
+/// The error for a server that could not be reached at all, naming the root cause.
+fn connect_error(url: &str, err: reqwest::Error) -> anyhow::Error {
     anyhow!("cannot reach the server at {url}: {}", root_cause(&err))
 }
 
@@ -171,7 +173,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// The server's own reason for a 4xx/5xx, from its JSON body.
 async fn refusal(response: reqwest::Response) -> String {
     let status = response.status();
-    let reason = match response.json::<common::ApiError>().await {
+    let reason = match response.json::<common::ErrorBody>().await {
         Ok(body) => body.error,
         Err(_) => status.canonical_reason().unwrap_or("error").to_owned(),
     };

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use e2e::{dist, eventually, server_bin, workspace, Browser, ServerProcess};
 use fantoccini::Locator;
-use tests::{dist, eventually, server_bin, workspace, Browser, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -37,7 +37,7 @@ async fn wait_for_item(browser: &Browser, text: &str) -> anyhow::Result<Vec<Stri
 #[tokio::test]
 async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
-    let server = Server::start(&dist()?, &db.path().join("hub.db"), &[])?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
     browser.client.goto(&server.url).await?;
 
@@ -64,7 +64,7 @@ async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<
 #[tokio::test]
 async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
-    let server = Server::start(&dist()?, &db.path().join("hub.db"), &[])?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
     browser.client.goto(&server.url).await?;
     browser
@@ -146,12 +146,12 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
     let assets = tempfile::tempdir()?;
     for page in ["messages.html", "time.html"] {
         std::fs::copy(
-            Path::new(&workspace()).join("tests/seed").join(page),
+            Path::new(&workspace()).join("e2e/seed").join(page),
             assets.path().join(page),
         )?;
     }
     let db = tempfile::tempdir()?;
-    let server = Server::start(assets.path(), &db.path().join("hub.db"), &[])?;
+    let server = ServerProcess::serve(assets.path(), &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
 
     browser
@@ -214,7 +214,7 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_page_follows_the_stream_named_in_its_address() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
-    let server = Server::start(&dist()?, &db.path().join("hub.db"), &["--demo"])?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &["--demo"])?;
     let browser = Browser::start().await?;
     browser
         .client

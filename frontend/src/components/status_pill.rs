@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::sse::ConnectionState;
+use crate::event_source::ConnectionState;
 
 /// Shows `state` as a coloured pill; screen readers hear changes. `testid` names it for
 /// tests (a page has one per connection).

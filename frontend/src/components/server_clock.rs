@@ -7,7 +7,7 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::StatusPill;
-use crate::sse::{SseMessage, Subscription};
+use crate::event_source::{SseMessage, Subscription};
 
 /// The clock ticks every second: three seconds without a tick means a dead connection.
 const SILENCE_LIMIT: Duration = Duration::from_secs(3);
@@ -15,7 +15,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// A card with the server time, updated on every `time` event, the drift of the local
 /// clock from it, and the state of the connection.
 #[component]
-pub fn Clock() -> impl IntoView {
+pub fn ServerClock() -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let (server_time, set_server_time) = signal(None::<String>);
     let (drift_ms, set_drift_ms) = signal(None::<f64>);

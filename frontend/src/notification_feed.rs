@@ -1,0 +1,140 @@
+//! `use_notification_feed(stream)`: a stream's notifications as signals, for any component.
+//!
+//! History first, then the live stream from the newest entry of that history, so that
+//! everything that arrives live is newer than everything listed. After a `reset` (the
+//! server no longer has everything this page missed) the history is loaded again. The
+//! position to resume from lives in the connection ([`Connection::last_event_id`]);
+//! `localStorage` keeps only the newest notification this browser has seen, which decides
+//! what counts as unread on the next visit.
+
+use std::sync::Arc;
+
+use common::{events, paths, Notification};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::api::Api;
+use crate::desktop;
+use crate::event_source::{self, Connection, ConnectionState, SseMessage, Subscription};
+use crate::feed::Feed;
+use crate::storage;
+
+/// How many notifications the list keeps.
+const CAP: usize = 100;
+/// How many stored notifications are loaded on start and after a reset.
+const HISTORY: usize = 50;
+
+/// A stream's notifications, live. Cheap to copy.
+#[derive(Clone, Copy)]
+pub struct NotificationFeed {
+    feed: RwSignal<Feed>,
+    announcement: RwSignal<String>,
+    connection: Connection,
+}
+
+impl NotificationFeed {
+    /// The list: newest first, with unread marks.
+    pub fn feed(&self) -> Signal<Feed> {
+        self.feed.into()
+    }
+
+    /// The state of the live connection (`connecting` until the history is in).
+    pub fn state(&self) -> ReadSignal<ConnectionState> {
+        self.connection.state
+    }
+
+    /// A sentence about the newest arrival, for screen readers.
+    pub fn announcement(&self) -> Signal<String> {
+        self.announcement.into()
+    }
+
+    /// Marks every listed notification read.
+    pub fn mark_all_read(&self) {
+        self.feed.update(Feed::mark_all_read);
+    }
+}
+
+/// Where the id of the newest notification this browser has seen is remembered.
+fn seen_key(stream: &str) -> String {
+    format!("notify-hub:last-event-id:{stream}")
+}
+
+/// Loads `stream`'s history and follows it live, for as long as the calling owner lives.
+pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
+    let api = use_context::<Api>().unwrap_or_default();
+    let feed = RwSignal::new(Feed::new(CAP));
+    let announcement = RwSignal::new(String::new());
+    let seen = storage::get(&seen_key(&stream));
+
+    let on_event = {
+        let (api, stream) = (api.clone(), stream.clone());
+        move |message: SseMessage| match message.event.as_str() {
+            events::RESET => {
+                storage::set(&seen_key(&stream), &message.id);
+                let (api, stream) = (api.clone(), stream.clone());
+                spawn_local(async move {
+                    if let Some(history) = load_history(&api, &stream, feed).await {
+                        feed.try_update(|f| f.reload(history));
+                    }
+                });
+            }
+            _ => {
+                let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
+                    return;
+                };
+                storage::set(&seen_key(&stream), &notification.id);
+                // Announce only what is new to the list, not replayed duplicates.
+                if feed.try_update(|f| f.push(notification.clone())) == Some(true) {
+                    announcement.set(format!("New notification: {}", notification.title));
+                    desktop::alert(&notification);
+                }
+            }
+        }
+    };
+    let connection = {
+        let (api, path) = (api.clone(), format!("{}?stream={stream}", paths::EVENTS));
+        Subscription::new(move |last| api.resume_url(&path, last))
+            .events(&["message", events::RESET])
+            .connect_later(on_event)
+    };
+
+    spawn_local(async move {
+        let Some(history) = load_history(&api, &stream, feed).await else {
+            return;
+        };
+        let newest = history.last().map(|n| n.id.clone());
+        if feed
+            .try_update(|f| f.load_history(history, seen.as_deref()))
+            .is_some()
+        {
+            // "0" when nothing is stored yet: replay whatever comes before we subscribe.
+            connection.start(Some(newest.or(seen).unwrap_or_else(|| "0".into())));
+        }
+    });
+
+    NotificationFeed {
+        feed,
+        announcement,
+        connection,
+    }
+}
+
+/// The stream's newest stored notifications, retrying with the hub's backoff until the
+/// server answers (starting without them would replay the whole stream as new). `None`
+/// once `feed` is gone: nobody is left to show them, so the retries stop.
+async fn load_history(api: &Api, stream: &str, feed: RwSignal<Feed>) -> Option<Vec<Notification>> {
+    let mut delays = event_source::reconnect_delays();
+    loop {
+        if feed.is_disposed() {
+            return None;
+        }
+        match api.history(stream, HISTORY).await {
+            Ok(history) => return Some(history),
+            Err(reason) => {
+                let pause = delays.next().unwrap_or(common::backoff::MAX_DELAY);
+                leptos::logging::warn!("history of {stream}: {reason}; retrying in {pause:?}");
+                gloo_timers::future::sleep(pause).await;
+            }
+        }
+    }
+}

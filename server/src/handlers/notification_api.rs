@@ -1,0 +1,116 @@
+//! The notification API: `POST /api/notifications` (publish), `GET /api/notifications`
+//! (history) and `GET|POST /trigger` (the seed demo's button).
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use common::{Draft, History, Level, NewNotification, Notification};
+
+use crate::error::ApiError;
+use crate::handlers::stream_param;
+use crate::params;
+use crate::state::AppState;
+use crate::store::EventId;
+
+/// Accepted values of `limit` on the history endpoint.
+pub const HISTORY_LIMIT: RangeInclusive<u64> = 1..=1000;
+/// `limit` when none is given.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+
+/// The answer to a publish: 201 (200 for the seed's `GET /trigger`) and what was stored.
+type Published = (StatusCode, Json<Notification>);
+
+/// `POST /api/notifications`: validates, stores, fans out, and answers 201 with the result.
+pub async fn publish(
+    State(state): State<AppState>,
+    payload: Result<Json<NewNotification>, JsonRejection>,
+) -> Result<Published, ApiError> {
+    let Json(new) = payload.map_err(ApiError::rejected_json)?;
+    let draft = Draft::try_from(new).map_err(ApiError::invalid)?;
+    publish_draft(&state, draft, StatusCode::CREATED).await
+}
+
+/// `POST /trigger?stream=NAME`: publishes "Triggered at <server time>" (default stream
+/// `messages`).
+pub async fn trigger(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Published, ApiError> {
+    let draft = trigger_draft(&query)?;
+    publish_draft(&state, draft, StatusCode::CREATED).await
+}
+
+/// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET.
+pub async fn trigger_get(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Published, ApiError> {
+    let draft = trigger_draft(&query)?;
+    publish_draft(&state, draft, StatusCode::OK).await
+}
+
+/// `GET /api/notifications?stream=&after=&limit=`: stored notifications, oldest first.
+///
+/// With `after`, the page that follows that id; without, the newest `limit`. An `after`
+/// that the store cannot continue from (retention dropped what followed it, or this server
+/// never issued it) is `410 Gone`: the client must reload the newest history instead of
+/// taking an empty page for "caught up".
+pub async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<History>, ApiError> {
+    let stream = stream_param(&query)?;
+    let limit = params::whole_number(&query, "limit", HISTORY_LIMIT)?
+        .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
+    let entries = match query.get("after") {
+        Some(after) => {
+            let page = state
+                .hub
+                .history_after(stream, EventId::parse_or_unknown(after), limit)
+                .await
+                .map_err(ApiError::internal)?;
+            if page.reset_to.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    format!(
+                        "notifications after `{after}` are no longer stored (or it is not an id \
+                         of this server); reload the newest history without `after`"
+                    ),
+                ));
+            }
+            page.entries
+        }
+        None => state
+            .hub
+            .latest(stream, limit)
+            .await
+            .map_err(ApiError::internal)?,
+    };
+    Ok(Json(History {
+        notifications: entries.iter().map(|e| e.notification.clone()).collect(),
+    }))
+}
+
+/// The seed's default notification, for the stream named in the query.
+fn trigger_draft(query: &HashMap<String, String>) -> Result<Draft, ApiError> {
+    Ok(Draft {
+        stream: stream_param(query)?.to_owned(),
+        title: format!("Triggered at {}", crate::timestamp::now()),
+        body: String::new(),
+        level: Level::Info,
+    })
+}
+
+/// Publishes `draft` and answers `status` with what was stored.
+async fn publish_draft(
+    state: &AppState,
+    draft: Draft,
+    status: StatusCode,
+) -> Result<Published, ApiError> {
+    let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
+    Ok((status, Json(entry.notification.clone())))
+}

@@ -1,0 +1,164 @@
+//! One subscriber's way from stored history to live events, with no gap and no duplicate.
+//!
+//! A [`Subscription`] joins the stream's live channel *before* it reads the store, so an
+//! entry published in between is in one or both, never in neither; it then hands out
+//! entries in id order and skips any at or below the last id it delivered. Its states:
+//!
+//! ```text
+//!   Greeting ──▶ Replaying ──(a short page: caught up)──▶ Live
+//!                    ▲                                     │
+//!                    └──────(live channel overflowed)──────┘
+//! ```
+//!
+//! - **Greeting**: the first delivery is a heartbeat, so a client knows at once that the
+//!   stream is open and how often to expect a sign of life.
+//! - **Replaying**: pages of stored entries after the cursor. If the store no longer has
+//!   every entry after the cursor (retention) or never issued it, a [`Delivery::Reset`]
+//!   tells the client and moves the cursor to where the store says to go on from.
+//! - **Live**: entries from the channel; a subscriber too slow for its bounded buffer is
+//!   not cut off but goes back to replaying from the store.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{Entry, EventId, Store};
+
+/// Entries read from the store per query while replaying.
+const REPLAY_PAGE: usize = 500;
+
+/// What a subscriber receives, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A notification, replayed or live.
+    Notification(Arc<Entry>),
+    /// Entries after the subscriber's position were dropped by retention, or the position
+    /// is unknown: it should reload history. Carries the id to resume after from now on.
+    Reset(EventId),
+    /// The periodic liveness signal; also the first delivery of every subscription.
+    Heartbeat,
+}
+
+/// Where a subscription is; see the module documentation.
+enum Phase {
+    Greeting,
+    /// Handing out `page`; when it is empty, read the next one if `more` may follow.
+    Replaying {
+        page: VecDeque<Arc<Entry>>,
+        more: bool,
+    },
+    Live,
+}
+
+/// One subscriber of one stream. Read it with [`Subscription::next`] or as a stream.
+pub struct Subscription {
+    store: Arc<dyn Store>,
+    stream: String,
+    /// The id of the last entry delivered (or skipped over by a reset).
+    cursor: EventId,
+    phase: Phase,
+    live: broadcast::Receiver<Arc<Entry>>,
+    heartbeat: watch::Receiver<()>,
+}
+
+impl Subscription {
+    /// A subscription to `stream` that has seen everything up to `cursor`; `live` must
+    /// already be subscribed to the stream's channel.
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        stream: String,
+        cursor: EventId,
+        live: broadcast::Receiver<Arc<Entry>>,
+        heartbeat: watch::Receiver<()>,
+    ) -> Self {
+        Self {
+            store,
+            stream,
+            cursor,
+            phase: Phase::Greeting,
+            live,
+            heartbeat,
+        }
+    }
+
+    /// The next delivery; `None` when the hub is gone or the store failed (the client
+    /// then reconnects and resumes).
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match &mut self.phase {
+                Phase::Greeting => {
+                    self.phase = Phase::Replaying {
+                        page: VecDeque::new(),
+                        more: true,
+                    };
+                    return Some(Delivery::Heartbeat);
+                }
+                Phase::Replaying { page, more } => {
+                    if let Some(entry) = page.pop_front() {
+                        self.cursor = entry.id;
+                        return Some(Delivery::Notification(entry));
+                    }
+                    if !*more {
+                        self.phase = Phase::Live;
+                        continue;
+                    }
+                    match self
+                        .store
+                        .after(&self.stream, self.cursor, REPLAY_PAGE)
+                        .await
+                    {
+                        Ok(read) => {
+                            if let Some(restart) = read.reset_to {
+                                self.cursor = restart;
+                                return Some(Delivery::Reset(restart));
+                            }
+                            *more = read.entries.len() == REPLAY_PAGE;
+                            *page = read.entries.into();
+                        }
+                        Err(err) => {
+                            tracing::error!(
+                                "replay of {} failed, closing the stream: {err:#}",
+                                self.stream
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Phase::Live => {
+                    tokio::select! {
+                        received = self.live.recv() => match received {
+                            Ok(entry) if entry.id > self.cursor => {
+                                self.cursor = entry.id;
+                                return Some(Delivery::Notification(entry));
+                            }
+                            Ok(_) => {}
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::debug!(
+                                    "a subscriber of {} fell {missed} behind; catching up from the store",
+                                    self.stream
+                                );
+                                self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
+                        changed = self.heartbeat.changed() => {
+                            changed.ok()?;
+                            return Some(Delivery::Heartbeat);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The deliveries as a stream that ends when [`Subscription::next`] does.
+    pub fn into_stream(self) -> impl Stream<Item = Delivery> + Send + 'static {
+        futures::stream::unfold(self, |mut subscription| async move {
+            let delivery = subscription.next().await?;
+            Some((delivery, subscription))
+        })
+    }
+}
