@@ -5,7 +5,6 @@
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -129,14 +128,24 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // Port 0: chromedriver picks a free port itself and says which.
+        let mut driver = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {chromedriver}"))?;
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .context("chromedriver exited before it started")??;
+            if let Some((_, port)) = line.split_once("started successfully on port ") {
+                break port.trim().trim_end_matches('.').parse::<u16>()?;
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
         let mut options = serde_json::json!({
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -244,3 +244,43 @@ async fn the_page_follows_the_stream_named_in_its_address() -> anyhow::Result<()
     assert!(newest > older, "newest first: {counts:?}");
     browser.close().await
 }
+
+/// An empty form on another stream publishes there, titled with the server's time (the
+/// server writes nanoseconds; a browser's clock would give milliseconds).
+#[tokio::test]
+async fn an_empty_form_on_another_stream_is_titled_with_the_server_time() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+    browser
+        .client
+        .goto(&format!("{}/?stream=ops", server.url))
+        .await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    browser.click("trigger-button").await?;
+    let listed = wait_for_item(&browser, "Triggered at").await?;
+    let time = listed[0]
+        .split("Triggered at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    assert_eq!(
+        time.len(),
+        "2026-01-01T00:00:00.123456789Z".len(),
+        "{listed:?}"
+    );
+
+    let history: common::History =
+        reqwest::get(format!("{}/api/notifications?stream=ops", server.url))
+            .await?
+            .json()
+            .await?;
+    assert_eq!(history.notifications.len(), 1);
+    assert_eq!(
+        history.notifications[0].title,
+        format!("Triggered at {time}")
+    );
+    browser.close().await
+}

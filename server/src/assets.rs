@@ -36,7 +36,11 @@ async fn read_only(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    let message = format!("{} {}: no such endpoint", request.method(), request.uri().path());
+    let message = format!(
+        "{} {}: no such endpoint",
+        request.method(),
+        request.uri().path()
+    );
     let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response();
     response
         .headers_mut()

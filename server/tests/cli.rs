@@ -190,7 +190,8 @@ fn publish_checks_its_input_before_sending_and_reports_the_servers_refusal() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the server answered 405: POST /nowhere/api/notifications: no such endpoint"),
+        stderr
+            .contains("the server answered 405: POST /nowhere/api/notifications: no such endpoint"),
         "{stderr}"
     );
 }

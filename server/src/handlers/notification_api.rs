@@ -31,7 +31,7 @@ pub async fn publish(
 ) -> Result<Published, ApiError> {
     let Json(new) = payload.map_err(ApiError::rejected_json)?;
     let draft = Draft::try_from(new).map_err(ApiError::invalid)?;
-    publish_draft(&state, draft, StatusCode::CREATED).await
+    publish_draft(&state, draft).await
 }
 
 /// `POST /trigger?stream=NAME`: publishes "Triggered at <server time>" (default stream
@@ -40,17 +40,16 @@ pub async fn trigger(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Published, ApiError> {
-    let draft = trigger_draft(&query)?;
-    publish_draft(&state, draft, StatusCode::CREATED).await
+    publish_draft(&state, trigger_draft(&query)?).await
 }
 
 /// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET.
 pub async fn trigger_get(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    state: State<AppState>,
+    query: Query<HashMap<String, String>>,
 ) -> Result<Published, ApiError> {
-    let draft = trigger_draft(&query)?;
-    publish_draft(&state, draft, StatusCode::OK).await
+    let (_, stored) = trigger(state, query).await?;
+    Ok((StatusCode::OK, stored))
 }
 
 /// `GET /api/notifications?stream=&after=&limit=`: stored notifications, oldest first.
@@ -105,12 +104,8 @@ fn trigger_draft(query: &HashMap<String, String>) -> Result<Draft, ApiError> {
     })
 }
 
-/// Publishes `draft` and answers `status` with what was stored.
-async fn publish_draft(
-    state: &AppState,
-    draft: Draft,
-    status: StatusCode,
-) -> Result<Published, ApiError> {
+/// Publishes `draft` and answers 201 with what was stored.
+async fn publish_draft(state: &AppState, draft: Draft) -> Result<Published, ApiError> {
     let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
-    Ok((status, Json(entry.notification.clone())))
+    Ok((StatusCode::CREATED, Json(entry.notification.clone())))
 }
