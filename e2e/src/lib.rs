@@ -4,7 +4,7 @@
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,6 +61,21 @@ where
     }
 }
 
+/// What follows `marker` on the first line of a process's `output` that has it (where a
+/// server says which port it took). The rest of the output is drained in a thread, so the
+/// process never blocks on a full pipe.
+fn announced(output: impl Read + Send + 'static, marker: &str) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(output).lines();
+    let found = loop {
+        let line = lines.next().context("no such line")??;
+        if let Some((_, rest)) = line.split_once(marker) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(found)
+}
+
 /// A running `server serve` process, killed (SIGKILL) when dropped. Shared by every test
 /// that needs the real binary: the end-to-end tests here and the server's CLI tests.
 pub struct ServerProcess {
@@ -92,17 +107,8 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .context("the server exited before listening")??;
-            if let Some((_, url)) = line.split_once("listening on ") {
-                break url.trim().to_owned();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = child.stderr.take().expect("stderr is piped");
+        let url = announced(log, "listening on ").context("the server exited before listening")?;
         let addr = url.trim_start_matches("http://").to_owned();
         Ok(Self { url, addr, child })
     }
@@ -136,16 +142,11 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {chromedriver}"))?;
-        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .context("chromedriver exited before it started")??;
-            if let Some((_, port)) = line.split_once("started successfully on port ") {
-                break port.trim().trim_end_matches('.').parse::<u16>()?;
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = driver.stdout.take().expect("stdout is piped");
+        let port = announced(log, "started successfully on port ")
+            .context("chromedriver exited before it started")?
+            .trim_end_matches('.')
+            .parse::<u16>()?;
         let mut options = serde_json::json!({
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
