@@ -1,0 +1,237 @@
+//! The load generator: many SSE connections on loopback, each reading every event, and
+//! what they measured (connections, events, latency on arrival).
+//!
+//! Each connection is a hyper HTTP/1 client over its own socket; events are parsed with
+//! `eventsource-stream`. Latency is the receive time minus the time the event carries: the
+//! timestamp in a clock event's data, or, for a notification titled `b-N`, the instant the
+//! publisher sent publish number N.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyDataStream, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// One event in this many has its latency measured (the first of each connection included).
+const LATENCY_SAMPLE: u64 = 4;
+
+/// When each publish was sent, for publish → deliver latency.
+pub struct SendTimes {
+    base: Instant,
+    sent_us: Vec<AtomicU64>,
+}
+
+impl SendTimes {
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            sent_us: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Notes that publish `n` is being sent now.
+    pub fn mark(&self, n: usize) {
+        if let Some(slot) = self.sent_us.get(n) {
+            slot.store(self.base.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn since(&self, n: usize) -> Option<Duration> {
+        let sent = self.sent_us.get(n)?.load(Ordering::Relaxed);
+        let now = self.base.elapsed().as_micros() as u64;
+        (sent > 0).then(|| Duration::from_micros(now.saturating_sub(sent)))
+    }
+}
+
+/// What an event's latency is measured against.
+#[derive(Clone)]
+pub enum LatencyFrom {
+    /// The RFC 3339 timestamp that is the event's data (clock events).
+    Timestamp,
+    /// The send time of the publish named in the data's `title` (`b-N`).
+    Publish(Arc<SendTimes>),
+}
+
+impl LatencyFrom {
+    fn of(&self, data: &str) -> Option<Duration> {
+        match self {
+            LatencyFrom::Timestamp => {
+                let sent = chrono::DateTime::parse_from_rfc3339(data.trim()).ok()?;
+                (chrono::Utc::now() - sent.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .ok()
+            }
+            LatencyFrom::Publish(times) => {
+                let value: serde_json::Value = serde_json::from_str(data).ok()?;
+                let n = value["title"].as_str()?.strip_prefix("b-")?.parse().ok()?;
+                times.since(n)
+            }
+        }
+    }
+}
+
+/// What the connections of one run saw. Events and latencies count only while
+/// [`Stats::counting`] is on, so the connect phase does not skew the window.
+pub struct Stats {
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub events: AtomicU64,
+    /// Connections that received all they were asked to wait for.
+    pub done: AtomicU64,
+    counting: AtomicBool,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Stats {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            counting: AtomicBool::new(false),
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
+        })
+    }
+
+    /// Starts (or stops) counting events and latencies.
+    pub fn count(&self, on: bool) {
+        self.counting.store(on, Ordering::SeqCst);
+    }
+
+    /// Latency percentile `q` (0–100), in milliseconds.
+    pub fn latency_ms(&self, q: f64) -> f64 {
+        self.latency_us.lock().unwrap().value_at_quantile(q / 100.0) as f64 / 1000.0
+    }
+
+    /// Largest latency seen, in milliseconds.
+    pub fn latency_max_ms(&self) -> f64 {
+        self.latency_us.lock().unwrap().max() as f64 / 1000.0
+    }
+
+    /// Counts one event; `latency` measures it (called for a sample of the events).
+    fn record(&self, latency: impl FnOnce() -> Option<Duration>) {
+        if !self.counting.load(Ordering::Relaxed) {
+            return;
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if let Some(latency) = latency() {
+            let us = (latency.as_micros() as u64).clamp(1, 600_000_000);
+            self.latency_us.lock().unwrap().record(us).ok();
+        }
+    }
+}
+
+/// A set of open connections; dropping it closes them all.
+pub struct Connections(Vec<JoinHandle<()>>);
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// One subscriber to open: the path (with query) and an optional `Last-Event-ID`.
+#[derive(Clone)]
+pub struct Subscribe {
+    pub path: String,
+    pub last_event_id: Option<String>,
+    /// Stop after this many `message` events (and count the connection as done).
+    pub until: Option<u64>,
+}
+
+/// Opens `n` connections to `addr`, at most 256 handshakes at a time, and returns once each
+/// has connected or failed (or `limit` passed).
+pub async fn open(
+    addr: SocketAddr,
+    n: usize,
+    subscribe: Subscribe,
+    latency: LatencyFrom,
+    stats: Arc<Stats>,
+    limit: Duration,
+) -> Connections {
+    let gate = Arc::new(Semaphore::new(256));
+    let tasks = (0..n)
+        .map(|_| {
+            let (gate, subscribe, latency, stats) = (
+                gate.clone(),
+                subscribe.clone(),
+                latency.clone(),
+                stats.clone(),
+            );
+            tokio::spawn(async move {
+                let permit = gate.acquire_owned().await.ok();
+                if let Err(err) = subscriber(addr, &subscribe, &latency, &stats, permit).await {
+                    if stats.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("bench: a connection failed: {err:#}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + limit;
+    while stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Connections(tasks)
+}
+
+async fn subscriber(
+    addr: SocketAddr,
+    subscribe: &Subscribe,
+    latency: &LatencyFrom,
+    stats: &Stats,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut request = hyper::Request::get(&subscribe.path)
+        .header("host", addr.to_string())
+        .header("accept", "text/event-stream");
+    if let Some(id) = &subscribe.last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = sender
+        .send_request(request.body(Empty::<Bytes>::new())?)
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "status {}",
+        response.status()
+    );
+    stats.connected.fetch_add(1, Ordering::Relaxed);
+    drop(permit);
+    let mut events = BodyDataStream::new(response.into_body()).eventsource();
+    let mut messages = 0u64;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if event.event == "heartbeat" || event.event == "reset" {
+            continue;
+        }
+        // Every event is counted; the latency of one in LATENCY_SAMPLE is measured, which
+        // keeps the load generator's own CPU use (parsing timestamps and JSON) low.
+        let sampled = messages % LATENCY_SAMPLE == 0;
+        stats.record(|| sampled.then(|| latency.of(&event.data)).flatten());
+        messages += 1;
+        if subscribe.until == Some(messages) {
+            stats.done.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
+    Ok(())
+}

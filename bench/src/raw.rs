@@ -1,0 +1,126 @@
+//! The physical-limit baseline: a minimal tokio server that formats each event once and
+//! writes the same bytes to every subscribed socket. No framework, no chunked encoding, no
+//! storage, no per-subscriber state beyond a channel receiver and the socket.
+//!
+//! It answers the same paths as our server for the workloads that have a baseline:
+//! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` and
+//! `POST /publish` (the body is broadcast as one event's data).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+/// Channels by name: one per clock interval, and `events` for published notifications.
+#[derive(Clone, Default)]
+struct Channels(Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>);
+
+impl Channels {
+    fn subscribe(&self, name: &str, ticker: Option<Duration>) -> broadcast::Receiver<Bytes> {
+        let mut channels = self.0.lock().unwrap();
+        if let Some(tx) = channels.get(name) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(1024);
+        if let Some(every) = ticker {
+            tokio::spawn(tick(tx.clone(), every));
+        }
+        channels.insert(name.to_owned(), tx);
+        rx
+    }
+
+    fn send(&self, name: &str, frame: Bytes) {
+        if let Some(tx) = self.0.lock().unwrap().get(name) {
+            let _ = tx.send(frame);
+        }
+    }
+}
+
+/// Serves until the process is killed; prints where it listens.
+pub async fn serve() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let channels = Channels::default();
+    loop {
+        let (socket, _) = listener.accept().await?;
+        tokio::spawn(connection(socket, channels.clone()));
+    }
+}
+
+/// Formats the time once per tick and hands the same bytes to every subscriber.
+async fn tick(tx: broadcast::Sender<Bytes>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    for id in 1u64.. {
+        interval.tick().await;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let frame = format!("event: time\nid: {id}\ndata: {now}\n\n");
+        let _ = tx.send(Bytes::from(frame));
+    }
+}
+
+async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if socket.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut rx = if head.starts_with("POST /publish") {
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            if socket.read_buf(&mut body).await? == 0 {
+                return Ok(());
+            }
+        }
+        let frame = format!("data: {}\n\n", String::from_utf8_lossy(&body[..length]));
+        channels.send("events", Bytes::from(frame));
+        socket
+            .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    } else if path == "/sse/time" {
+        let interval_ms: u64 = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("interval_ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        let every = Duration::from_millis(interval_ms);
+        channels.subscribe(&format!("time-{interval_ms}"), Some(every))
+    } else if path == "/events" {
+        channels.subscribe("events", None)
+    } else {
+        socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            .await?;
+        return Ok(());
+    };
+    drop(buf);
+    socket.write_all(HEAD).await?;
+    loop {
+        match rx.recv().await {
+            Ok(frame) => socket.write_all(&frame).await?,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}

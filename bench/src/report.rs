@@ -1,0 +1,178 @@
+//! Figures as text (printed as they come, and collected into a Markdown results file) and
+//! as charts (SVG, drawn with plotters).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::target::Kind;
+use crate::workloads::{FanOut, Storm, Throughput};
+
+/// The Markdown results of a run, built up as figures come in.
+#[derive(Default)]
+pub struct Report {
+    pub markdown: String,
+}
+
+impl Report {
+    /// A section heading, printed and recorded.
+    pub fn section(&mut self, title: &str) {
+        println!("\n## {title}");
+        let _ = write!(self.markdown, "\n### {title}\n\n");
+    }
+
+    /// A table of fan-out runs, each against the first run of `baseline` with the same n.
+    pub fn fan_out(&mut self, runs: &[FanOut]) {
+        let header = "| server | N | connected / failed | events/s | delivered | × raw events/s | p50 ms | p99 ms | max ms | × raw p99 | RSS per conn | server CPU s |";
+        let mut table = format!("{header}\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for run in runs {
+            let raw = runs.iter().find(|r| r.kind == Kind::Raw && r.n == run.n);
+            let ratio = |ours: f64, theirs: Option<f64>| match theirs {
+                Some(t) if t > 0.0 => format!("{:.3}", ours / t),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} / {} | {:.0} | {:.2} % | {} | {:.1} | {:.1} | {:.1} | {} | {} | {:.2} |",
+                run.kind.name(),
+                run.n,
+                run.connected,
+                run.failed,
+                run.events_per_s(),
+                run.delivery() * 100.0,
+                ratio(run.events_per_s(), raw.map(FanOut::events_per_s)),
+                run.p50_ms,
+                run.p99_ms,
+                run.max_ms,
+                ratio(run.p99_ms, raw.map(|r| r.p99_ms)),
+                kib(run.rss_per_connection()),
+                run.cpu_s,
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// A table of publish-throughput runs, with `before` (an earlier build's figures, if
+    /// given) beside them.
+    pub fn throughput(&mut self, runs: &[Throughput]) {
+        let mut table =
+            "| publishers | streams | acknowledged/s | failed |\n|---|---|---|---|\n".to_owned();
+        for run in runs {
+            let _ = writeln!(
+                table,
+                "| {} | {} | {:.0} | {} |",
+                run.publishers,
+                run.streams,
+                run.per_s(),
+                run.failed
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// D's figures.
+    pub fn storm(&mut self, storm: &Storm) {
+        let table = format!(
+            "| clients × behind | caught up / failed | seconds until all caught up | /healthz p50 ms | p99 ms | max ms |\n\
+             |---|---|---|---|---|---|\n| {} × {} | {} / {} | {:.2} | {:.1} | {:.1} | {:.1} |\n",
+            storm.clients,
+            storm.behind,
+            storm.caught_up,
+            storm.failed,
+            storm.seconds,
+            storm.healthz_p50_ms,
+            storm.healthz_p99_ms,
+            storm.healthz_max_ms
+        );
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// E's figures.
+    pub fn idle(&mut self, runs: &[FanOut]) {
+        let mut table = "| server | idle subscribers | RSS before | RSS after | per subscriber |\n|---|---|---|---|---|\n".to_owned();
+        for run in runs {
+            let _ = writeln!(
+                table,
+                "| {} | {} | {:.1} MiB | {:.1} MiB | {} |",
+                run.kind.name(),
+                run.connected,
+                run.rss_before as f64 / 1048576.0,
+                run.rss_after as f64 / 1048576.0,
+                kib(run.rss_per_connection())
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// A free line of text.
+    pub fn line(&mut self, text: &str) {
+        println!("{text}");
+        let _ = writeln!(self.markdown, "{text}\n");
+    }
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+/// Draws `value` of each server's runs against N, one line per server, into `path` (SVG).
+pub fn chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    runs: &[FanOut],
+    value: impl Fn(&FanOut) -> f64,
+) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_n = runs.iter().map(|r| r.n).max().unwrap_or(1) as f64;
+    let max_y = runs.iter().map(&value).fold(0.0, f64::max).max(1e-9) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_n * 1.05, 0.0..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("subscribers (N)")
+        .y_desc(y_label)
+        .draw()?;
+    for (kind, color) in [
+        (Kind::Hub, BLUE),
+        (Kind::Raw, BLACK),
+        (Kind::BetterSse, RED),
+    ] {
+        let points: Vec<(f64, f64)> = runs
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| (r.n as f64, value(r)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(kind.name())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The workloads of the benchmark (see BENCHMARKS.md): each starts its target fresh,
+//! drives it from this process over loopback and returns its figures.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::load::{self, LatencyFrom, SendTimes, Stats, Subscribe};
+use crate::target::{Kind, Programs, Target};
+
+/// How long connecting may take before the run goes on with what connected.
+const CONNECT_LIMIT: Duration = Duration::from_secs(60);
+/// Quiet time after connecting, before the measured window.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The figures of one fan-out run (workloads A, B and E).
+#[derive(Clone, Debug)]
+pub struct FanOut {
+    pub kind: Kind,
+    pub n: usize,
+    pub connected: u64,
+    pub failed: u64,
+    pub events: u64,
+    pub expected: u64,
+    pub window: Duration,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub rss_before: u64,
+    pub rss_after: u64,
+    pub cpu_s: f64,
+}
+
+impl FanOut {
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.window.as_secs_f64()
+    }
+
+    pub fn delivery(&self) -> f64 {
+        if self.expected == 0 {
+            return 1.0;
+        }
+        self.events as f64 / self.expected as f64
+    }
+
+    /// Server memory added per connection, in bytes.
+    pub fn rss_per_connection(&self) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / self.connected.max(1) as f64
+    }
+
+    fn measure(kind: Kind, n: usize, stats: &Stats, window: Duration) -> Self {
+        Self {
+            kind,
+            n,
+            connected: stats.connected.load(Ordering::Relaxed),
+            failed: stats.failed.load(Ordering::Relaxed),
+            events: stats.events.load(Ordering::Relaxed),
+            expected: 0,
+            window,
+            p50_ms: stats.latency_ms(50.0),
+            p99_ms: stats.latency_ms(99.0),
+            max_ms: stats.latency_max_ms(),
+            rss_before: 0,
+            rss_after: 0,
+            cpu_s: 0.0,
+        }
+    }
+}
+
+fn addr(target: &Target) -> anyhow::Result<SocketAddr> {
+    Ok(target.url.trim_start_matches("http://").parse()?)
+}
+
+/// A: `n` subscribers of the clock at `interval_ms`, measured for `window`.
+pub async fn clock_fan_out(
+    kind: Kind,
+    programs: &Programs,
+    n: usize,
+    interval_ms: u64,
+    window: Duration,
+) -> anyhow::Result<FanOut> {
+    let target = Target::start(kind, programs, &[])?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = target.rss();
+    let stats = Stats::new();
+    let subscribe = Subscribe {
+        path: format!("/sse/time?interval_ms={interval_ms}"),
+        last_event_id: None,
+        until: None,
+    };
+    let connections = load::open(
+        addr(&target)?,
+        n,
+        subscribe,
+        LatencyFrom::Timestamp,
+        stats.clone(),
+        CONNECT_LIMIT,
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let cpu = target.cpu_seconds();
+    stats.count(true);
+    tokio::time::sleep(window).await;
+    stats.count(false);
+    let mut run = FanOut::measure(kind, n, &stats, window);
+    run.cpu_s = target.cpu_seconds() - cpu;
+    run.rss_before = rss_before;
+    run.rss_after = target.rss();
+    run.expected = run.connected * window.as_millis() as u64 / interval_ms;
+    drop(connections);
+    Ok(run)
+}
+
+/// B: `n` subscribers of one stream while a publisher sends `rate` notifications a
+/// second for `window`; latency from each publish's send time to its arrival.
+pub async fn notification_fan_out(
+    kind: Kind,
+    programs: &Programs,
+    n: usize,
+    rate: u32,
+    window: Duration,
+) -> anyhow::Result<FanOut> {
+    let target = Target::start(kind, programs, &[])?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = target.rss();
+    let stats = Stats::new();
+    let total = (rate as f64 * window.as_secs_f64()) as usize;
+    let times = SendTimes::new(total);
+    let subscribe = Subscribe {
+        path: "/events?stream=bench".into(),
+        last_event_id: None,
+        until: None,
+    };
+    let connections = load::open(
+        addr(&target)?,
+        n,
+        subscribe,
+        LatencyFrom::Publish(times.clone()),
+        stats.clone(),
+        CONNECT_LIMIT,
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let cpu = target.cpu_seconds();
+    stats.count(true);
+    let acked = publish_at_rate(&target, rate, total, &times).await;
+    // Let the last publishes reach everyone.
+    let expected = stats.connected.load(Ordering::Relaxed) * acked;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stats.count(false);
+    let mut run = FanOut::measure(kind, n, &stats, window);
+    run.cpu_s = target.cpu_seconds() - cpu;
+    run.rss_before = rss_before;
+    run.rss_after = target.rss();
+    run.expected = expected;
+    drop(connections);
+    Ok(run)
+}
+
+/// Sends `total` publishes titled `b-0`, `b-1`, … at `rate` a second (each on its own
+/// task, so a slow answer does not slow the rate); returns how many were acknowledged.
+async fn publish_at_rate(target: &Target, rate: u32, total: usize, times: &Arc<SendTimes>) -> u64 {
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", target.url, target.kind.publish_path());
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = Vec::with_capacity(total);
+    for n in 0..total {
+        interval.tick().await;
+        let (client, url, acked, times) =
+            (client.clone(), url.clone(), acked.clone(), times.clone());
+        sends.push(tokio::spawn(async move {
+            times.mark(n);
+            let body = serde_json::json!({ "stream": "bench", "title": format!("b-{n}") });
+            if let Ok(response) = client.post(&url).json(&body).send().await {
+                if response.status().is_success() {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    futures::future::join_all(sends).await;
+    acked.load(Ordering::Relaxed)
+}
+
+/// C's figures: acknowledged publishes per second.
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    pub publishers: usize,
+    pub streams: usize,
+    pub acked: u64,
+    pub failed: u64,
+    pub window: Duration,
+}
+
+impl Throughput {
+    pub fn per_s(&self) -> f64 {
+        self.acked as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// C: `publishers` concurrent publishers, each publishing as fast as it is answered, to
+/// one stream or spread over `streams`.
+pub async fn publish_throughput(
+    target: &Target,
+    publishers: usize,
+    streams: usize,
+    window: Duration,
+) -> Throughput {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(publishers)
+        .build()
+        .expect("client");
+    let url = format!("{}/api/notifications", target.url);
+    let (acked, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let deadline = Instant::now() + window;
+    let tasks: Vec<_> = (0..publishers)
+        .map(|p| {
+            let (client, url, acked, failed) =
+                (client.clone(), url.clone(), acked.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let stream = format!("c-{}", (p + n * publishers) % streams);
+                    let body =
+                        serde_json::json!({ "stream": stream, "title": format!("c{p}-{n}") });
+                    match client.post(&url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => acked.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(tasks).await;
+    Throughput {
+        publishers,
+        streams,
+        acked: acked.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        window,
+    }
+}
+
+/// D's figures.
+#[derive(Clone, Debug)]
+pub struct Storm {
+    pub clients: usize,
+    pub behind: usize,
+    pub caught_up: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    pub healthz_p50_ms: f64,
+    pub healthz_p99_ms: f64,
+    pub healthz_max_ms: f64,
+}
+
+/// D: `clients` reconnect at once, each `behind` events behind; time until all caught up,
+/// and `/healthz` latency meanwhile.
+pub async fn replay_storm(
+    programs: &Programs,
+    clients: usize,
+    behind: usize,
+) -> anyhow::Result<Storm> {
+    let target = Target::start(Kind::Hub, programs, &[])?;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/notifications", target.url);
+    futures::future::join_all((0..behind).map(|n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let body = serde_json::json!({ "stream": "storm", "title": format!("s-{n}") });
+            client.post(&url).json(&body).send().await
+        }
+    }))
+    .await;
+
+    let probe_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let probing = {
+        let (client, url, latency) = (
+            client.clone(),
+            format!("{}/healthz", target.url),
+            probe_latency.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let start = Instant::now();
+                if client.get(&url).send().await.is_ok() {
+                    latency
+                        .lock()
+                        .unwrap()
+                        .record(start.elapsed().as_micros() as u64)
+                        .ok();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let stats = Stats::new();
+    let start = Instant::now();
+    let subscribe = Subscribe {
+        path: "/events?stream=storm".into(),
+        last_event_id: Some("0".into()),
+        until: Some(behind as u64),
+    };
+    let connections = load::open(
+        addr(&target)?,
+        clients,
+        subscribe,
+        LatencyFrom::Timestamp,
+        stats.clone(),
+        CONNECT_LIMIT,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stats.done.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < clients as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    probing.abort();
+    drop(connections);
+    let latency = probe_latency.lock().unwrap();
+    Ok(Storm {
+        clients,
+        behind,
+        caught_up: stats.done.load(Ordering::Relaxed),
+        failed: stats.failed.load(Ordering::Relaxed),
+        seconds,
+        healthz_p50_ms: latency.value_at_quantile(0.5) as f64 / 1000.0,
+        healthz_p99_ms: latency.value_at_quantile(0.99) as f64 / 1000.0,
+        healthz_max_ms: latency.max() as f64 / 1000.0,
+    })
+}
+
+/// E: `n` idle subscribers; the server memory they add.
+pub async fn idle_memory(kind: Kind, programs: &Programs, n: usize) -> anyhow::Result<FanOut> {
+    let target = Target::start(kind, programs, &[])?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = target.rss();
+    let stats = Stats::new();
+    let subscribe = Subscribe {
+        path: "/events?stream=idle".into(),
+        last_event_id: None,
+        until: None,
+    };
+    let connections = load::open(
+        addr(&target)?,
+        n,
+        subscribe,
+        LatencyFrom::Timestamp,
+        stats.clone(),
+        CONNECT_LIMIT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut run = FanOut::measure(kind, n, &stats, SETTLE);
+    run.rss_before = rss_before;
+    run.rss_after = target.rss();
+    drop(connections);
+    Ok(run)
+}
