@@ -1,15 +1,17 @@
 //! The shared server clock behind `/sse/time`: one ticker task per interval, however many
 //! subscribers it has.
 //!
-//! Each tick is formatted once and handed to every subscriber through a `watch` channel,
-//! so 10,000 clients at the same interval cost one timer and one timestamp per tick.
-//! A ticker stops when its last subscriber is gone and starts again with the next one.
+//! Each tick is formatted once and handed to every subscriber through a `broadcast`
+//! channel, so 10,000 clients at the same interval cost one timer and one timestamp per
+//! tick, and a subscriber that is a few ticks late still gets every tick (only one more
+//! than [`BACKLOG`] ticks behind skips ahead). A ticker stops when its last subscriber is
+//! gone and starts again with the next one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// A formatted instant (RFC 3339, UTC, nanoseconds), shared by all subscribers of a tick.
@@ -20,7 +22,10 @@ pub fn now() -> Tick {
     crate::timestamp::now().into()
 }
 
-type Registry = Arc<Mutex<HashMap<Duration, Arc<watch::Sender<Tick>>>>>;
+/// Ticks a subscriber may fall behind before it skips to the newest.
+pub const BACKLOG: usize = 16;
+
+type Registry = Arc<Mutex<HashMap<Duration, broadcast::Sender<Tick>>>>;
 
 /// The registry of running tickers, keyed by interval. Cheap to clone.
 #[derive(Clone, Default)]
@@ -30,13 +35,12 @@ pub struct Tickers {
 
 impl Tickers {
     /// A receiver that sees a new [`Tick`] every `every`, starting a ticker if none runs yet.
-    pub fn subscribe(&self, every: Duration) -> watch::Receiver<Tick> {
+    pub fn subscribe(&self, every: Duration) -> broadcast::Receiver<Tick> {
         let mut tickers = self.tickers.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = tickers.get(&every) {
             return tx.subscribe();
         }
-        let (tx, rx) = watch::channel(now());
-        let tx = Arc::new(tx);
+        let (tx, rx) = broadcast::channel(BACKLOG);
         tickers.insert(every, tx.clone());
         tokio::spawn(run_ticker(self.tickers.clone(), every, tx));
         rx
@@ -52,7 +56,7 @@ impl Tickers {
 }
 
 /// Sends a tick every `every` until nobody listens, then removes itself from the registry.
-async fn run_ticker(tickers: Registry, every: Duration, tx: Arc<watch::Sender<Tick>>) {
+async fn run_ticker(tickers: Registry, every: Duration, tx: broadcast::Sender<Tick>) {
     let mut interval = tokio::time::interval_at(Instant::now() + every, every);
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -65,7 +69,8 @@ async fn run_ticker(tickers: Registry, every: Duration, tx: Arc<watch::Sender<Ti
                 return;
             }
         }
-        tx.send_replace(now());
+        // No receiver left is handled on the next tick.
+        let _ = tx.send(now());
     }
 }
 
@@ -82,9 +87,13 @@ mod tests {
         let _other = tickers.subscribe(Duration::from_millis(20));
         assert_eq!(tickers.running(), 2);
 
-        a.changed().await.unwrap();
-        b.changed().await.unwrap();
-        assert!(Arc::ptr_eq(&a.borrow_and_update(), &b.borrow_and_update()));
+        let (tick_a, tick_b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&tick_a, &tick_b), "formatted once, shared");
+        let second = a.recv().await.unwrap();
+        assert!(
+            second > tick_a,
+            "every tick, in order: {tick_a} then {second}"
+        );
 
         drop((a, b, _other));
         tokio::time::sleep(Duration::from_millis(100)).await;

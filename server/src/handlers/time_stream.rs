@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::{stream, StreamExt};
-use tokio_stream::wrappers::WatchStream;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -61,7 +61,8 @@ pub async fn stream(
 
     let ticks = state.tickers.subscribe(Duration::from_millis(interval_ms));
     let events = stream::once(async { ticker::now() })
-        .chain(WatchStream::from_changes(ticks))
+        // A subscriber more than a backlog behind skips ahead: a late tick is not worth sending.
+        .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
         .zip(stream::iter(first_id..))
         .map(|(tick, id)| {
             Event::default()

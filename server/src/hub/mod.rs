@@ -1,10 +1,12 @@
 //! Where streams fan out: the hub owns the store and the live channels, and every read or
 //! write of notifications goes through it (publish, subscribe, history, retention).
 //!
-//! Publishing holds one lock across "append to the store" and "send to subscribers", so
-//! subscribers see entries in id order; it runs as a task of its own, so a publisher that
-//! hangs up cannot leave an entry stored but never sent. How a subscriber switches from
-//! stored history to live entries without a gap or a duplicate is [`Subscription`]'s job.
+//! Publishing is group commit: publishes queue for one writer task, which stores every
+//! publish waiting at that moment in one transaction (one disk flush for the batch) and
+//! then sends the stored entries to their streams' live channels, in id order. A publisher
+//! is answered once its entry is on disk; one that hangs up after queueing cannot leave an
+//! entry stored but never sent. How a subscriber switches from stored history to live
+//! entries without a gap or a duplicate is [`Subscription`]'s job.
 
 mod subscription;
 
@@ -12,19 +14,38 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use anyhow::anyhow;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 
 pub use subscription::{Delivery, Subscription};
 
+/// Most publishes stored in one transaction.
+const MAX_BATCH: usize = 512;
+/// Publishes that may wait for the writer before publishers wait to queue.
+const QUEUE: usize = 4096;
+
 /// The fan-out hub. One per server; shared by all handlers.
 pub struct Hub {
     store: Arc<dyn Store>,
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Entry>>>>,
-    publishing: tokio::sync::Mutex<()>,
+    channels: Arc<Channels>,
+    publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
+}
+
+/// A queued publish and where its outcome goes.
+struct Publish {
+    draft: Draft,
+    done: oneshot::Sender<Result<Arc<Entry>, Error>>,
+}
+
+/// The live channel of each stream that has subscribers (or had them recently).
+struct Channels {
+    by_stream: Mutex<HashMap<String, broadcast::Sender<Arc<Entry>>>>,
+    /// Capacity of each channel: how far a subscriber may fall behind before it goes
+    /// back to the store.
     buffer: usize,
 }
 
@@ -35,27 +56,31 @@ impl Hub {
         let (tx, _) = watch::channel(());
         let tx = Arc::new(tx);
         tokio::spawn(beat(Arc::downgrade(&tx), heartbeat));
+        let channels = Arc::new(Channels {
+            by_stream: Mutex::default(),
+            buffer: buffer.max(1),
+        });
+        let (publishes, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(store.clone(), channels.clone(), queue));
         Arc::new(Self {
             store,
-            channels: Mutex::default(),
-            publishing: tokio::sync::Mutex::new(()),
+            channels,
+            publishes,
             heartbeat: tx,
-            buffer: buffer.max(1),
         })
     }
 
-    /// Stores `draft`, then sends it to the live subscribers of its stream.
-    pub async fn publish(self: &Arc<Self>, draft: Draft) -> Result<Arc<Entry>, Error> {
-        let hub = self.clone();
-        // Its own task: if the caller is dropped mid-way, what was stored is still sent.
-        tokio::spawn(async move {
-            let _in_order = hub.publishing.lock().await;
-            let entry = hub.store.append(draft).await?;
-            // No receiver is fine: nobody listens to this stream right now.
-            let _ = hub.sender(&entry.notification.stream).send(entry.clone());
-            Ok(entry)
-        })
-        .await?
+    /// Stores `draft` (durably, in a batch with whatever else is being published), then
+    /// sends it to the live subscribers of its stream.
+    pub async fn publish(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
+        let (done, outcome) = oneshot::channel();
+        self.publishes
+            .send(Publish { draft, done })
+            .await
+            .map_err(|_| anyhow!("the hub's writer has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| anyhow!("the hub's writer has stopped"))?
     }
 
     /// A subscriber of `stream` that has seen everything up to `after` (`None`: a new
@@ -70,7 +95,7 @@ impl Hub {
             None => self.store.head(stream).await?,
         };
         // Joined before the first read of the store: see `Subscription`.
-        let live = self.receiver(stream);
+        let live = self.channels.receiver(stream);
         Ok(Subscription::new(
             self.store.clone(),
             stream.to_owned(),
@@ -114,36 +139,74 @@ impl Hub {
                 Ok(n) => tracing::debug!("retention dropped {n} notifications"),
                 Err(err) => tracing::warn!("retention failed: {err:#}"),
             }
-            self.channels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|_, tx| tx.receiver_count() > 0);
+            self.channels.drop_idle();
+        }
+    }
+}
+
+impl Channels {
+    /// Sends `entry` to the live subscribers of its stream, if it has any.
+    fn send(&self, entry: &Arc<Entry>) {
+        let by_stream = self
+            .by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = by_stream.get(&entry.notification.stream) {
+            // No receiver is fine: nobody listens to this stream right now.
+            let _ = tx.send(entry.clone());
         }
     }
 
-    /// The sender of `stream`'s live channel, made on first use.
-    fn sender(&self, stream: &str) -> broadcast::Sender<Arc<Entry>> {
-        self.on_channel(stream, broadcast::Sender::clone)
-    }
-
-    /// A receiver of `stream`'s live channel. Made under the registry lock, so that the
-    /// clean-up in [`Hub::apply_retention`] cannot drop the channel between lookup and
+    /// A receiver of `stream`'s live channel, made on first use. Made under the registry
+    /// lock, so that [`Channels::drop_idle`] cannot drop the channel between lookup and
     /// subscribe.
     fn receiver(&self, stream: &str) -> broadcast::Receiver<Arc<Entry>> {
-        self.on_channel(stream, broadcast::Sender::subscribe)
+        let mut by_stream = self
+            .by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        by_stream
+            .entry(stream.to_owned())
+            .or_insert_with(|| broadcast::channel(self.buffer).0)
+            .subscribe()
     }
 
-    /// Runs `f` on `stream`'s channel (made if missing) under the registry lock.
-    fn on_channel<T>(
-        &self,
-        stream: &str,
-        f: impl FnOnce(&broadcast::Sender<Arc<Entry>>) -> T,
-    ) -> T {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = channels
-            .entry(stream.to_owned())
-            .or_insert_with(|| broadcast::channel(self.buffer).0);
-        f(sender)
+    /// Forgets channels nobody listens to.
+    fn drop_idle(&self) {
+        self.by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, tx| tx.receiver_count() > 0);
+    }
+}
+
+/// The writer: takes every publish waiting (up to [`MAX_BATCH`]), stores them in one
+/// transaction, sends the entries live in id order, and answers each publisher. Ends when
+/// the hub is gone.
+async fn write_batches(
+    store: Arc<dyn Store>,
+    channels: Arc<Channels>,
+    mut queue: mpsc::Receiver<Publish>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (drafts, waiting): (Vec<Draft>, Vec<_>) =
+            batch.drain(..).map(|p| (p.draft, p.done)).unzip();
+        match store.append(drafts).await {
+            Ok(entries) => {
+                for (entry, done) in entries.into_iter().zip(waiting) {
+                    channels.send(&entry);
+                    // A publisher that hung up still had its entry stored and sent.
+                    let _ = done.send(Ok(entry));
+                }
+            }
+            Err(err) => {
+                tracing::error!("storing {} notifications failed: {err:#}", waiting.len());
+                for done in waiting {
+                    let _ = done.send(Err(anyhow!("the store failed: {err:#}")));
+                }
+            }
+        }
     }
 }
 

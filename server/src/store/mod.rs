@@ -135,8 +135,9 @@ pub type Error = anyhow::Error;
 /// The event log. Appends are durable when they return; ids grow with every append.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores `draft` and returns it as an entry with its new id and creation time.
-    async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error>;
+    /// Stores `drafts` in order, all or none, durably (one commit, so one disk flush for the
+    /// whole batch), and returns them as entries with their new ids and creation time.
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Entry>>, Error>;
 
     /// Entries of `stream` after `after`, oldest first, at most `limit`; read in one
     /// snapshot with the check that nothing after `after` is missing.

@@ -124,32 +124,40 @@ const COLUMNS: &str = "id, stream, title, body, level, created_at";
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Entry>>, Error> {
         run_on(&self.writer, move |conn| {
+            let tx = conn.transaction()?;
             let created_at = crate::timestamp::now();
-            conn.execute(
-                "INSERT INTO notifications (stream, title, body, level, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    draft.stream,
-                    draft.title,
-                    draft.body,
-                    draft.level.as_str(),
-                    created_at
-                ],
-            )?;
-            let id = id_of(conn.last_insert_rowid());
-            Ok(Entry::new(
-                id,
-                Notification {
-                    id: id.to_string(),
-                    stream: draft.stream,
-                    title: draft.title,
-                    body: draft.body,
-                    level: draft.level,
-                    created_at,
-                },
-            ))
+            let mut entries = Vec::with_capacity(drafts.len());
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO notifications (stream, title, body, level, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for draft in drafts {
+                    insert.execute(params![
+                        draft.stream,
+                        draft.title,
+                        draft.body,
+                        draft.level.as_str(),
+                        created_at
+                    ])?;
+                    let id = id_of(tx.last_insert_rowid());
+                    entries.push(Entry::new(
+                        id,
+                        Notification {
+                            id: id.to_string(),
+                            stream: draft.stream,
+                            title: draft.title,
+                            body: draft.body,
+                            level: draft.level,
+                            created_at: created_at.clone(),
+                        },
+                    ));
+                }
+            }
+            tx.commit()?;
+            Ok(entries)
         })
         .await
     }
@@ -279,14 +287,33 @@ mod tests {
         }
     }
 
+    async fn append_one(store: &SqliteStore, draft: Draft) -> Arc<Entry> {
+        store.append(vec![draft]).await.unwrap().pop().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_in_order_with_growing_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        let batch = (0..5).map(|n| draft(if n % 2 == 0 { "a" } else { "b" }, &n.to_string()));
+        let entries = store.append(batch.collect()).await.unwrap();
+        let titles: Vec<_> = entries
+            .iter()
+            .map(|e| e.notification.title.as_str())
+            .collect();
+        assert_eq!(titles, ["0", "1", "2", "3", "4"]);
+        assert!(entries.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(store.latest("a", 10).await.unwrap().len(), 3);
+    }
+
     #[tokio::test]
     async fn appends_reads_prunes_and_knows_when_to_reset() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("nested/hub.db")).unwrap();
         let mut ids = Vec::new();
         for n in 0..5 {
-            ids.push(store.append(draft("a", &format!("a{n}"))).await.unwrap().id);
-            store.append(draft("b", "b")).await.unwrap();
+            ids.push(append_one(&store, draft("a", &format!("a{n}"))).await.id);
+            append_one(&store, draft("b", "b")).await;
         }
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
@@ -333,7 +360,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&dir.path().join("nested/hub.db")).unwrap();
         assert_eq!(store.latest("a", 10).await.unwrap().len(), 2);
-        let next = store.append(draft("a", "again")).await.unwrap();
+        let next = append_one(&store, draft("a", "again")).await;
         assert!(next.id > ids[4]);
         assert_eq!(next.notification.created_at.len(), 30);
     }
@@ -342,7 +369,7 @@ mod tests {
     async fn prunes_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-        store.append(draft("a", "old")).await.unwrap();
+        append_one(&store, draft("a", "old")).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let retention = Retention {
             max_age: Some(Duration::from_millis(10)),
