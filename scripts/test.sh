@@ -28,7 +28,7 @@ scripts/build-web.sh
 cargo build -p server
 
 step "tests: unit, integration (real server) and end to end (real Chromium)"
-run_tests --workspace --exclude frontend
+run_tests --workspace --exclude frontend -- --show-output
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 log=$(mktemp)

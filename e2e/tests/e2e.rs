@@ -40,6 +40,21 @@ async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<
     let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
     browser.client.goto(&server.url).await?;
+    // When the first tick is on screen, in ms since navigation started (polled every few ms
+    // through WebDriver, so a few ms late at most).
+    let first_tick_ms = eventually("the first tick on screen", WAIT, || async {
+        let painted = browser
+            .client
+            .execute(
+                "const t = document.querySelector('[data-testid=server-time-raw]');\
+                 return t && t.textContent.endsWith('Z') ? performance.now() : null;",
+                vec![],
+            )
+            .await?;
+        Ok(painted.as_f64())
+    })
+    .await?;
+    println!("first server-time tick painted {first_tick_ms:.0} ms after navigation started");
 
     browser
         .wait_text("clock-state", WAIT, |t| t == "live")
