@@ -32,10 +32,10 @@ pub async fn subscribe(
         .subscribe(stream, after)
         .await
         .map_err(ApiError::internal)?;
-    let heartbeat = sse::heartbeat_data(state.config.heartbeat);
+    let heartbeat = sse::heartbeat_frame(state.config.heartbeat);
     let events = subscription
         .into_stream()
-        .map(move |delivery| sse::delivery_event(delivery, &heartbeat));
+        .map(move |delivery| sse::delivery_frame(delivery, &heartbeat));
     Ok(match state.config.max_stream_age {
         Some(age) => sse::response(events.take_until(tokio::time::sleep(age)), &state),
         None => sse::response(events, &state),

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::{stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
@@ -64,12 +63,7 @@ pub async fn stream(
         // A subscriber more than a backlog behind skips ahead: a late tick is not worth sending.
         .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
         .zip(stream::iter(first_id..))
-        .map(|(tick, id)| {
-            Event::default()
-                .event(common::events::TIME)
-                .id(id.to_string())
-                .data(&*tick)
-        });
+        .map(|(tick, id)| sse::frame(Some(common::events::TIME), Some(&id.to_string()), &tick));
     Ok(match remaining {
         Some(n) => sse::response(events.take(n as usize), &state),
         None => sse::response(events, &state),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use common::Notification;
 
 pub use common::Draft;
@@ -66,22 +67,23 @@ impl FromStr for EventId {
     }
 }
 
-/// A stored notification, with its JSON encoded once for every subscriber it goes to.
+/// A stored notification, with its SSE frame encoded once for every subscriber it goes to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Entry {
     pub id: EventId,
     pub notification: Notification,
-    /// `notification` as single-line JSON: the SSE `data` field.
-    pub json: String,
+    /// The notification as an SSE event: its id, and its JSON as the data.
+    pub frame: Bytes,
 }
 
 impl Entry {
     pub fn new(id: EventId, notification: Notification) -> Arc<Self> {
         let json = serde_json::to_string(&notification).expect("notifications serialize");
+        let frame = crate::sse::frame(None, Some(&notification.id), &json);
         Arc::new(Self {
             id,
             notification,
-            json,
+            frame,
         })
     }
 }
