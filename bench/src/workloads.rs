@@ -74,6 +74,58 @@ fn addr(target: &Target) -> anyhow::Result<SocketAddr> {
     Ok(target.url.trim_start_matches("http://").parse()?)
 }
 
+/// A freshly started target with `n` subscribers connected and settled.
+struct Loaded {
+    target: Target,
+    /// The target's memory before the subscribers came.
+    rss_before: u64,
+    stats: Arc<Stats>,
+    connections: load::Connections,
+}
+
+impl Loaded {
+    async fn start(
+        kind: Kind,
+        programs: &Programs,
+        n: usize,
+        subscribe: Subscribe,
+        latency: LatencyFrom,
+    ) -> anyhow::Result<Self> {
+        let target = Target::start(kind, programs, &[])?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss_before = target.rss();
+        let stats = Stats::new();
+        let connections = load::open(
+            addr(&target)?,
+            n,
+            subscribe,
+            latency,
+            stats.clone(),
+            CONNECT_LIMIT,
+        )
+        .await;
+        tokio::time::sleep(SETTLE).await;
+        Ok(Self {
+            target,
+            rss_before,
+            stats,
+            connections,
+        })
+    }
+
+    /// The figures so far, over a window of `window`, with `cpu_s` of server CPU used;
+    /// closes the connections.
+    fn finish(self, n: usize, window: Duration, cpu_s: f64, expected: u64) -> FanOut {
+        let mut run = FanOut::measure(self.target.kind, n, &self.stats, window);
+        run.cpu_s = cpu_s;
+        run.rss_before = self.rss_before;
+        run.rss_after = self.target.rss();
+        run.expected = expected;
+        drop(self.connections);
+        run
+    }
+}
+
 /// A: `n` subscribers of the clock at `interval_ms`, measured for `window`.
 pub async fn clock_fan_out(
     kind: Kind,
@@ -82,36 +134,20 @@ pub async fn clock_fan_out(
     interval_ms: u64,
     window: Duration,
 ) -> anyhow::Result<FanOut> {
-    let target = Target::start(kind, programs, &[])?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = target.rss();
-    let stats = Stats::new();
     let subscribe = Subscribe {
         path: format!("/sse/time?interval_ms={interval_ms}"),
         last_event_id: None,
         until: None,
     };
-    let connections = load::open(
-        addr(&target)?,
-        n,
-        subscribe,
-        LatencyFrom::Timestamp,
-        stats.clone(),
-        CONNECT_LIMIT,
-    )
-    .await;
-    tokio::time::sleep(SETTLE).await;
-    let cpu = target.cpu_seconds();
-    stats.count(true);
+    let run = Loaded::start(kind, programs, n, subscribe, LatencyFrom::Timestamp).await?;
+    let cpu = run.target.cpu_seconds();
+    run.stats.count(true);
     tokio::time::sleep(window).await;
-    stats.count(false);
-    let mut run = FanOut::measure(kind, n, &stats, window);
-    run.cpu_s = target.cpu_seconds() - cpu;
-    run.rss_before = rss_before;
-    run.rss_after = target.rss();
-    run.expected = run.connected * window.as_millis() as u64 / interval_ms;
-    drop(connections);
-    Ok(run)
+    run.stats.count(false);
+    let cpu_s = run.target.cpu_seconds() - cpu;
+    let expected =
+        run.stats.connected.load(Ordering::Relaxed) * window.as_millis() as u64 / interval_ms;
+    Ok(run.finish(n, window, cpu_s, expected))
 }
 
 /// B: `n` subscribers of one stream while a publisher sends `rate` notifications a
@@ -123,10 +159,6 @@ pub async fn notification_fan_out(
     rate: u32,
     window: Duration,
 ) -> anyhow::Result<FanOut> {
-    let target = Target::start(kind, programs, &[])?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = target.rss();
-    let stats = Stats::new();
     let total = (rate as f64 * window.as_secs_f64()) as usize;
     let times = SendTimes::new(total);
     let subscribe = Subscribe {
@@ -134,33 +166,26 @@ pub async fn notification_fan_out(
         last_event_id: None,
         until: None,
     };
-    let connections = load::open(
-        addr(&target)?,
+    let run = Loaded::start(
+        kind,
+        programs,
         n,
         subscribe,
         LatencyFrom::Publish(times.clone()),
-        stats.clone(),
-        CONNECT_LIMIT,
     )
-    .await;
-    tokio::time::sleep(SETTLE).await;
-    let cpu = target.cpu_seconds();
-    stats.count(true);
-    let acked = publish_at_rate(&target, rate, total, &times).await;
+    .await?;
+    let cpu = run.target.cpu_seconds();
+    run.stats.count(true);
+    let acked = publish_at_rate(&run.target, rate, total, &times).await;
     // Let the last publishes reach everyone.
-    let expected = stats.connected.load(Ordering::Relaxed) * acked;
+    let expected = run.stats.connected.load(Ordering::Relaxed) * acked;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    while run.stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stats.count(false);
-    let mut run = FanOut::measure(kind, n, &stats, window);
-    run.cpu_s = target.cpu_seconds() - cpu;
-    run.rss_before = rss_before;
-    run.rss_after = target.rss();
-    run.expected = expected;
-    drop(connections);
-    Ok(run)
+    run.stats.count(false);
+    let cpu_s = run.target.cpu_seconds() - cpu;
+    Ok(run.finish(n, window, cpu_s, expected))
 }
 
 /// Sends `total` publishes titled `b-0`, `b-1`, … at `rate` a second (each on its own
@@ -343,28 +368,13 @@ pub async fn replay_storm(
 
 /// E: `n` idle subscribers; the server memory they add.
 pub async fn idle_memory(kind: Kind, programs: &Programs, n: usize) -> anyhow::Result<FanOut> {
-    let target = Target::start(kind, programs, &[])?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = target.rss();
-    let stats = Stats::new();
     let subscribe = Subscribe {
         path: "/events?stream=idle".into(),
         last_event_id: None,
         until: None,
     };
-    let connections = load::open(
-        addr(&target)?,
-        n,
-        subscribe,
-        LatencyFrom::Timestamp,
-        stats.clone(),
-        CONNECT_LIMIT,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut run = FanOut::measure(kind, n, &stats, SETTLE);
-    run.rss_before = rss_before;
-    run.rss_after = target.rss();
-    drop(connections);
-    Ok(run)
+    let run = Loaded::start(kind, programs, n, subscribe, LatencyFrom::Timestamp).await?;
+    // Let the connections settle (first heartbeat sent, buffers in their steady state).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(run.finish(n, SETTLE, 0.0, 0))
 }
