@@ -89,7 +89,6 @@ pub type UrlFn = Box<dyn Fn(Option<&str>) -> String>;
 pub struct Subscription {
     url: UrlFn,
     events: Vec<&'static str>,
-    resume_from: Option<String>,
     silence_limit: Option<Duration>,
 }
 
@@ -99,7 +98,6 @@ impl Subscription {
         Self {
             url: Box::new(url),
             events: Vec::new(),
-            resume_from: None,
             silence_limit: None,
         }
     }
@@ -110,12 +108,6 @@ impl Subscription {
         self
     }
 
-    /// Resume after this id on the first connection (e.g. remembered across a reload).
-    pub fn resume_from(mut self, id: Option<String>) -> Self {
-        self.resume_from = id;
-        self
-    }
-
     /// Treat a connection that stays silent this long as dead and reopen it. Heartbeat
     /// events (`heartbeat`, data `{"interval_ms": N}`) set it to twice their interval.
     pub fn silence_limit(mut self, limit: Duration) -> Self {
@@ -123,12 +115,11 @@ impl Subscription {
         self
     }
 
-    /// Opens the connection; it lives as long as the current reactive owner. Each event is
-    /// passed to `on_event` in order, none coalesced.
+    /// Opens the connection, for events from now on; it lives as long as the current
+    /// reactive owner. Each event is passed to `on_event` in order, none coalesced.
     pub fn connect(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
-        let resume_from = self.resume_from.clone();
         let connection = self.connect_later(on_event);
-        connection.start(resume_from);
+        connection.start(None);
         connection
     }
 
@@ -136,7 +127,7 @@ impl Subscription {
     /// [`Connection::start`] says where to resume (e.g. once history has loaded).
     pub fn connect_later(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
         let (state, set_state) = signal(ConnectionState::Connecting);
-        let (last_event_id, set_last_event_id) = signal(self.resume_from);
+        let (last_event_id, set_last_event_id) = signal(None);
         let shared = Rc::new(Shared {
             url: self.url,
             events: self.events,

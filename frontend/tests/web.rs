@@ -189,9 +189,14 @@ async fn wrapper_receives_notifications_and_resumes_after_the_server_ends_the_st
     let connection = owner.with(|| {
         Subscription::new(move |last| api.resume_url(&path, last))
             .events(&["message"])
-            .resume_from(Some("0".into()))
-            .connect(move |message| sink.borrow_mut().push(message.id))
+            .connect_later(move |message| sink.borrow_mut().push(message.id))
     });
+    assert_eq!(
+        connection.state.get_untracked(),
+        ConnectionState::Connecting,
+        "nothing opens before start"
+    );
+    connection.start(Some("0".into()));
     wait_until("live", Duration::from_secs(10), || {
         connection.state.get_untracked() == ConnectionState::Live
     })
