@@ -333,11 +333,6 @@ fn tools_dir() -> PathBuf {
 
 /// The machine's memory, from /proc/meminfo.
 fn memory() -> String {
-    let kib: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let kib = target::proc_kib("/proc/meminfo", "MemTotal:");
     format!("{:.0} GiB", kib as f64 / 1048576.0)
 }

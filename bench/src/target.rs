@@ -118,7 +118,7 @@ impl Target {
 
     /// Resident memory of the process, in bytes.
     pub fn rss(&self) -> u64 {
-        proc_status_kib(self.child.id(), "VmRSS:") * 1024
+        proc_kib(&format!("/proc/{}/status", self.child.id()), "VmRSS:") * 1024
     }
 
     /// CPU time the process has used (user + system), in seconds.
@@ -148,8 +148,10 @@ impl Drop for Target {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// The number of KiB on the `field` line of a `/proc` file such as `/proc/PID/status` or
+/// `/proc/meminfo` (`VmRSS:   1234 kB`); 0 when it cannot be read.
+pub fn proc_kib(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
