@@ -5,27 +5,26 @@
 # Where rustup cannot fetch the wasm32 std (an offline Debian machine), it installs Debian's
 # `rustc-web` toolchain, builds the wasm32 std once from `rust-web-src`, and links it into
 # rustup as the toolchain `web`; the other scripts then run cargo with RUSTUP_TOOLCHAIN=web.
-# Then: trunk, wasm-bindgen-cli (the exact version in Cargo.lock), wasm-opt (binaryen from npm),
-# Chromium and chromedriver for the browser tests.
+# Then: wasm-bindgen-cli (the exact version in Cargo.lock), wasm-opt (binaryen from npm),
+# Chromium and chromedriver for the browser tests. (No trunk: scripts/build-web.sh does the
+# few steps it did, and installing it cost five minutes of a first run.)
 #
 # A second run only checks and takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132.0.0
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
 SETUP_START=$SECONDS
 log() { printf '\033[1msetup [%dm%02ds]:\033[0m %s\n' $(((SECONDS - SETUP_START) / 60)) $(((SECONDS - SETUP_START) % 60)) "$*"; }
-# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen, and
-# opt-level 0 for trunk, whose own work takes seconds; 1 for wasm-bindgen, which rewrites the
-# whole wasm) builds trunk in about 5 minutes on 2 cores instead of 12. Cargo prints a line
+# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen,
+# opt-level 1) builds wasm-bindgen-cli in under 3 minutes on 2 cores. Cargo prints a line
 # per crate it compiles, so a first run shows that it is working and how far it has got.
 cheap_install() {
-  local opt_level=$1 total=$2; shift 2
-  cargo install --config "profile.release.opt-level=$opt_level" --config profile.release.codegen-units=16 \
+  local total=$1; shift
+  cargo install --config profile.release.opt-level=1 --config profile.release.codegen-units=16 \
     --config profile.release.lto=false --config profile.release.debug=false "$@" 2>&1 \
     | { n=0; while IFS= read -r line; do
           case "$line" in *Compiling*) n=$((n + 1)) ;; *Downloaded*|*Locking*|*Adding*|*Updating*) continue ;; esac
@@ -82,28 +81,34 @@ else
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 fi
 
-# --- trunk, wasm-bindgen-cli, wasm-opt -----------------------------------------------------
-if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
-  log "cargo install trunk $TRUNK_VERSION (about 385 crates, ~5 minutes on 2 cores, once)"
-  cheap_install 0 385 --locked trunk --version "$TRUNK_VERSION" --no-default-features --features rustls
-fi
+# --- wasm-opt, Chromium and chromedriver (downloads, in the background) ----------------------
+# They mostly wait on the network and the disk, so they run while cargo compiles below.
+downloads() {
+  if ! "$HUB_TOOLS/bin/wasm-opt" --version 2>/dev/null | grep -q "(version_${BINARYEN_VERSION%%.*})"; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
+    npm install -s --prefix "$HUB_TOOLS/binaryen" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
+    ln -sf "$HUB_TOOLS/binaryen/node_modules/.bin/wasm-opt" "$HUB_TOOLS/bin/wasm-opt"
+  fi
+  if [ "$WITH_BROWSER" = 1 ] && command -v apt-get >/dev/null && have_root; then
+    apt_install chromium chromium-driver
+  fi
+  return 0
+}
+WITH_BROWSER=0
+[ "${1:-}" = --with-browser ] && WITH_BROWSER=1
+downloads &
+downloads_pid=$!
+
+# --- wasm-bindgen-cli -----------------------------------------------------------------------
 if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
   log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 165 crates, ~3 minutes, once)"
   # Not --locked: its lockfile pins crates newer than some registry mirrors carry.
-  cheap_install 1 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cheap_install 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if ! "$HUB_TOOLS/bin/wasm-opt" --version 2>/dev/null | grep -q "(version_${BINARYEN_VERSION%%.*})"; then
-  command -v npm >/dev/null || apt_install nodejs npm
-  log "npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
-  npm install -s --prefix "$HUB_TOOLS/binaryen" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
-  ln -sf "$HUB_TOOLS/binaryen/node_modules/.bin/wasm-opt" "$HUB_TOOLS/bin/wasm-opt"
-fi
-
-# --- Chromium and chromedriver for the browser tests ---------------------------------------
-if [ "${1:-}" = --with-browser ]; then
-  if command -v apt-get >/dev/null && have_root; then
-    apt_install chromium chromium-driver
-  fi
-  command -v chromedriver >/dev/null || { echo "setup: chromedriver not found; install Chrome/Chromium and the matching chromedriver" >&2; exit 1; }
+wait "$downloads_pid" || { echo "setup: installing wasm-opt or Chromium failed (see above)" >&2; exit 1; }
+if [ "$WITH_BROWSER" = 1 ] && ! command -v chromedriver >/dev/null; then
+  echo "setup: chromedriver not found; install Chrome/Chromium and the matching chromedriver" >&2
+  exit 1
 fi
 log "toolchain ready ($HUB_WASM_MODE) in $((SECONDS - SETUP_START)) s"

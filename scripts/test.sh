@@ -23,7 +23,7 @@ cargo clippy --workspace --exclude frontend --all-targets -- -D warnings
 step "clippy: frontend (wasm32)"
 cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-step "build: web app (trunk) and server"
+step "build: web app and server"
 scripts/build-web.sh
 cargo build -p server
 

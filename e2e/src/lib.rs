@@ -29,14 +29,14 @@ pub fn server_bin() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/debug/server"))
 }
 
-/// The built web app (`trunk build --release`).
+/// The built web app (`scripts/build-web.sh`).
 pub fn dist() -> anyhow::Result<PathBuf> {
     let dist = std::env::var_os("HUB_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("dist"));
     if !dist.join("index.html").is_file() {
         bail!(
-            "no built app in {}: run `trunk build --release` first",
+            "no built app in {}: run `scripts/build-web.sh` first",
             dist.display()
         );
     }

@@ -1,6 +1,7 @@
 //! The built web app: static files from the assets folder (`dist/` by default).
 //!
-//! Trunk's content-hashed files are cached forever; everything else is revalidated.
+//! Content-hashed files (`name-<hash>.ext`, as `scripts/build-web.sh` writes them) are
+//! cached forever; everything else is revalidated.
 //! Precompressed `.br`/`.gz` siblings are served when present. If the app is not built,
 //! `/` answers with a page that names the command that builds it.
 
@@ -16,7 +17,7 @@ use tower_http::services::ServeDir;
 use crate::error::ApiError;
 
 /// The command that builds the web app into `dist/`.
-pub const BUILD_COMMAND: &str = "trunk build --release";
+pub const BUILD_COMMAND: &str = "scripts/build-web.sh";
 
 /// A router that serves `dir`, to be used as the app's fallback.
 pub fn router(dir: &Path) -> Router {
@@ -86,7 +87,7 @@ async fn cache_control(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether a path names a file whose name carries a content hash, as trunk writes them:
+/// Whether a path names a file whose name carries a content hash, as `scripts/build-web.sh` writes them:
 /// `frontend-0123456789abcdef.js`, `frontend-0123456789abcdef_bg.wasm`.
 fn is_content_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
@@ -101,7 +102,7 @@ mod tests {
     use super::is_content_hashed;
 
     #[test]
-    fn recognises_trunk_hashes() {
+    fn recognises_content_hashes() {
         assert!(is_content_hashed("/frontend-3f9a0c1b2d4e5f60.js"));
         assert!(is_content_hashed("/frontend-3f9a0c1b2d4e5f60_bg.wasm"));
         assert!(is_content_hashed("/style-00aabbccddeeff11.css"));
