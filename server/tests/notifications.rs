@@ -469,3 +469,42 @@ async fn injection_attempts_and_bad_input_are_refused_or_neutralised() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn clock_ms_adds_time_events_that_never_move_the_resume_position() {
+    let server = TestServer::start(config()).await;
+    let response = reqwest::get(server.at("/events?stream=both&clock_ms=50"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let mut stream = events(response);
+    let mut ticks = 0;
+    while ticks < 3 {
+        let event = next_event(&mut stream).await;
+        if event.event == common::events::TIME {
+            assert!(event.id.is_empty(), "a tick carries no id: {event:?}");
+            assert!(event.data.parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{event:?}");
+            ticks += 1;
+        }
+    }
+    let sent = publish(&server, "both", "with the clock", "").await;
+    let received = next_notification(&mut stream).await;
+    assert_eq!(received, sent);
+    // After the notification, ticks go on and carry no id of their own: the parser keeps
+    // the last id, which must stay the notification's.
+    loop {
+        let event = next_event(&mut stream).await;
+        if event.event == common::events::TIME {
+            assert_eq!(event.id, sent.id);
+            break;
+        }
+    }
+
+    let bad = reqwest::get(server.at("/events?stream=both&clock_ms=5"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    let reason: common::ErrorBody = bad.json().await.unwrap();
+    assert!(reason.error.contains("clock_ms"), "{reason:?}");
+    server.stop().await.unwrap();
+}

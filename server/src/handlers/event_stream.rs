@@ -5,19 +5,26 @@
 //! everything stored after that id comes first. An id this server cannot have issued is
 //! answered like an id that retention dropped: with a `reset`, never an error that a
 //! browser would retry forever.
+//!
+//! `?clock_ms=N` adds the server clock to the same connection: an `event: time` (no id, so
+//! it never moves the resume position) every N ms, as on `/sse/time`. A page that shows
+//! both then holds one of the browser's six HTTP/1.1 connections per host, not two.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{stream, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::error::ApiError;
-use crate::handlers::stream_param;
-use crate::sse;
+use crate::handlers::{stream_param, time_stream};
 use crate::state::AppState;
 use crate::store::EventId;
+use crate::{params, sse, ticker};
 
 /// The handler of `GET /events`.
 pub async fn subscribe(
@@ -26,6 +33,7 @@ pub async fn subscribe(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let stream = stream_param(&query)?;
+    let clock_ms = params::whole_number(&query, "clock_ms", time_stream::INTERVAL_MS)?;
     let after = sse::last_event_id(&headers, &query).map(EventId::parse_or_unknown);
     let subscription = state
         .hub
@@ -36,8 +44,29 @@ pub async fn subscribe(
     let events = subscription
         .into_stream()
         .map(move |delivery| sse::delivery_frame(delivery, &heartbeat));
+    let events = with_clock(
+        events,
+        clock_ms.map(|ms| state.tickers.subscribe(Duration::from_millis(ms))),
+    );
     Ok(match state.config.max_stream_age {
         Some(age) => sse::response(events.take_until(tokio::time::sleep(age)), &state),
         None => sse::response(events, &state),
     })
+}
+
+/// `events` with a `time` frame for every tick of `ticks` mixed in (none without ticks);
+/// ends when `events` ends.
+fn with_clock(
+    events: impl Stream<Item = Bytes> + Send + 'static,
+    ticks: Option<tokio::sync::broadcast::Receiver<ticker::Tick>>,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    let ticks = stream::iter(ticks)
+        .flat_map(|ticks| {
+            // A subscriber more than a backlog behind skips ahead, as on `/sse/time`.
+            BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() })
+        })
+        .map(|tick| Some(sse::frame(Some(common::events::TIME), None, &tick)));
+    stream::select(events.map(Some).chain(stream::once(async { None })), ticks)
+        .take_while(|frame| std::future::ready(frame.is_some()))
+        .filter_map(std::future::ready)
 }
