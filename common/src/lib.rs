@@ -24,6 +24,10 @@ pub mod paths {
     pub const NOTIFICATIONS: &str = "/api/notifications";
     /// Liveness probe.
     pub const HEALTHZ: &str = "/healthz";
+    /// Every stream with its figures ([`super::StreamsOverview`]).
+    pub const STREAMS: &str = "/api/streams";
+    /// The same overview as an SSE stream (`event: streams`), every `?interval_ms=`.
+    pub const SSE_STREAMS: &str = "/sse/streams";
 }
 
 /// Names of the SSE events the server sends.
@@ -38,6 +42,8 @@ pub mod events {
     /// Events after the requested `Last-Event-ID` are no longer stored (retention), or the
     /// id is unknown to the server: reload the history. Its `id:` is where to resume from.
     pub const RESET: &str = "reset";
+    /// The streams overview; data is a [`super::StreamsOverview`].
+    pub const STREAMS: &str = "streams";
 }
 
 /// The stream a notification goes to when none is named.
@@ -125,6 +131,30 @@ pub struct Heartbeat {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// One stream's figures in the streams overview.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub name: String,
+    /// Notifications stored (what retention keeps).
+    pub stored: u64,
+    /// The newest stored notification's id and time (RFC 3339), if any.
+    pub newest_id: Option<String>,
+    pub newest_at: Option<String>,
+    /// Subscribers connected to this server right now.
+    pub subscribers: u64,
+    /// Publishes in the last 60 seconds.
+    pub publishes_last_minute: u64,
+    /// Publishes in each of the last 60 seconds, oldest first.
+    pub publishes_per_second: Vec<u32>,
+}
+
+/// The body of `GET /api/streams` and the data of `event: streams`: every stream that has
+/// stored notifications, subscribers or recent publishes, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamsOverview {
+    pub streams: Vec<StreamSummary>,
 }
 
 /// The body of `GET /healthz`.

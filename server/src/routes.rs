@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::handlers::{event_stream, health, notification_api, time_stream};
+use crate::handlers::{event_stream, health, notification_api, streams_overview, time_stream};
 use crate::state::AppState;
 use crate::{assets, sse};
 
@@ -29,6 +29,8 @@ pub fn app(state: AppState) -> Router {
             paths::TRIGGER,
             get(notification_api::trigger_get).post(notification_api::trigger),
         )
+        .route(paths::STREAMS, get(streams_overview::list))
+        .route(paths::SSE_STREAMS, get(streams_overview::watch))
         .route(paths::HEALTHZ, get(health::healthz))
         .fallback_service(assets::router(&state.config.assets))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

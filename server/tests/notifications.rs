@@ -483,7 +483,10 @@ async fn clock_ms_adds_time_events_that_never_move_the_resume_position() {
         let event = next_event(&mut stream).await;
         if event.event == common::events::TIME {
             assert!(event.id.is_empty(), "a tick carries no id: {event:?}");
-            assert!(event.data.parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{event:?}");
+            assert!(
+                event.data.parse::<chrono::DateTime<chrono::Utc>>().is_ok(),
+                "{event:?}"
+            );
             ticks += 1;
         }
     }

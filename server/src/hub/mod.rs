@@ -8,9 +8,10 @@
 //! entry stored but never sent. How a subscriber switches from stored history to live
 //! entries without a gap or a duplicate is [`Subscription`]'s job.
 
+mod activity;
 mod subscription;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -18,7 +19,10 @@ use anyhow::anyhow;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use common::{StreamSummary, StreamsOverview};
+
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
+use activity::Activity;
 
 pub use subscription::{Delivery, Subscription};
 
@@ -31,6 +35,7 @@ const QUEUE: usize = 4096;
 pub struct Hub {
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
+    activity: Arc<Activity>,
     publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
 }
@@ -60,11 +65,18 @@ impl Hub {
             by_stream: Mutex::default(),
             buffer: buffer.max(1),
         });
+        let activity = Arc::new(Activity::default());
         let (publishes, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store.clone(), channels.clone(), queue));
+        tokio::spawn(write_batches(
+            store.clone(),
+            channels.clone(),
+            activity.clone(),
+            queue,
+        ));
         Arc::new(Self {
             store,
             channels,
+            activity,
             publishes,
             heartbeat: tx,
         })
@@ -120,6 +132,53 @@ impl Hub {
         self.store.latest(stream, limit).await
     }
 
+    /// Every stream that has stored entries, subscribers or publishes in the last minute,
+    /// by name, with its figures.
+    pub async fn overview(&self) -> Result<StreamsOverview, Error> {
+        let stored = self.store.streams().await?;
+        let subscribers = self.channels.subscribers();
+        let mut rates = self.activity.per_second();
+        let mut streams = BTreeMap::new();
+        let names: Vec<String> = (stored.iter().map(|s| s.stream.clone()))
+            .chain(subscribers.keys().cloned())
+            .chain(rates.keys().cloned())
+            .collect();
+        for name in names {
+            streams
+                .entry(name.clone())
+                .or_insert_with(|| StreamSummary {
+                    subscribers: subscribers.get(&name).copied().unwrap_or_default(),
+                    publishes_per_second: rates
+                        .remove(&name)
+                        .unwrap_or_else(|| vec![0; activity::WINDOW_SECS]),
+                    name,
+                    stored: 0,
+                    newest_id: None,
+                    newest_at: None,
+                    publishes_last_minute: 0,
+                });
+        }
+        for stream in stored {
+            if let Some(summary) = streams.get_mut(&stream.stream) {
+                summary.stored = stream.count;
+                summary.newest_id = Some(stream.newest.notification.id.clone());
+                summary.newest_at = Some(stream.newest.notification.created_at.clone());
+            }
+        }
+        let streams = streams
+            .into_values()
+            .map(|mut summary| {
+                summary.publishes_last_minute = summary
+                    .publishes_per_second
+                    .iter()
+                    .map(|&n| u64::from(n))
+                    .sum();
+                summary
+            })
+            .collect();
+        Ok(StreamsOverview { streams })
+    }
+
     /// Applies `retention` every `every` until `shutdown`, and forgets live channels nobody
     /// listens to (they are made again on the next use).
     pub async fn apply_retention(
@@ -171,6 +230,17 @@ impl Channels {
             .subscribe()
     }
 
+    /// The number of live subscribers of each stream that has any.
+    fn subscribers(&self) -> HashMap<String, u64> {
+        self.by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(stream, tx)| (stream.clone(), tx.receiver_count() as u64))
+            .collect()
+    }
+
     /// Forgets channels nobody listens to.
     fn drop_idle(&self) {
         self.by_stream
@@ -186,6 +256,7 @@ impl Channels {
 async fn write_batches(
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
+    activity: Arc<Activity>,
     mut queue: mpsc::Receiver<Publish>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -196,6 +267,7 @@ async fn write_batches(
             Ok(entries) => {
                 for (entry, done) in entries.into_iter().zip(waiting) {
                     channels.send(&entry);
+                    activity.record(&entry.notification.stream);
                     // A publisher that hung up still had its entry stored and sent.
                     let _ = done.send(Ok(entry));
                 }

@@ -131,6 +131,16 @@ pub struct Page {
     pub reset_to: Option<EventId>,
 }
 
+/// What the store holds of one stream, for the streams overview.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredStream {
+    pub stream: String,
+    /// How many entries are stored.
+    pub count: u64,
+    /// The newest stored entry.
+    pub newest: Arc<Entry>,
+}
+
 /// A store failure; handlers turn it into a 500 without details.
 pub type Error = anyhow::Error;
 
@@ -154,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops what `retention` no longer keeps; returns how many entries went.
     async fn prune(&self, retention: &Retention) -> Result<u64, Error>;
+
+    /// Every stream with stored entries, by name.
+    async fn streams(&self) -> Result<Vec<StoredStream>, Error>;
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use common::Notification;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Draft, Entry, Error, EventId, Page, Retention, Store};
+use super::{Draft, Entry, Error, EventId, Page, Retention, Store, StoredStream};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -104,18 +104,24 @@ fn issued(conn: &Connection) -> rusqlite::Result<i64> {
     .map(Option::unwrap_or_default)
 }
 
+/// The entry in a row that starts with [`COLUMNS`].
 fn entry(row: &Row<'_>) -> rusqlite::Result<Arc<Entry>> {
-    let id = id_of(row.get(0)?);
-    let level: String = row.get(4)?;
+    entry_at(row, 0)
+}
+
+/// The entry in a row whose [`COLUMNS`] start at column `first`.
+fn entry_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Arc<Entry>> {
+    let id = id_of(row.get(first)?);
+    let level: String = row.get(first + 4)?;
     Ok(Entry::new(
         id,
         Notification {
             id: id.to_string(),
-            stream: row.get(1)?,
-            title: row.get(2)?,
-            body: row.get(3)?,
+            stream: row.get(first + 1)?,
+            title: row.get(first + 2)?,
+            body: row.get(first + 3)?,
             level: level.parse().unwrap_or_default(),
-            created_at: row.get(5)?,
+            created_at: row.get(first + 5)?,
         },
     ))
 }
@@ -158,6 +164,32 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(entries)
+        })
+        .await
+    }
+
+    async fn streams(&self) -> Result<Vec<StoredStream>, Error> {
+        run_on(&self.reader, |conn| {
+            // One pass over the (stream, id) index, then one lookup per stream.
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT counts.count, {COLUMNS} FROM
+                   (SELECT stream AS name, COUNT(*) AS count, MAX(id) AS newest
+                    FROM notifications GROUP BY stream) AS counts
+                 JOIN notifications ON notifications.id = counts.newest
+                 ORDER BY stream"
+            ))?;
+            let streams = query
+                .query_map([], |row| {
+                    let count: i64 = row.get(0)?;
+                    let newest = entry_at(row, 1)?;
+                    Ok(StoredStream {
+                        stream: newest.notification.stream.clone(),
+                        count: count as u64,
+                        newest,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(streams)
         })
         .await
     }

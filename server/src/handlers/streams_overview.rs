@@ -1,0 +1,56 @@
+//! `GET /api/streams` and `GET /sse/streams`: every stream with its stored count, newest
+//! notification, live subscribers and publishes per second over the last minute, once as
+//! JSON or as an SSE stream (`event: streams`, no id) every `?interval_ms=` (default 2 s).
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Json;
+use futures::{stream, StreamExt};
+use tokio_stream::wrappers::IntervalStream;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{params, sse};
+
+/// Accepted values of `interval_ms` on `/sse/streams`.
+pub const INTERVAL_MS: RangeInclusive<u64> = 500..=60_000;
+/// Interval when `interval_ms` is absent.
+pub const DEFAULT_INTERVAL_MS: u64 = 2_000;
+
+/// The handler of `GET /api/streams`.
+pub async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<common::StreamsOverview>, ApiError> {
+    Ok(Json(
+        state.hub.overview().await.map_err(ApiError::internal)?,
+    ))
+}
+
+/// The handler of `GET /sse/streams`: the overview now, then every interval.
+pub async fn watch(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let every = Duration::from_millis(
+        params::whole_number(&query, "interval_ms", INTERVAL_MS)?.unwrap_or(DEFAULT_INTERVAL_MS),
+    );
+    let hub = state.hub.clone();
+    let frames = IntervalStream::new(tokio::time::interval(every))
+        .then(move |_| {
+            let hub = hub.clone();
+            async move { hub.overview().await }
+        })
+        .flat_map(|overview| {
+            // A failed read skips one update; the store's error is logged where it happened.
+            let frame = overview.ok().and_then(|overview| {
+                let data = serde_json::to_string(&overview).ok()?;
+                Some(sse::frame(Some(common::events::STREAMS), None, &data))
+            });
+            stream::iter(frame)
+        });
+    Ok(sse::response(frames, &state))
+}
