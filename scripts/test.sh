@@ -25,21 +25,33 @@ cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D war
 
 step "build: web app and server"
 scripts/build-web.sh
-cargo build -p server
+cargo build -p server -p e2e --bins
 
 step "tests: unit, integration (real server) and end to end (real Chromium)"
 run_tests --workspace --exclude frontend -- --show-output
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
-log=$(mktemp)
+# Starts a server in the background and sets the variable named $1 to the URL it reports
+# ("listening on URL").
+start_server() {
+  local var=$1 log url
+  shift
+  log=$(mktemp)
+  "$@" >/dev/null 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
+  url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)
+  [ -n "$url" ] || { cat "$log" >&2; echo "$1 did not start" >&2; exit 1; }
+  printf -v "$var" '%s' "$url"
+  export "${var?}"
+}
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
-target/debug/server serve --addr 127.0.0.1:0 --assets dist --db "$(mktemp -d)/hub.db" \
-  --max-stream-secs 2 --heartbeat-secs 1 2>"$log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
-HUB_TEST_SERVER=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)
-[ -n "$HUB_TEST_SERVER" ] || { cat "$log"; echo "test server did not start" >&2; exit 1; }
-export HUB_TEST_SERVER
+start_server HUB_TEST_SERVER target/debug/server serve --addr 127.0.0.1:0 --assets dist \
+  --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1
+# A server that never answers, or holds the body back: the wrapper's hanging-network cases.
+start_server HUB_STALLING_SERVER target/debug/stalling-server
+# The runner's whole-suite limit (20 s by default) is less than the suite's waits add up to.
+export WASM_BINDGEN_TEST_TIMEOUT=180
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 run_tests -p frontend --target wasm32-unknown-unknown --lib --bins --tests

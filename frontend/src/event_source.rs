@@ -5,9 +5,15 @@
 //! HTML, a server that ended a finished stream). This wrapper then opens a new `EventSource`
 //! itself, after the hub's usual backoff ([`common::backoff`]), resuming with
 //! `?lastEventId=` so that nothing is lost. The position to resume from lives in one place,
-//! the connection's `last_event_id` signal. A connection that goes silent for longer than its limit (twice the
-//! server's heartbeat interval) is treated as half-open and reopened the same way. The
-//! connection closes when the reactive owner that opened it is dropped.
+//! the connection's `last_event_id` signal.
+//!
+//! Networks that hang are bounded: an attempt that brings no event within the connect
+//! timeout (no answer at all, or headers whose body a buffering proxy holds back) and a
+//! connection that goes silent for longer than its limit (twice the server's heartbeat
+//! interval) both count as failed attempts and are reopened after the same backoff. A
+//! connection is `Live` only once an event (a heartbeat counts) has arrived, and when it
+//! keeps failing its state says why, from a plain request to the same URL. The connection
+//! closes when the reactive owner that opened it is dropped.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -18,12 +24,13 @@ use common::{events, Heartbeat};
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
 
 /// What the user sees of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConnectionState {
     /// The first connection attempt is under way.
     Connecting,
@@ -31,25 +38,54 @@ pub enum ConnectionState {
     Live,
     /// The connection dropped; a new attempt is under way or scheduled.
     Reconnecting,
-    /// Several attempts in a row failed; attempts go on (the browser's at the server's
-    /// `retry:` interval, ours with a growing delay).
-    Offline,
+    /// Several attempts in a row failed, for this reason; attempts go on (the browser's at
+    /// the server's `retry:` interval, ours with a growing delay).
+    Offline(Trouble),
+}
+
+/// Why a connection is not live, as a plain request to its URL found out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trouble {
+    /// No answer at all: the server is down or the network is.
+    Unreachable,
+    /// The server (or a proxy) said no: `401` or `403`.
+    NotAllowed,
+    /// Any other error status.
+    ServerError(u16),
+    /// Connected, but no event arrived in time (a hanging server or a buffering proxy).
+    NoEvents,
 }
 
 impl ConnectionState {
-    /// The word shown in the status pill.
-    pub fn label(self) -> &'static str {
+    /// The one-word kind, for styling.
+    pub fn kind(self) -> &'static str {
         match self {
             ConnectionState::Connecting => "connecting",
             ConnectionState::Live => "live",
             ConnectionState::Reconnecting => "reconnecting",
-            ConnectionState::Offline => "offline",
+            ConnectionState::Offline(_) => "offline",
+        }
+    }
+
+    /// The words shown in the status pill.
+    pub fn label(self) -> String {
+        match self {
+            ConnectionState::Offline(Trouble::Unreachable) => "offline: server unreachable".into(),
+            ConnectionState::Offline(Trouble::NotAllowed) => "offline: not allowed".into(),
+            ConnectionState::Offline(Trouble::ServerError(status)) => {
+                format!("offline: server error ({status})")
+            }
+            ConnectionState::Offline(Trouble::NoEvents) => "offline: server not answering".into(),
+            other => other.kind().into(),
         }
     }
 }
 
 /// Failed attempts in a row after which a connection counts as offline.
 const OFFLINE_AFTER: u32 = 3;
+
+/// How long an attempt may take to bring its first event, unless set otherwise.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One SSE event as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +126,7 @@ pub struct Subscription {
     url: UrlFn,
     events: Vec<&'static str>,
     silence_limit: Option<Duration>,
+    connect_timeout: Duration,
 }
 
 impl Subscription {
@@ -99,7 +136,15 @@ impl Subscription {
             url: Box::new(url),
             events: Vec::new(),
             silence_limit: None,
+            connect_timeout: CONNECT_TIMEOUT,
         }
+    }
+
+    /// Give up on an attempt that brings no event within `timeout` (default
+    /// [`CONNECT_TIMEOUT`]), and retry after the backoff.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// The SSE event names to deliver (`"message"` for unnamed events).
@@ -139,6 +184,8 @@ impl Subscription {
             retry: RefCell::new(None),
             watchdog: RefCell::new(None),
             silence_limit: Cell::new(self.silence_limit),
+            connect_timeout: self.connect_timeout,
+            live: Cell::new(false),
             failures: Cell::new(0),
             delays: RefCell::new(reconnect_delays()),
         });
@@ -165,6 +212,9 @@ struct Shared {
     retry: RefCell<Option<Timeout>>,
     watchdog: RefCell<Option<Timeout>>,
     silence_limit: Cell<Option<Duration>>,
+    connect_timeout: Duration,
+    /// Whether the current attempt has brought an event yet.
+    live: Cell<bool>,
     /// Failed attempts since the last successful open.
     failures: Cell<u32>,
     /// The delays before the next reopens; started afresh on every successful open.
@@ -184,14 +234,69 @@ impl Shared {
         self.source.borrow_mut().take();
     }
 
-    fn failed(&self) {
+    /// Counts a failed attempt; `trouble` is what is known of why (else a request to the
+    /// URL finds out, once the connection counts as offline).
+    fn failed(self: &Rc<Self>, trouble: Option<Trouble>) {
+        self.live.set(false);
         let failures = self.failures.get() + 1;
         self.failures.set(failures);
-        self.set_state.set(if failures >= OFFLINE_AFTER {
-            ConnectionState::Offline
-        } else {
-            ConnectionState::Reconnecting
+        if failures < OFFLINE_AFTER {
+            self.set_state.set(ConnectionState::Reconnecting);
+            return;
+        }
+        if let Some(trouble) = trouble {
+            self.set_state.set(ConnectionState::Offline(trouble));
+            return;
+        }
+        let url = self
+            .last_event_id
+            .with_untracked(|last| (self.url)(last.as_deref()));
+        let weak = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            let trouble = diagnose(&url).await;
+            if let Some(shared) = weak.upgrade().filter(|shared| !shared.live.get()) {
+                shared.set_state.set(ConnectionState::Offline(trouble));
+            }
         });
+    }
+
+    /// The first event of an attempt: the connection is live, the backoff starts afresh.
+    fn got_event(self: &Rc<Self>) {
+        if !self.live.replace(true) {
+            self.failures.set(0);
+            *self.delays.borrow_mut() = reconnect_delays();
+            self.set_state.set(ConnectionState::Live);
+        }
+        arm_watchdog(self);
+    }
+}
+
+/// Why `url` cannot be streamed: one plain request, abandoned once its status is in (or
+/// after [`CONNECT_TIMEOUT`]).
+async fn diagnose(url: &str) -> Trouble {
+    let Ok(abort) = web_sys::AbortController::new() else {
+        return Trouble::Unreachable;
+    };
+    let timed_out = Rc::new(Cell::new(false));
+    let timer = {
+        let (abort, timed_out) = (abort.clone(), timed_out.clone());
+        Timeout::new(CONNECT_TIMEOUT.as_millis() as u32, move || {
+            timed_out.set(true);
+            abort.abort();
+        })
+    };
+    let request = gloo_net::http::Request::get(url)
+        .abort_signal(Some(&abort.signal()))
+        .send()
+        .await;
+    drop(timer);
+    abort.abort();
+    match request {
+        Ok(response) if matches!(response.status(), 401 | 403) => Trouble::NotAllowed,
+        Ok(response) if !response.ok() => Trouble::ServerError(response.status()),
+        Ok(_) => Trouble::NoEvents,
+        Err(_) if timed_out.get() => Trouble::NoEvents,
+        Err(_) => Trouble::Unreachable,
     }
 }
 
@@ -213,10 +318,11 @@ fn open(shared: &Rc<Shared>) {
         .last_event_id
         .with_untracked(|last| (shared.url)(last.as_deref()));
     let Ok(source) = EventSource::new(&url) else {
-        shared.failed();
+        shared.failed(Some(Trouble::Unreachable));
         schedule_reopen(shared);
         return;
     };
+    shared.live.set(false);
     let mut listeners = Vec::new();
     let mut listen = |name: &str, handler: Box<dyn FnMut(web_sys::Event)>| {
         let closure = Closure::wrap(handler);
@@ -226,18 +332,6 @@ fn open(shared: &Rc<Shared>) {
         listeners.push(closure);
     };
 
-    let weak = Rc::downgrade(shared);
-    listen(
-        "open",
-        Box::new(move |_| {
-            if let Some(shared) = weak.upgrade() {
-                shared.failures.set(0);
-                *shared.delays.borrow_mut() = reconnect_delays();
-                shared.set_state.set(ConnectionState::Live);
-                arm_watchdog(&shared);
-            }
-        }),
-    );
     let weak = Rc::downgrade(shared);
     listen(
         events::HEARTBEAT,
@@ -252,7 +346,7 @@ fn open(shared: &Rc<Shared>) {
                     beat.interval_ms.saturating_mul(2),
                 )));
             }
-            arm_watchdog(&shared);
+            shared.got_event();
         }),
     );
     for name in &shared.events {
@@ -268,13 +362,16 @@ fn open(shared: &Rc<Shared>) {
                 .target()
                 .and_then(|t| t.dyn_into::<EventSource>().ok())
                 .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
-            shared.failed();
             if closed {
+                shared.failed(None);
                 // The browser gave up on this one: open a new one ourselves, after the
                 // backoff (the watchdog has nothing left to watch until then).
                 shared.watchdog.borrow_mut().take();
                 shared.source.borrow_mut().take();
                 schedule_reopen(&shared);
+            } else {
+                // The browser reconnects by itself (and sends `Last-Event-ID`).
+                shared.failed(None);
             }
         }),
     );
@@ -282,6 +379,7 @@ fn open(shared: &Rc<Shared>) {
         source,
         _listeners: listeners,
     });
+    arm_watchdog(shared);
 }
 
 /// Hands one received event to the owner and remembers its id.
@@ -289,7 +387,7 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
     let (Some(shared), Ok(event)) = (shared.upgrade(), event.dyn_into::<MessageEvent>()) else {
         return;
     };
-    arm_watchdog(&shared);
+    shared.got_event();
     let id = event.last_event_id();
     if !id.is_empty()
         && shared
@@ -305,19 +403,26 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
     });
 }
 
-/// (Re)starts the countdown after which a silent connection is dropped and reopened.
+/// (Re)starts the countdown after which an attempt without a first event, or a live
+/// connection that went silent, is dropped and reopened after the backoff.
 fn arm_watchdog(shared: &Rc<Shared>) {
-    let Some(limit) = shared.silence_limit.get() else {
-        return;
+    let limit = if shared.live.get() {
+        let Some(limit) = shared.silence_limit.get() else {
+            shared.watchdog.borrow_mut().take();
+            return;
+        };
+        limit
+    } else {
+        shared.connect_timeout
     };
     let weak = Rc::downgrade(shared);
     let timer = Timeout::new(limit.as_millis() as u32, move || {
         if let Some(shared) = weak.upgrade() {
-            // Half-open: the socket looks fine but nothing arrives. Start over now.
-            shared.retry.borrow_mut().take();
+            // Half-open, hanging or held back by a proxy: nothing arrives. Start over.
+            let trouble = (!shared.live.get()).then_some(Trouble::NoEvents);
             shared.source.borrow_mut().take();
-            shared.failed();
-            open(&shared);
+            shared.failed(trouble);
+            schedule_reopen(&shared);
         }
     });
     // Replacing the previous countdown cancels it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use frontend::api::Api;
 use frontend::components::{NotificationPanel, ServerClock};
-use frontend::event_source::{ConnectionState, SseMessage, Subscription};
+use frontend::event_source::{ConnectionState, SseMessage, Subscription, Trouble};
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -304,9 +304,78 @@ async fn a_server_that_keeps_refusing_shows_as_offline() {
             .events(&["message"])
             .connect(|_| {})
     });
-    wait_until("offline", Duration::from_secs(15), || {
-        connection.state.get_untracked() == ConnectionState::Offline
+    wait_until("offline: server error", Duration::from_secs(15), || {
+        connection.state.get_untracked() == ConnectionState::Offline(Trouble::ServerError(404))
     })
     .await;
     drop(owner);
+}
+
+/// The URL of the stalling test server (`e2e`'s `stalling-server`), from `scripts/test.sh`.
+const STALLING: &str = match option_env!("HUB_STALLING_SERVER") {
+    Some(url) => url,
+    None => "http://127.0.0.1:18933",
+};
+
+/// Opens `path` on the stalling server with a 300 ms connect timeout; returns the state
+/// seen after each of the first attempts, and how many attempts were made.
+async fn attempts_against(path: &'static str) -> (Vec<ConnectionState>, usize) {
+    let owner = Owner::new();
+    let attempts = Rc::new(RefCell::new(0));
+    let counter = attempts.clone();
+    let connection = owner.with(|| {
+        Subscription::new(move |_| {
+            *counter.borrow_mut() += 1;
+            format!("{STALLING}{path}")
+        })
+        .events(&["message"])
+        .connect_timeout(Duration::from_millis(300))
+        .connect(|_| {})
+    });
+    let mut states = vec![connection.state.get_untracked()];
+    wait_until("offline", Duration::from_secs(20), || {
+        matches!(
+            connection.state.get_untracked(),
+            ConnectionState::Offline(_)
+        )
+    })
+    .await;
+    states.push(connection.state.get_untracked());
+    let made = *attempts.borrow();
+    drop(owner);
+    (states, made)
+}
+
+#[wasm_bindgen_test]
+async fn a_connect_that_never_answers_is_given_up_and_retried_with_backoff() {
+    let (states, attempts) = attempts_against("/hang").await;
+    assert_eq!(states[0], ConnectionState::Connecting);
+    assert_eq!(states[1], ConnectionState::Offline(Trouble::NoEvents));
+    // Three failed attempts in a row make it offline (the first two reconnecting).
+    assert!(attempts >= 3, "{attempts} attempts");
+}
+
+#[wasm_bindgen_test]
+async fn headers_without_a_body_never_show_as_live() {
+    let owner = Owner::new();
+    let connection = owner.with(|| {
+        Subscription::new(move |_| format!("{STALLING}/held"))
+            .events(&["message"])
+            .connect_timeout(Duration::from_millis(300))
+            .connect(|_| {})
+    });
+    let start = js_sys::Date::now();
+    let mut states = Vec::new();
+    while js_sys::Date::now() - start < 2_500.0 {
+        states.push(connection.state.get_untracked());
+        sleep(Duration::from_millis(20)).await;
+    }
+    drop(owner);
+    assert!(!states.contains(&ConnectionState::Live), "{states:?}");
+    assert!(
+        states.contains(&ConnectionState::Reconnecting),
+        "{states:?}"
+    );
+    let (_, attempts) = attempts_against("/held").await;
+    assert!(attempts >= 3, "{attempts} attempts");
 }

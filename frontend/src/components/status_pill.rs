@@ -13,7 +13,7 @@ pub fn StatusPill(
 ) -> impl IntoView {
     view! {
         <span
-            class=move || format!("pill pill-{}", state.get().label())
+            class=move || format!("pill pill-{}", state.get().kind())
             role="status"
             data-testid=testid
         >
