@@ -14,6 +14,11 @@
 //! connection is `Live` only once an event (a heartbeat counts) has arrived, and when it
 //! keeps failing its state says why, from a plain request to the same URL. The connection
 //! closes when the reactive owner that opened it is dropped.
+//!
+//! With [`Subscription::shared`], the tabs of the app that follow the same URL share one
+//! connection: see [`crate::tab_group`]. The wrapper then has one of three roles: alone
+//! (no group), leader (holds the `EventSource` and posts what it receives) or follower
+//! (receives from the leader, and takes over when the leader goes).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -21,13 +26,15 @@ use std::time::Duration;
 
 use common::backoff::ReconnectDelays;
 use common::{events, Heartbeat};
-use gloo_timers::callback::Timeout;
+use gloo_timers::callback::{Interval, Timeout};
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
+
+use crate::tab_group::{self, GroupMessage, TabGroup};
 
 /// What the user sees of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +121,16 @@ impl Connection {
             return;
         };
         shared.set_last_event_id.set(last_event_id);
-        open(&shared);
+        shared.started.set(true);
+        if shared.role.get() == Role::Alone {
+            open(&shared);
+            return;
+        }
+        for message in shared.early.take() {
+            receive(&shared, message);
+        }
+        watch_leader(&shared);
+        request_lead(&shared, false);
     }
 }
 
@@ -127,6 +143,7 @@ pub struct Subscription {
     events: Vec<&'static str>,
     silence_limit: Option<Duration>,
     connect_timeout: Duration,
+    group: Option<String>,
 }
 
 impl Subscription {
@@ -137,7 +154,16 @@ impl Subscription {
             events: Vec::new(),
             silence_limit: None,
             connect_timeout: CONNECT_TIMEOUT,
+            group: None,
         }
+    }
+
+    /// Share the connection with the other tabs of this browser that follow the same
+    /// `key` (normally the URL without the resume position): one of them connects, the
+    /// others receive its events. Where the browser cannot, each tab connects alone.
+    pub fn shared(mut self, key: impl Into<String>) -> Self {
+        self.group = Some(key.into());
+        self
     }
 
     /// Give up on an attempt that brings no event within `timeout` (default
@@ -177,6 +203,7 @@ impl Subscription {
             url: self.url,
             events: self.events,
             on_event: Box::new(on_event),
+            state,
             set_state,
             last_event_id,
             set_last_event_id,
@@ -188,7 +215,25 @@ impl Subscription {
             live: Cell::new(false),
             failures: Cell::new(0),
             delays: RefCell::new(reconnect_delays()),
+            role: Cell::new(Role::Alone),
+            group: RefCell::new(None),
+            started: Cell::new(false),
+            early: RefCell::new(Vec::new()),
+            beacon: RefCell::new(None),
+            leader_watch: RefCell::new(None),
         });
+        if let Some(key) = self.group {
+            let weak = Rc::downgrade(&shared);
+            let group = TabGroup::join(&key, move |message| {
+                if let Some(shared) = weak.upgrade() {
+                    from_group(&shared, message);
+                }
+            });
+            if group.is_some() {
+                shared.role.set(Role::Follower);
+            }
+            *shared.group.borrow_mut() = group;
+        }
         let handle = StoredValue::new_local(Rc::downgrade(&shared));
         let guard = SendWrapper::new(shared);
         on_cleanup(move || guard.close());
@@ -205,6 +250,7 @@ struct Shared {
     url: UrlFn,
     events: Vec<&'static str>,
     on_event: Box<dyn Fn(SseMessage)>,
+    state: ReadSignal<ConnectionState>,
     set_state: WriteSignal<ConnectionState>,
     last_event_id: ReadSignal<Option<String>>,
     set_last_event_id: WriteSignal<Option<String>>,
@@ -219,6 +265,24 @@ struct Shared {
     failures: Cell<u32>,
     /// The delays before the next reopens; started afresh on every successful open.
     delays: RefCell<ReconnectDelays>,
+    role: Cell<Role>,
+    group: RefCell<Option<TabGroup>>,
+    /// Whether [`Connection::start`] has been called.
+    started: Cell<bool>,
+    /// Events from the group's leader that came before [`Connection::start`].
+    early: RefCell<Vec<SseMessage>>,
+    /// The leader's sign of life to the group.
+    beacon: RefCell<Option<Interval>>,
+    /// A follower's countdown to taking over from a silent leader.
+    leader_watch: RefCell<Option<Timeout>>,
+}
+
+/// How this tab takes part in its connection (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Alone,
+    Leader,
+    Follower,
 }
 
 /// The hub's reconnect delays, with jitter seeded from the browser's randomness.
@@ -232,6 +296,24 @@ impl Shared {
         self.retry.borrow_mut().take();
         self.watchdog.borrow_mut().take();
         self.source.borrow_mut().take();
+        self.beacon.borrow_mut().take();
+        self.leader_watch.borrow_mut().take();
+        self.group.borrow_mut().take();
+    }
+
+    /// Shows `state` here and, when leading, in the group's other tabs.
+    fn show(&self, state: ConnectionState) {
+        self.set_state.set(state);
+        self.post(&GroupMessage::State { state });
+    }
+
+    /// Posts `message` to the group, if this tab leads one.
+    fn post(&self, message: &GroupMessage) {
+        if self.role.get() == Role::Leader {
+            if let Some(group) = self.group.borrow().as_ref() {
+                group.post(message);
+            }
+        }
     }
 
     /// Counts a failed attempt; `trouble` is what is known of why (else a request to the
@@ -241,11 +323,11 @@ impl Shared {
         let failures = self.failures.get() + 1;
         self.failures.set(failures);
         if failures < OFFLINE_AFTER {
-            self.set_state.set(ConnectionState::Reconnecting);
+            self.show(ConnectionState::Reconnecting);
             return;
         }
         if let Some(trouble) = trouble {
-            self.set_state.set(ConnectionState::Offline(trouble));
+            self.show(ConnectionState::Offline(trouble));
             return;
         }
         let url = self
@@ -255,7 +337,7 @@ impl Shared {
         wasm_bindgen_futures::spawn_local(async move {
             let trouble = diagnose(&url).await;
             if let Some(shared) = weak.upgrade().filter(|shared| !shared.live.get()) {
-                shared.set_state.set(ConnectionState::Offline(trouble));
+                shared.show(ConnectionState::Offline(trouble));
             }
         });
     }
@@ -265,7 +347,7 @@ impl Shared {
         if !self.live.replace(true) {
             self.failures.set(0);
             *self.delays.borrow_mut() = reconnect_delays();
-            self.set_state.set(ConnectionState::Live);
+            self.show(ConnectionState::Live);
         }
         arm_watchdog(self);
     }
@@ -396,11 +478,102 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
     {
         shared.set_last_event_id.set(Some(id.clone()));
     }
-    (shared.on_event)(SseMessage {
+    let message = SseMessage {
         event: event.type_(),
         id,
         data: event.data().as_string().unwrap_or_default(),
+    };
+    shared.post(&GroupMessage::from(&message));
+    (shared.on_event)(message);
+}
+
+/// Hands an event the group's leader received to the owner, and remembers its id: where
+/// this tab resumes if it takes over.
+fn receive(shared: &Rc<Shared>, message: SseMessage) {
+    if !message.id.is_empty() {
+        shared.set_last_event_id.set(Some(message.id.clone()));
+    }
+    (shared.on_event)(message);
+}
+
+/// What another tab of the group said.
+fn from_group(shared: &Rc<Shared>, message: GroupMessage) {
+    match (shared.role.get(), message) {
+        (Role::Leader, GroupMessage::Hello) => shared.post(&GroupMessage::State {
+            state: shared.state.get_untracked(),
+        }),
+        (Role::Follower, GroupMessage::State { state }) => {
+            shared.set_state.set(state);
+            watch_leader(shared);
+        }
+        (Role::Follower, GroupMessage::Event { event, id, data }) => {
+            let message = SseMessage { event, id, data };
+            if shared.started.get() {
+                receive(shared, message);
+                watch_leader(shared);
+            } else {
+                shared.early.borrow_mut().push(message);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Queues this tab for the group's lock (`steal`: takes it now). Once granted, the tab
+/// connects, resuming after the last id the group received, and beacons its state.
+fn request_lead(shared: &Rc<Shared>, steal: bool) {
+    let group = shared.group.borrow();
+    let Some(group) = group.as_ref() else { return };
+    let (on_lead, on_lost) = (Rc::downgrade(shared), Rc::downgrade(shared));
+    group.request_lead(
+        steal,
+        move || {
+            let Some(shared) = on_lead.upgrade() else {
+                return false;
+            };
+            shared.role.set(Role::Leader);
+            shared.leader_watch.borrow_mut().take();
+            let beacon = Rc::downgrade(&shared);
+            *shared.beacon.borrow_mut() = Some(Interval::new(
+                tab_group::BEACON_EVERY.as_millis() as u32,
+                move || {
+                    if let Some(shared) = beacon.upgrade() {
+                        shared.post(&GroupMessage::State {
+                            state: shared.state.get_untracked(),
+                        });
+                    }
+                },
+            ));
+            open(&shared);
+            true
+        },
+        move || {
+            // Another tab took over (this one was frozen or too slow): follow it.
+            let Some(shared) = on_lost.upgrade() else {
+                return;
+            };
+            shared.role.set(Role::Follower);
+            shared.beacon.borrow_mut().take();
+            shared.retry.borrow_mut().take();
+            shared.watchdog.borrow_mut().take();
+            shared.source.borrow_mut().take();
+            watch_leader(&shared);
+            request_lead(&shared, false);
+        },
+    );
+}
+
+/// (Re)starts a follower's countdown: a leader silent for [`tab_group::LEADER_SILENCE`]
+/// is replaced by this tab.
+fn watch_leader(shared: &Rc<Shared>) {
+    let weak = Rc::downgrade(shared);
+    let timer = Timeout::new(tab_group::LEADER_SILENCE.as_millis() as u32, move || {
+        if let Some(shared) = weak.upgrade().filter(|s| s.role.get() == Role::Follower) {
+            shared.leader_watch.borrow_mut().take();
+            request_lead(&shared, true);
+        }
     });
+    *shared.leader_watch.borrow_mut() = Some(timer);
 }
 
 /// (Re)starts the countdown after which an attempt without a first event, or a live

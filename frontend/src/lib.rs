@@ -3,6 +3,7 @@
 //! Where things live:
 //! - [`event_source`]: the typed wrapper over the browser's `EventSource` (state, events,
 //!   reconnects).
+//! - [`tab_group`]: one connection per browser: the tabs elect a leader that holds it.
 //! - [`notification_feed`]: `use_notification_feed(stream)`, a stream's list as signals.
 //! - [`api`]: where the server is: its URLs, and the HTTP calls (gloo-net).
 //! - [`storage`]: what the app remembers across reloads (`localStorage`).
@@ -17,5 +18,6 @@ pub mod event_source;
 pub mod feed;
 pub mod notification_feed;
 pub mod storage;
+pub mod tab_group;
 
 pub use components::App;

@@ -1,4 +1,9 @@
-//! `use_notification_feed(stream)`: a stream's notifications as signals, for any component.
+//! `use_notification_feed(stream)`: a stream's notifications, and the server clock, as
+//! signals, for any component.
+//!
+//! One connection carries both (`/events?stream=…&clock_ms=1000`), and the tabs of the
+//! browser that show the same stream share it ([`Subscription::shared`]): a page costs
+//! one of the browser's six connections per host, however many tabs are open.
 //!
 //! History first, then the live stream from the newest entry of that history, so that
 //! everything that arrives live is newer than everything listed. After a `reset` (the
@@ -23,16 +28,32 @@ use crate::storage;
 const CAP: usize = 100;
 /// How many stored notifications are loaded on start and after a reset.
 const HISTORY: usize = 50;
+/// How often the server clock ticks on the connection.
+const CLOCK_MS: u64 = 1_000;
+/// The clock ticks every second: three seconds without an event means a dead connection.
+const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A stream's notifications, live. Cheap to copy.
 #[derive(Clone, Copy)]
 pub struct NotificationFeed {
+    stream: StoredValue<Arc<str>>,
     feed: RwSignal<Feed>,
     announcement: RwSignal<String>,
+    server_time: RwSignal<Option<String>>,
     connection: Connection,
 }
 
 impl NotificationFeed {
+    /// The stream's name.
+    pub fn stream(&self) -> Arc<str> {
+        self.stream.get_value()
+    }
+
+    /// The server's time (RFC 3339) at its latest tick, once one has arrived.
+    pub fn server_time(&self) -> Signal<Option<String>> {
+        self.server_time.into()
+    }
+
     /// The list: newest first, with unread marks.
     pub fn feed(&self) -> Signal<Feed> {
         self.feed.into()
@@ -64,11 +85,14 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     let api = use_context::<Api>().unwrap_or_default();
     let feed = RwSignal::new(Feed::new(CAP));
     let announcement = RwSignal::new(String::new());
+    let server_time = RwSignal::new(None);
+    let name = StoredValue::new(stream.clone());
     let seen = storage::get(&seen_key(&stream));
 
     let on_event = {
         let (api, stream) = (api.clone(), stream.clone());
         move |message: SseMessage| match message.event.as_str() {
+            events::TIME => server_time.set(Some(message.data)),
             events::RESET => {
                 storage::set(&seen_key(&stream), &message.id);
                 let (api, stream) = (api.clone(), stream.clone());
@@ -92,9 +116,13 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         }
     };
     let connection = {
-        let (api, path) = (api.clone(), format!("{}?stream={stream}", paths::EVENTS));
+        let path = format!("{}?stream={stream}&clock_ms={CLOCK_MS}", paths::EVENTS);
+        let url = api.url(&path);
+        let api = api.clone();
         Subscription::new(move |last| api.resume_url(&path, last))
-            .events(&["message", events::RESET])
+            .events(&["message", events::RESET, events::TIME])
+            .silence_limit(SILENCE_LIMIT)
+            .shared(url)
             .connect_later(on_event)
     };
 
@@ -113,8 +141,10 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     });
 
     NotificationFeed {
+        stream: name,
         feed,
         announcement,
+        server_time,
         connection,
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use frontend::api::Api;
 use frontend::components::{NotificationPanel, ServerClock};
 use frontend::event_source::{ConnectionState, SseMessage, Subscription, Trouble};
+use frontend::notification_feed::use_notification_feed;
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -137,7 +138,8 @@ async fn clock_component_shows_the_ticking_server_time() {
     let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), || {
         provide_context(Api::new(SERVER));
-        view! { <ServerClock /> }
+        let feed = use_notification_feed("clock-test".into());
+        view! { <ServerClock time=feed.server_time() state=feed.state() /> }
     });
     let text = |testid: &str| text_in(&root, testid);
     wait_until("the state reads live", Duration::from_secs(10), || {
@@ -223,7 +225,7 @@ async fn notification_panel_lists_history_then_live_notifications() {
     let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), move || {
         provide_context(Api::new(SERVER));
-        view! { <NotificationPanel stream /> }
+        view! { <NotificationPanel notifications=use_notification_feed(stream.into()) /> }
     });
     let items = || {
         let list = root

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::{NotificationPanel, Now, ServerClock, TriggerForm};
+use crate::notification_feed::use_notification_feed;
 
 /// How often relative times ("2 min ago") are refreshed.
 const NOW_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -24,6 +25,7 @@ pub fn App() -> impl IntoView {
         on_cleanup(move || handle.clear());
     }
     provide_context(Now(now));
+    let notifications = use_notification_feed(stream.clone());
     view! {
         <header class="top">
             <h1>"notify-hub"</h1>
@@ -31,10 +33,10 @@ pub fn App() -> impl IntoView {
         </header>
         <main class="grid">
             <div class="column">
-                <ServerClock />
+                <ServerClock time=notifications.server_time() state=notifications.state() />
                 <TriggerForm stream=stream.clone() />
             </div>
-            <NotificationPanel stream />
+            <NotificationPanel notifications />
         </main>
     }
 }

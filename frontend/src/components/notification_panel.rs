@@ -1,22 +1,17 @@
 //! The notification panel: a bell with the unread count, the list (history, then live),
 //! mark-all-read, a screen-reader announcement per arrival, and opt-in desktop alerts.
 
-use std::sync::Arc;
-
-use common::DEFAULT_STREAM;
 use leptos::prelude::*;
 
 use crate::components::{NotificationItem, StatusPill};
 use crate::desktop;
 use crate::feed::Feed;
-use crate::notification_feed::use_notification_feed;
+use crate::notification_feed::NotificationFeed;
 
-/// The panel for one stream (default `messages`).
+/// The panel for one stream's feed (see [`crate::notification_feed::use_notification_feed`]).
 #[component]
-pub fn NotificationPanel(
-    #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
-) -> impl IntoView {
-    let notifications = use_notification_feed(stream.clone());
+pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
+    let stream = notifications.stream();
     let feed = notifications.feed();
     let unread = move || feed.with(Feed::unread);
     view! {

@@ -1,46 +1,36 @@
-//! The live server clock: the time from `/sse/time`, and how far the local clock is off.
+//! The live server clock: the time the server ticks on the page's connection, and how far
+//! the local clock is off.
 
-use std::time::Duration;
-
-use common::{events, paths};
 use leptos::prelude::*;
 
-use crate::api::Api;
 use crate::components::StatusPill;
-use crate::event_source::{SseMessage, Subscription};
+use crate::event_source::ConnectionState;
 
-/// The clock ticks every second: three seconds without a tick means a dead connection.
-const SILENCE_LIMIT: Duration = Duration::from_secs(3);
-
-/// A card with the server time, updated on every `time` event, the drift of the local
-/// clock from it, and the state of the connection.
+/// A card with the server time `time` (RFC 3339, from the ticks of the page's connection),
+/// the drift of the local clock from it, and the connection's `state`.
 #[component]
-pub fn ServerClock() -> impl IntoView {
-    let api = use_context::<Api>().unwrap_or_default();
-    let (server_time, set_server_time) = signal(None::<String>);
-    let (drift_ms, set_drift_ms) = signal(None::<f64>);
-    let connection = Subscription::new(move |last| api.resume_url(paths::SSE_TIME, last))
-        .events(&[events::TIME])
-        .silence_limit(SILENCE_LIMIT)
-        .connect(move |message: SseMessage| {
-            let server_ms = js_sys::Date::parse(&message.data);
-            if server_ms.is_finite() {
-                set_drift_ms.set(Some(js_sys::Date::now() - server_ms));
-            }
-            set_server_time.set(Some(message.data));
-        });
-
+pub fn ServerClock(
+    #[prop(into)] time: Signal<Option<String>>,
+    #[prop(into)] state: Signal<ConnectionState>,
+) -> impl IntoView {
+    // Measured when a tick arrives, so network delay counts, as it should.
+    let drift_ms = Memo::new(move |_| {
+        let server_ms = time.with(|t| t.as_deref().map(js_sys::Date::parse))?;
+        server_ms
+            .is_finite()
+            .then(|| js_sys::Date::now() - server_ms)
+    });
     view! {
         <section class="card clock" aria-labelledby="clock-title">
             <header class="card-header">
                 <h2 id="clock-title">"Server clock"</h2>
-                <StatusPill state=connection.state testid="clock-state" />
+                <StatusPill state testid="clock-state" />
             </header>
             <p class="time" data-testid="server-time">
-                {move || server_time.with(|t| t.as_deref().map_or_else(|| "--:--:--".to_owned(), local_time))}
+                {move || time.with(|t| t.as_deref().map_or_else(|| "--:--:--".to_owned(), local_time))}
             </p>
             <p class="raw" data-testid="server-time-raw">
-                {move || server_time.get().unwrap_or_else(|| "waiting for the first tick…".into())}
+                {move || time.get().unwrap_or_else(|| "waiting for the first tick…".into())}
             </p>
             <p class="drift" data-testid="drift">{move || drift_ms.get().map(describe_drift)}</p>
         </section>
