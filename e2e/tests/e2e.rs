@@ -299,3 +299,97 @@ async fn an_empty_form_on_another_stream_is_titled_with_the_server_time() -> any
     );
     browser.close().await
 }
+
+/// How many subscribers `stream` has on the server, from `/api/streams`.
+async fn subscribers(server: &ServerProcess, stream: &str) -> anyhow::Result<u64> {
+    let overview: common::StreamsOverview = reqwest::get(format!("{}/api/streams", server.url))
+        .await?
+        .json()
+        .await?;
+    Ok(overview
+        .streams
+        .iter()
+        .find(|s| s.name == stream)
+        .map_or(0, |s| s.subscribers))
+}
+
+/// How many listed notifications in the current tab contain `text`.
+async fn count_items(browser: &Browser, text: &str) -> anyhow::Result<usize> {
+    Ok(items(browser)
+        .await?
+        .iter()
+        .filter(|item| item.contains(text))
+        .count())
+}
+
+#[tokio::test]
+async fn eight_tabs_share_one_connection_and_survive_the_leader_closing() -> anyhow::Result<()> {
+    const TABS: usize = 8;
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let page = format!("{}/?stream=tabs", server.url);
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    // The first tab connects (and leads); seven more open one after another.
+    client.goto(&page).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    let mut tabs = vec![client.window().await?];
+    for _ in 1..TABS {
+        let tab = client.new_window(true).await?.handle;
+        client.switch_to_window(tab.clone()).await?;
+        client.goto(&page).await?;
+        tabs.push(tab);
+    }
+    for tab in &tabs {
+        client.switch_to_window(tab.clone()).await?;
+        browser
+            .wait_text("notifications-state", WAIT, |t| t == "live")
+            .await?;
+        browser
+            .wait_text("clock-state", WAIT, |t| t == "live")
+            .await?;
+    }
+    let held = subscribers(&server, "tabs").await?;
+    println!("{TABS} tabs hold {held} server connection(s) for their stream and clock");
+    assert_eq!(held, 1, "the tabs share one connection");
+
+    // A notification triggered in the last tab shows in every tab, once.
+    browser
+        .type_into("trigger-title", "from the last tab")
+        .await?;
+    browser.click("trigger-button").await?;
+    for tab in &tabs {
+        client.switch_to_window(tab.clone()).await?;
+        wait_for_item(&browser, "from the last tab").await?;
+        assert_eq!(count_items(&browser, "from the last tab").await?, 1);
+    }
+
+    // Close the leader (the first tab); publish meanwhile: every other tab shows it once.
+    client.switch_to_window(tabs[0].clone()).await?;
+    client.close_window().await?;
+    let rest = &tabs[1..];
+    reqwest::Client::new()
+        .post(format!("{}/api/notifications", server.url))
+        .json(&serde_json::json!({"stream": "tabs", "title": "while the leader was gone"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    for tab in rest {
+        client.switch_to_window(tab.clone()).await?;
+        wait_for_item(&browser, "while the leader was gone").await?;
+        assert_eq!(count_items(&browser, "while the leader was gone").await?, 1);
+        assert_eq!(count_items(&browser, "from the last tab").await?, 1);
+    }
+    let held = eventually("one connection again", WAIT, || async {
+        let held = subscribers(&server, "tabs").await?;
+        Ok((held == 1).then_some(held))
+    })
+    .await?;
+    println!(
+        "after the leader closed, {} tabs hold {held} connection(s)",
+        rest.len()
+    );
+    browser.close().await
+}
