@@ -54,16 +54,18 @@ pub async fn subscribe(
     })
 }
 
-/// `events` with a `time` frame for every tick of `ticks` mixed in (none without ticks);
-/// ends when `events` ends.
+/// `events` with a `time` frame now and for every tick of `ticks` mixed in (none without
+/// ticks); ends when `events` ends.
 fn with_clock(
     events: impl Stream<Item = Bytes> + Send + 'static,
     ticks: Option<tokio::sync::broadcast::Receiver<ticker::Tick>>,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let ticks = stream::iter(ticks)
         .flat_map(|ticks| {
-            // A subscriber more than a backlog behind skips ahead, as on `/sse/time`.
-            BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() })
+            // The time now, so a page shows a clock at once; then every tick. A subscriber
+            // more than a backlog behind skips ahead, as on `/sse/time`.
+            stream::once(async { ticker::now() })
+                .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
         })
         .map(|tick| Some(sse::frame(Some(common::events::TIME), None, &tick)));
     stream::select(events.map(Some).chain(stream::once(async { None })), ticks)
