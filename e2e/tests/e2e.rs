@@ -75,7 +75,7 @@ async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<
 }
 
 /// Trigger → listed; reload → still listed; published by the CLI while the page is
-/// closed → listed (and unread) when it is opened again.
+/// closed → listed (and unread, like everything not marked read) when it is opened again.
 #[tokio::test]
 async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
@@ -124,8 +124,9 @@ async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> 
         reopened[0].contains("Sent while you were away"),
         "newest first: {reopened:?}"
     );
+    // Nothing was marked read: the triggered one and the new one are both unread.
     browser
-        .wait_text("unread-count", WAIT, |t| t == "1")
+        .wait_text("unread-count", WAIT, |t| t == "2")
         .await?;
 
     // The form: a custom notification, and a server-side refusal shown inline.
@@ -391,5 +392,103 @@ async fn eight_tabs_share_one_connection_and_survive_the_leader_closing() -> any
         "after the leader closed, {} tabs hold {held} connection(s)",
         rest.len()
     );
+    browser.close().await
+}
+
+/// Publishes `title` to `stream` through the HTTP API.
+async fn publish(server: &ServerProcess, stream: &str, title: &str) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(format!("{}/api/notifications", server.url))
+        .json(&serde_json::json!({"stream": stream, "title": title}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// The unread badge's count (hidden, so empty, at 0).
+async fn unread(browser: &Browser, expected: usize) -> anyhow::Result<String> {
+    let expected = expected.to_string();
+    browser
+        .wait_text("unread-count", WAIT, |t| {
+            t == expected || (expected == "0" && t.is_empty())
+        })
+        .await
+}
+
+#[tokio::test]
+async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    publish(&server, "reads", "before the first visit").await?;
+    let page = format!("{}/?stream=reads", server.url);
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    client.goto(&page).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    wait_for_item(&browser, "before the first visit").await?;
+    unread(&browser, 0).await?;
+
+    publish(&server, "reads", "first").await?;
+    publish(&server, "reads", "second").await?;
+    wait_for_item(&browser, "second").await?;
+    unread(&browser, 2).await?;
+    client.refresh().await?;
+    wait_for_item(&browser, "second").await?;
+    unread(&browser, 2).await?;
+
+    // A second tab agrees; marking read there clears the first tab too.
+    let first = client.window().await?;
+    let second = client.new_window(true).await?.handle;
+    client.switch_to_window(second.clone()).await?;
+    client.goto(&page).await?;
+    wait_for_item(&browser, "second").await?;
+    unread(&browser, 2).await?;
+    browser.click("mark-read").await?;
+    unread(&browser, 0).await?;
+    client.switch_to_window(first.clone()).await?;
+    unread(&browser, 0).await?;
+
+    // Read marks stay read across a reload; what comes next is unread in both tabs.
+    client.refresh().await?;
+    wait_for_item(&browser, "second").await?;
+    publish(&server, "reads", "third").await?;
+    wait_for_item(&browser, "third").await?;
+    unread(&browser, 1).await?;
+    client.switch_to_window(second).await?;
+    wait_for_item(&browser, "third").await?;
+    unread(&browser, 1).await?;
+    browser.close().await
+}
+
+#[tokio::test]
+async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    publish(&server, "junk", "stored").await?;
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    let page = format!("{}/?stream=junk", server.url);
+    client.goto(&page).await?;
+    // Old keys, ids of another backend, and plain garbage.
+    client
+        .execute(
+            r#"for (const [k, v] of [
+                   ["notify-hub:read-through:junk", "99999999"],
+                   ["notify-hub:last-event-id:junk", "\u0000garbage\n"],
+                   ["notify-hub:read-through:messages", "1732371600000-0"]])
+                 localStorage.setItem(k, v);"#,
+            vec![],
+        )
+        .await?;
+    client.refresh().await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    wait_for_item(&browser, "stored").await?;
+    publish(&server, "junk", "live after the junk").await?;
+    wait_for_item(&browser, "live after the junk").await?;
     browser.close().await
 }

@@ -21,6 +21,9 @@ pub struct Feed {
     /// Newest first.
     items: Vec<FeedItem>,
     cap: usize,
+    /// While history is reloaded (after a reset): how many items arrived live meanwhile;
+    /// they stay listed when the reloaded history does not have them yet.
+    arrived_while_reloading: Option<usize>,
 }
 
 impl Feed {
@@ -29,6 +32,7 @@ impl Feed {
         Self {
             items: Vec::new(),
             cap,
+            arrived_while_reloading: None,
         }
     }
 
@@ -45,11 +49,12 @@ impl Feed {
         self.items.iter().any(|item| item.notification.id == id)
     }
 
-    /// Merges stored history (oldest first). Entries after `last_seen` are unread; if
-    /// `last_seen` is not among them, all are newer than what this browser saw, so all are
-    /// unread; with no `last_seen` (a first visit) all count as read.
-    pub fn load_history(&mut self, history: Vec<Notification>, last_seen: Option<&str>) {
-        let first_unread = match last_seen {
+    /// Merges stored history (oldest first). Entries after the read mark `read_through`
+    /// (the newest notification the user marked read) are unread; if the mark is not among
+    /// them (pruned since, from another server, or garbage), all are newer than it, so all
+    /// are unread; with no mark (a first visit) all count as read.
+    pub fn load_history(&mut self, history: Vec<Notification>, read_through: Option<&str>) {
+        let first_unread = match read_through {
             None => history.len(),
             Some(id) => history
                 .iter()
@@ -70,9 +75,21 @@ impl Feed {
         self.items.truncate(self.cap);
     }
 
+    /// Starts a reload (after a reset): what arrives live until [`Feed::reload`] is kept.
+    pub fn begin_reload(&mut self) {
+        self.arrived_while_reloading.get_or_insert(0);
+    }
+
     /// Replaces the list with freshly loaded history (oldest first), as after a reset.
-    /// Entries listed before keep their unread mark; the others are unread.
+    /// Entries listed before keep their unread mark; the others are unread. What arrived
+    /// live since [`Feed::begin_reload`] and is not in `history` (it is newer) stays on top.
     pub fn reload(&mut self, history: Vec<Notification>) {
+        let arrived = self.arrived_while_reloading.take().unwrap_or(0);
+        let mut newer: Vec<FeedItem> = self.items[..arrived.min(self.items.len())]
+            .iter()
+            .filter(|item| !history.iter().any(|n| n.id == item.notification.id))
+            .cloned()
+            .collect();
         let was_read = |id: &str| {
             self.items
                 .iter()
@@ -86,8 +103,9 @@ impl Feed {
             })
             .collect();
         items.reverse();
-        items.truncate(self.cap);
-        self.items = items;
+        newer.extend(items);
+        newer.truncate(self.cap);
+        self.items = newer;
     }
 
     /// Adds a notification that just arrived; returns false for one already listed.
@@ -103,12 +121,34 @@ impl Feed {
             },
         );
         self.items.truncate(self.cap);
+        if let Some(arrived) = &mut self.arrived_while_reloading {
+            *arrived += 1;
+        }
         true
+    }
+
+    /// The id of the newest listed notification: the read mark once all are read.
+    pub fn newest(&self) -> Option<&str> {
+        self.items.first().map(|item| item.notification.id.as_str())
     }
 
     pub fn mark_all_read(&mut self) {
         for item in &mut self.items {
             item.unread = false;
+        }
+    }
+
+    /// Marks `id` and everything older read (another tab marked them). An id not listed
+    /// changes nothing: this tab cannot tell where it lies.
+    pub fn mark_read_through(&mut self, id: &str) {
+        if let Some(at) = self
+            .items
+            .iter()
+            .position(|item| item.notification.id == id)
+        {
+            for item in &mut self.items[at..] {
+                item.unread = false;
+            }
         }
     }
 }
@@ -165,6 +205,36 @@ mod tests {
         feed.push(n("x"));
         feed.reload(vec![n("b"), n("c"), n("d")]);
         assert_eq!(ids(&feed), [("d", true), ("c", true), ("b", false)]);
+    }
+
+    #[test]
+    fn what_arrives_live_while_history_reloads_is_kept() {
+        let mut feed = Feed::new(10);
+        feed.load_history(vec![n("a"), n("b")], None);
+        feed.begin_reload();
+        feed.push(n("d"));
+        feed.push(n("e"));
+        // The reloaded history has d (published before it was read), not e.
+        feed.reload(vec![n("c"), n("d")]);
+        assert_eq!(ids(&feed), [("e", true), ("d", true), ("c", true)]);
+        feed.push(n("f"));
+        feed.reload(vec![n("g")]);
+        assert_eq!(
+            ids(&feed),
+            [("g", true)],
+            "no reload under way: nothing kept"
+        );
+    }
+
+    #[test]
+    fn another_tabs_read_mark_marks_that_one_and_older() {
+        let mut feed = Feed::new(10);
+        feed.load_history(vec![n("a"), n("b"), n("c")], Some("zzz"));
+        feed.mark_read_through("b");
+        assert_eq!(ids(&feed), [("c", true), ("b", false), ("a", false)]);
+        feed.mark_read_through("unknown");
+        assert_eq!(feed.unread(), 1);
+        assert_eq!(feed.newest(), Some("c"));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //!
 //! History first, then the live stream from the newest entry of that history, so that
 //! everything that arrives live is newer than everything listed. After a `reset` (the
-//! server no longer has everything this page missed) the history is loaded again. The
-//! position to resume from lives in the connection ([`Connection::last_event_id`]);
-//! `localStorage` keeps only the newest notification this browser has seen, which decides
-//! what counts as unread on the next visit.
+//! server no longer has everything this page missed) the history is loaded again, keeping
+//! what arrives live meanwhile. The position to resume from lives in the connection
+//! ([`Connection::last_event_id`]) and nowhere else. Unread means "not yet marked read":
+//! `localStorage` keeps the read mark (the newest notification the user marked read),
+//! apart from the resume position, so it survives reloads and holds in every tab (a tab
+//! that marks all read updates the others through the `storage` event).
 
 use std::sync::Arc;
 
@@ -69,15 +71,24 @@ impl NotificationFeed {
         self.announcement.into()
     }
 
-    /// Marks every listed notification read.
+    /// Marks every listed notification read, here and in the other tabs.
     pub fn mark_all_read(&self) {
-        self.feed.update(Feed::mark_all_read);
+        let stream = self.stream();
+        self.feed.update(|feed| {
+            feed.mark_all_read();
+            if let Some(newest) = feed.newest() {
+                storage::set(&read_key(&stream), newest);
+            }
+        });
     }
 }
 
-/// Where the id of the newest notification this browser has seen is remembered.
-fn seen_key(stream: &str) -> String {
-    format!("notify-hub:last-event-id:{stream}")
+/// The read mark of a browser that has seen the stream empty: no id, so all is unread.
+const NOTHING_READ: &str = "-";
+
+/// Where the read mark of `stream` is kept.
+fn read_key(stream: &str) -> String {
+    format!("notify-hub:read-through:{stream}")
 }
 
 /// Loads `stream`'s history and follows it live, for as long as the calling owner lives.
@@ -87,14 +98,23 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     let announcement = RwSignal::new(String::new());
     let server_time = RwSignal::new(None);
     let name = StoredValue::new(stream.clone());
-    let seen = storage::get(&seen_key(&stream));
+    let read_mark = storage::get(&read_key(&stream));
+    let key = read_key(&stream);
+    let on_storage = window_event_listener(leptos::ev::storage, move |event| {
+        if event.key().as_deref() == Some(key.as_str()) {
+            if let Some(mark) = event.new_value() {
+                feed.try_update(|f| f.mark_read_through(&mark));
+            }
+        }
+    });
+    on_cleanup(move || on_storage.remove());
 
     let on_event = {
         let (api, stream) = (api.clone(), stream.clone());
         move |message: SseMessage| match message.event.as_str() {
             events::TIME => server_time.set(Some(message.data)),
             events::RESET => {
-                storage::set(&seen_key(&stream), &message.id);
+                feed.update(Feed::begin_reload);
                 let (api, stream) = (api.clone(), stream.clone());
                 spawn_local(async move {
                     if let Some(history) = load_history(&api, &stream, feed).await {
@@ -106,7 +126,6 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
                 let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
                     return;
                 };
-                storage::set(&seen_key(&stream), &notification.id);
                 // Announce only what is new to the list, not replayed duplicates.
                 if feed.try_update(|f| f.push(notification.clone())) == Some(true) {
                     announcement.set(format!("New notification: {}", notification.title));
@@ -131,12 +150,20 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
             return;
         };
         let newest = history.last().map(|n| n.id.clone());
+        if read_mark.is_none() {
+            // A first visit: what is already there counts as read; what comes from now on
+            // is unread until marked read.
+            storage::set(
+                &read_key(&stream),
+                newest.as_deref().unwrap_or(NOTHING_READ),
+            );
+        }
         if feed
-            .try_update(|f| f.load_history(history, seen.as_deref()))
+            .try_update(|f| f.load_history(history, read_mark.as_deref()))
             .is_some()
         {
             // "0" when nothing is stored yet: replay whatever comes before we subscribe.
-            connection.start(Some(newest.or(seen).unwrap_or_else(|| "0".into())));
+            connection.start(Some(newest.unwrap_or_else(|| "0".into())));
         }
     });
 
