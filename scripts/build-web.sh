@@ -20,7 +20,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$stage" "$out/frontend.wasm"
 if [ "$profile" != dev ]; then
-  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  # Function names and the producers section only help a debugger: --strip-* drops them.
+  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
     -o "$stage/frontend_bg.wasm" "$stage/frontend_bg.wasm"
 fi

@@ -492,3 +492,50 @@ async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()
     wait_for_item(&browser, "live after the junk").await?;
     browser.close().await
 }
+
+#[tokio::test]
+async fn the_streams_card_shows_every_stream_live_and_opens_one() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    publish(&server, "other", "in the other stream").await?;
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    client
+        .goto(&format!("{}/?stream=watched", server.url))
+        .await?;
+    browser
+        .wait_text("streams-state", WAIT, |t| t == "live")
+        .await?;
+    for n in 0..3 {
+        publish(&server, "watched", &format!("watched {n}")).await?;
+    }
+    let cell = |stream: &str, column: &str| {
+        format!("[data-testid=stream-row][data-stream='{stream}'] [data-testid={column}]")
+    };
+    let text_of = |selector: String| async move {
+        match client.find(Locator::Css(&selector)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    // Updated live (every 2 s): the page's own subscription, the three publishes.
+    eventually("the watched stream's row", WAIT, || async {
+        let row = (
+            text_of(cell("watched", "stream-subscribers")).await,
+            text_of(cell("watched", "stream-stored")).await,
+            text_of(cell("watched", "stream-per-minute")).await,
+        );
+        Ok((row == ("1".into(), "3".into(), "3".into())).then_some(()))
+    })
+    .await?;
+    assert_eq!(text_of(cell("other", "stream-stored")).await, "1");
+
+    client
+        .find(Locator::Css("[data-stream='other'] a"))
+        .await?
+        .click()
+        .await?;
+    wait_for_item(&browser, "in the other stream").await?;
+    assert_eq!(browser.text("stream-name").await, "other");
+    browser.close().await
+}

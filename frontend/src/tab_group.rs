@@ -47,7 +47,7 @@ extern "C" {
 
 /// What tabs of a group tell each other.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GroupMessage {
     /// An event the leader received, in its order.
     Event {

@@ -6,7 +6,7 @@ use common::{is_valid_stream_name, DEFAULT_STREAM};
 use leptos::prelude::*;
 
 use crate::api::Api;
-use crate::components::{NotificationPanel, Now, ServerClock, TriggerForm};
+use crate::components::{NotificationPanel, Now, ServerClock, StreamsCard, TriggerForm};
 use crate::notification_feed::use_notification_feed;
 
 /// How often relative times ("2 min ago") are refreshed.
@@ -35,6 +35,7 @@ pub fn App() -> impl IntoView {
             <div class="column">
                 <ServerClock time=notifications.server_time() state=notifications.state() />
                 <TriggerForm stream=stream.clone() />
+                <StreamsCard current=stream.to_string() />
             </div>
             <NotificationPanel notifications />
         </main>

@@ -1,0 +1,118 @@
+//! The streams card: every stream on the hub, live: its subscribers, what it stores, its
+//! publishes in the last minute with a sparkline per second, and a link that opens its
+//! notification list (`?stream=`).
+
+use std::time::Duration;
+
+use common::{events, paths, StreamSummary, StreamsOverview};
+use leptos::prelude::*;
+
+use crate::api::Api;
+use crate::components::StatusPill;
+use crate::event_source::Subscription;
+
+/// The overview arrives every 2 s: three missed updates mean a dead connection.
+const SILENCE_LIMIT: Duration = Duration::from_secs(6);
+
+/// A card with the table of streams, from `/sse/streams` (shared by the browser's tabs).
+#[component]
+pub fn StreamsCard(
+    /// The stream this page shows, highlighted in the table.
+    #[prop(into)]
+    current: String,
+) -> impl IntoView {
+    let api = use_context::<Api>().unwrap_or_default();
+    let overview = RwSignal::new(None::<StreamsOverview>);
+    let url = api.url(paths::SSE_STREAMS);
+    let connection = Subscription::new({
+        let url = url.clone();
+        move |_| url.clone()
+    })
+    .events(&[events::STREAMS])
+    .silence_limit(SILENCE_LIMIT)
+    .shared(url)
+    .connect(move |message| {
+        if let Ok(update) = serde_json::from_str::<StreamsOverview>(&message.data) {
+            overview.set(Some(update));
+        }
+    });
+    let streams =
+        move || overview.with(|o| o.as_ref().map(|o| o.streams.clone()).unwrap_or_default());
+    view! {
+        <section class="card streams" aria-labelledby="streams-title">
+            <header class="card-header">
+                <h2 id="streams-title">"Streams"</h2>
+                <StatusPill state=connection.state testid="streams-state" />
+            </header>
+            <table class="streams-table" data-testid="streams-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"stream"</th>
+                        <th scope="col" title="subscribers connected now">"subs"</th>
+                        <th scope="col" title="notifications stored">"stored"</th>
+                        <th scope="col" title="publishes in the last minute, per second">"last minute"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    <For
+                        each=streams
+                        key=|s| (s.name.clone(), s.subscribers, s.stored, s.publishes_per_second.clone())
+                        children={
+                            let current = current.clone();
+                            move |summary| view! { <StreamRow current=summary.name == current summary /> }
+                        }
+                    />
+                </tbody>
+            </table>
+            <p class="empty" class:hidden=move || overview.with(|o| o.as_ref().is_none_or(|o| !o.streams.is_empty()))>
+                "No streams yet."
+            </p>
+        </section>
+    }
+}
+
+/// One stream's row.
+#[component]
+fn StreamRow(summary: StreamSummary, current: bool) -> impl IntoView {
+    let href = format!("?stream={}", summary.name);
+    let label = summary.name.clone();
+    view! {
+        <tr class:current=current data-testid="stream-row" data-stream=summary.name>
+            <td><a href=href>{label}</a></td>
+            <td data-testid="stream-subscribers">{summary.subscribers}</td>
+            <td data-testid="stream-stored">{summary.stored}</td>
+            <td class="rate">
+                <Sparkline values=summary.publishes_per_second />
+                <span data-testid="stream-per-minute">{summary.publishes_last_minute}</span>
+            </td>
+        </tr>
+    }
+}
+
+/// Width and height of a sparkline, in SVG units.
+const SPARK_W: f64 = 90.0;
+const SPARK_H: f64 = 18.0;
+
+/// A line of `values` (oldest first), scaled to the largest.
+#[component]
+fn Sparkline(values: Vec<u32>) -> impl IntoView {
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = SPARK_W / (values.len().max(2) - 1) as f64;
+    let points = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                SPARK_H - f64::from(v) / max * (SPARK_H - 2.0) - 1.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    view! {
+        <svg class="sparkline" viewBox=format!("0 0 {SPARK_W} {SPARK_H}") width="90" height="18" aria-hidden="true">
+            <polyline points=points fill="none" stroke="currentColor" stroke-width="1.5" />
+        </svg>
+    }
+}
