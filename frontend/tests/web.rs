@@ -381,3 +381,144 @@ async fn headers_without_a_body_never_show_as_live() {
     let (_, attempts) = attempts_against("/held").await;
     assert!(attempts >= 3, "{attempts} attempts");
 }
+
+/// A connection to `stream` shared under `key`, as a tab of the app would open it,
+/// collecting notification ids.
+fn shared_tab(
+    owner: &Owner,
+    stream: &str,
+    key: &str,
+) -> (frontend::event_source::Connection, Rc<RefCell<Vec<String>>>) {
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let sink = received.clone();
+    let api = Api::new(SERVER);
+    let path = format!("/events?stream={stream}");
+    let key = key.to_owned();
+    let connection = owner.with(|| {
+        Subscription::new(move |last| api.resume_url(&path, last))
+            .events(&["message"])
+            .shared(key)
+            .connect_later(move |message| sink.borrow_mut().push(message.id))
+    });
+    (connection, received)
+}
+
+#[wasm_bindgen_test]
+async fn tabs_share_one_connection_and_a_follower_takes_over_without_loss() {
+    // Two "tabs" in one page: Web Locks and BroadcastChannel work the same between two
+    // owners of one document as between two tabs.
+    assert!(
+        frontend::tab_group::supported(),
+        "the test page is a secure context"
+    );
+    let stream = unique_stream("tabs");
+    let key = format!("test-{stream}");
+    let (leader_owner, follower_owner) = (Owner::new(), Owner::new());
+    let (leader, by_leader) = shared_tab(&leader_owner, &stream, &key);
+    leader.start(Some("0".into()));
+    wait_until("the leader is live", Duration::from_secs(10), || {
+        leader.state.get_untracked() == ConnectionState::Live
+    })
+    .await;
+    let (follower, by_follower) = shared_tab(&follower_owner, &stream, &key);
+    follower.start(Some("0".into()));
+    wait_until(
+        "the follower hears the state",
+        Duration::from_secs(10),
+        || follower.state.get_untracked() == ConnectionState::Live,
+    )
+    .await;
+    let mut published = Vec::new();
+    for n in 0..3 {
+        published.push(publish(&stream, &format!("before {n}")).await.id);
+    }
+    wait_until("both got the first three", Duration::from_secs(10), || {
+        by_follower.borrow().len() >= 3 && by_leader.borrow().len() >= 3
+    })
+    .await;
+    assert_eq!(*by_leader.borrow(), published);
+    assert_eq!(*by_follower.borrow(), published, "relayed in order, once");
+
+    // The leader's tab closes; what is published meanwhile reaches the follower once.
+    drop(leader_owner);
+    for n in 0..3 {
+        published.push(publish(&stream, &format!("after {n}")).await.id);
+        sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("the follower got all six", Duration::from_secs(10), || {
+        by_follower.borrow().len() >= 6
+    })
+    .await;
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(*by_follower.borrow(), published, "no gap, no duplicate");
+    assert_eq!(follower.state.get_untracked(), ConnectionState::Live);
+    drop(follower_owner);
+}
+
+#[wasm_bindgen_test]
+async fn a_garbage_resume_id_gets_a_reset_not_an_endless_error() {
+    let stream = unique_stream("garbage");
+    let owner = Owner::new();
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let sink = events.clone();
+    let api = Api::new(SERVER);
+    let path = format!("/events?stream={stream}");
+    let connection = owner.with(|| {
+        Subscription::new(move |last| api.resume_url(&path, last))
+            .events(&["message", common::events::RESET])
+            .connect_later(move |message| sink.borrow_mut().push(message.event))
+    });
+    connection.start(Some("\u{0}not an id\n".into()));
+    wait_until("a reset", Duration::from_secs(10), || {
+        events.borrow().iter().any(|e| e == common::events::RESET)
+    })
+    .await;
+    assert_eq!(connection.state.get_untracked(), ConnectionState::Live);
+    let sent = publish(&stream, "after the reset").await;
+    wait_until("live after the reset", Duration::from_secs(10), || {
+        events.borrow().iter().any(|e| e == "message")
+    })
+    .await;
+    assert_eq!(connection.last_event_id.get_untracked(), Some(sent.id));
+    drop(owner);
+}
+
+#[wasm_bindgen_test]
+async fn history_retries_stop_when_the_panel_is_gone() {
+    // Count the page's history requests by wrapping `fetch`.
+    js_sys::Function::new_no_args(
+        "if (!window.__historyFetches) {
+           window.__historyFetches = 0;
+           const fetch = window.fetch;
+           window.fetch = function (input, init) {
+             if (String(input.url || input).includes('/api/notifications')) window.__historyFetches++;
+             return fetch.apply(this, arguments);
+           };
+         }",
+    )
+    .call0(&wasm_bindgen::JsValue::NULL)
+    .unwrap();
+    let fetches = || {
+        js_sys::Reflect::get(&js_sys::global(), &"__historyFetches".into())
+            .unwrap()
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let before = fetches();
+    let root = new_root();
+    // Nothing listens on port 9: every history request fails at once and is retried.
+    let mounted = leptos::mount::mount_to(root, || {
+        provide_context(Api::new("http://127.0.0.1:9"));
+        view! { <NotificationPanel notifications=use_notification_feed("gone".into()) /> }
+    });
+    wait_until("two retries", Duration::from_secs(10), || {
+        fetches() - before >= 3.0
+    })
+    .await;
+    drop(mounted);
+    let at_unmount = fetches();
+    // Requests to a closed port fail at once, so none is in flight at unmount; the next
+    // retry would come within 4 s (backoff 500 ms doubling, jittered).
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(fetches(), at_unmount, "no retry after the panel is gone");
+}
