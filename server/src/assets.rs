@@ -30,6 +30,24 @@ pub fn router(dir: &Path) -> Router {
         .fallback_service(files)
         .layer(middleware::from_fn(cache_control))
         .layer(middleware::from_fn(read_only))
+        .layer(middleware::from_fn(file_names_fit))
+}
+
+/// Longest file name the file systems we run on allow.
+const MAX_FILE_NAME: usize = 255;
+
+/// A path with a segment longer than any file name names no file: `404`, not the I/O
+/// error (`500`) the file system would report.
+async fn file_names_fit(request: Request, next: Next) -> Response {
+    if request
+        .uri()
+        .path()
+        .split('/')
+        .any(|segment| segment.len() > MAX_FILE_NAME)
+    {
+        return ApiError::new(StatusCode::NOT_FOUND, "no such path").into_response();
+    }
+    next.run(request).await
 }
 
 /// Files can only be read: any other method gets a JSON 405, like every API error.

@@ -167,6 +167,14 @@ struct ServeArgs {
     /// are kept).
     #[arg(long)]
     demo: bool,
+    /// Seconds a client may take to send its request headers, and may stay idle between
+    /// requests on a kept-alive connection; slower connections are closed (slowloris).
+    #[arg(long, default_value_t = defaults::HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+    /// Seconds a request may take until its response starts (its body read included);
+    /// then `408`. Streams, once started, are not cut.
+    #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
 }
 
 impl ServeArgs {
@@ -184,6 +192,8 @@ impl ServeArgs {
             subscriber_buffer: self.subscriber_buffer as usize,
             cors_origins: self.cors_origins,
             demo: self.demo,
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
             ..Config::default()
         }
     }

@@ -24,6 +24,8 @@ pub mod defaults {
     pub const MAX_STREAM_SECS: u64 = 0;
     pub const SUBSCRIBER_BUFFER: u64 = 1_024;
     pub const PRUNE_EVERY_SECS: u64 = 10;
+    pub const HEADER_TIMEOUT_SECS: u64 = 10;
+    pub const REQUEST_TIMEOUT_SECS: u64 = 30;
 }
 
 /// Everything [`crate::routes::app`] and [`crate::serve::run`] need to know.
@@ -56,6 +58,12 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// Publish the seed's counter to the stream `counter` ten times a second.
     pub demo: bool,
+    /// How long a client may take to send its request headers (also the idle time allowed
+    /// before the next request on a kept-alive connection); slower connections are closed.
+    pub header_timeout: Duration,
+    /// How long a request may take until its response starts (reading its body included);
+    /// then `408`. Streams, once started, are not cut by it.
+    pub request_timeout: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +82,8 @@ impl Default for Config {
             max_stream_age: seconds_unless_zero(defaults::MAX_STREAM_SECS),
             cors_origins: Vec::new(),
             demo: false,
+            header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
+            request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
         }
     }
 }

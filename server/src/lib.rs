@@ -23,6 +23,7 @@ pub mod error;
 pub mod handlers;
 pub mod hub;
 pub mod hub_client;
+pub mod limits;
 pub mod params;
 pub mod routes;
 pub mod serve;

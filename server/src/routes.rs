@@ -1,17 +1,19 @@
 //! Every route of the server and the middleware around them, built in one place.
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use common::paths;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::handlers::{event_stream, health, notification_api, streams_overview, time_stream};
 use crate::state::AppState;
-use crate::{assets, sse};
+use crate::{assets, error, limits, sse};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -34,6 +36,12 @@ pub fn app(state: AppState) -> Router {
         .route(paths::HEALTHZ, get(health::healthz))
         .fallback_service(assets::router(&state.config.assets))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn(limits::request_size))
         .layer(cors(&state.config.cors_origins))
         .layer(
             TraceLayer::new_for_http()

@@ -1,11 +1,26 @@
-//! Running a server: binding, serving, and graceful shutdown within a bounded time.
+//! Running a server: binding, the accept loop, and graceful shutdown within a bounded time.
+//!
+//! The accept loop is hyper's own (hyper-util), not `axum::serve`, for the limits a server
+//! on a network needs before a request reaches the router: a client must send its request
+//! headers within `header_timeout` (a connection that never sends or never finishes them,
+//! the slowloris attack, is closed), and hyper buffers at most [`MAX_HEAD_BUFFER`] bytes
+//! of request head.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -52,26 +67,85 @@ pub async fn serve(
         let (hub, every, shutdown) = (hub.clone(), config.prune_every, shutdown.clone());
         tokio::spawn(async move { hub.apply_retention(retention, every, shutdown).await });
     }
-    let grace = config.shutdown_grace;
+    let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
     let state = AppState::new(config, hub, shutdown.clone());
     tracing::info!("listening on http://{addr}");
 
-    let trigger = shutdown.clone();
-    let server = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down: closing streams");
-            trigger.cancel();
-        })
-        .into_future();
+    let router = app(state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BUFFER as u32);
+    let connections = GracefulShutdown::new();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let service = hyper::service::service_fn(connection_service(router.clone(), peer));
+                    let (builder, watcher) = (builder.clone(), connections.watcher());
+                    tokio::spawn(async move {
+                        // hyper's header timeout starts with the first byte: a client that
+                        // never sends one (or hangs up first) is dropped here.
+                        let mut first = [0u8; 1];
+                        let first_byte = socket.peek(&mut first);
+                        if !matches!(tokio::time::timeout(header_timeout, first_byte).await, Ok(Ok(1))) {
+                            tracing::debug!("{peer} sent nothing in {header_timeout:?}; closed");
+                            return;
+                        }
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(socket), service)
+                            .into_owned();
+                        if let Err(err) = watcher.watch(connection).await {
+                            tracing::debug!("connection from {peer} ended: {err}");
+                        }
+                    });
+                }
+                // Out of file descriptors, say: wait for some to be freed rather than spin.
+                Err(err) => {
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: closing streams");
+    shutdown.cancel();
     tokio::select! {
-        result = server => result.context("server failed")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
         }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Most bytes of request head hyper buffers; the router's own limits
+/// ([`crate::limits`]) are smaller and answer in JSON.
+const MAX_HEAD_BUFFER: usize = 64 * 1024;
+
+/// Pause after a failed `accept` (e.g. no file descriptor left).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The router as one connection's service: each request carries the peer's address.
+fn connection_service(
+    router: Router,
+    peer: SocketAddr,
+) -> impl Fn(hyper::Request<Incoming>) -> tower::util::Oneshot<Router, hyper::Request<Incoming>> + Clone
+{
+    move |mut request| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
