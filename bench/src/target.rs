@@ -71,6 +71,8 @@ impl Target {
                     "--db",
                 ])
                 .arg(dir.path().join("bench.db"))
+                // The load generator publishes from one address, far over a client's rate.
+                .args(["--publish-rate", "0"])
                 .args(hub_args)
                 .env("RUST_LOG", "info");
                 db = Some(dir);

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use common::{Level, NewNotification, DEFAULT_STREAM};
 
-use crate::config::{cors_origin, defaults, seconds_unless_zero, Config};
+use crate::config::{cors_origin, count_unless_zero, defaults, seconds_unless_zero, Config};
 use crate::hub_client::{self, Format};
 use crate::store::Retention;
 
@@ -175,6 +176,23 @@ struct ServeArgs {
     /// then `408`. Streams, once started, are not cut.
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
+    /// Most SSE streams open at once (0: no limit); more are refused with 503 and
+    /// Retry-After.
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
+    max_connections: u64,
+    /// Most SSE streams open at once from one client IP (0: no limit); more get 429.
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: u64,
+    /// Take the client IP from X-Forwarded-For (last address): only behind a reverse proxy
+    /// that sets it, or clients could pick their own.
+    #[arg(long)]
+    trust_proxy: bool,
+    /// Publishes per second allowed per client (0: no limit); more get 429 and Retry-After.
+    #[arg(long, default_value_t = defaults::PUBLISH_RATE)]
+    publish_rate: u32,
+    /// Publishes a client may make at once before the rate applies.
+    #[arg(long, default_value_t = defaults::PUBLISH_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    publish_burst: u32,
 }
 
 impl ServeArgs {
@@ -194,6 +212,11 @@ impl ServeArgs {
             demo: self.demo,
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: count_unless_zero(self.max_connections),
+            max_connections_per_ip: count_unless_zero(self.max_connections_per_ip),
+            trust_proxy: self.trust_proxy,
+            publish_rate: NonZeroU32::new(self.publish_rate),
+            publish_burst: NonZeroU32::new(self.publish_burst).unwrap_or(NonZeroU32::MIN),
             ..Config::default()
         }
     }

@@ -3,6 +3,7 @@
 //! [`Config::default`] and the command line's flags take it from there.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub mod defaults {
     pub const PRUNE_EVERY_SECS: u64 = 10;
     pub const HEADER_TIMEOUT_SECS: u64 = 10;
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+    pub const MAX_CONNECTIONS: u64 = 0;
+    pub const MAX_CONNECTIONS_PER_IP: u64 = 0;
+    pub const PUBLISH_RATE: u32 = 1_000;
+    pub const PUBLISH_BURST: u32 = 2_000;
 }
 
 /// Everything [`crate::routes::app`] and [`crate::serve::run`] need to know.
@@ -64,6 +69,15 @@ pub struct Config {
     /// How long a request may take until its response starts (reading its body included);
     /// then `408`. Streams, once started, are not cut by it.
     pub request_timeout: Duration,
+    /// Most SSE streams open at once (`None`: no limit); more get `503`.
+    pub max_connections: Option<usize>,
+    /// Most SSE streams open at once from one client IP (`None`: no limit); more get `429`.
+    pub max_connections_per_ip: Option<usize>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a reverse proxy that sets it).
+    pub trust_proxy: bool,
+    /// Publishes per second allowed per client (`None`: no limit), and how many at once.
+    pub publish_rate: Option<NonZeroU32>,
+    pub publish_burst: NonZeroU32,
 }
 
 impl Default for Config {
@@ -84,6 +98,12 @@ impl Default for Config {
             demo: false,
             header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
+            max_connections: count_unless_zero(defaults::MAX_CONNECTIONS),
+            max_connections_per_ip: count_unless_zero(defaults::MAX_CONNECTIONS_PER_IP),
+            trust_proxy: false,
+            publish_rate: NonZeroU32::new(defaults::PUBLISH_RATE),
+            publish_burst: NonZeroU32::new(defaults::PUBLISH_BURST)
+                .expect("the default burst is not 0"),
         }
     }
 }
@@ -91,6 +111,11 @@ impl Default for Config {
 /// A flag's "0 turns it off" convention: `None` for 0, else that many seconds.
 pub fn seconds_unless_zero(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// The same convention for a count: `None` for 0.
+pub fn count_unless_zero(count: u64) -> Option<usize> {
+    (count > 0).then_some(count as usize)
 }
 
 /// An origin as browsers send it (`https://app.example.com`, `http://localhost:3000`):

@@ -18,19 +18,52 @@ const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 /// the publishing rules is refused here, before anything is sent.
 pub async fn publish(url: &str, new: &NewNotification) -> anyhow::Result<Notification> {
     Draft::try_from(new.clone())?;
-    let response = reqwest::Client::new()
-        .post(endpoint(url, paths::NOTIFICATIONS))
-        .json(new)
-        .send()
-        .await
-        .map_err(|err| connect_error(url, err))?;
-    if !response.status().is_success() {
-        bail!(refusal(response).await);
+    let client = reqwest::Client::new();
+    let mut waits = 0;
+    loop {
+        let response = client
+            .post(endpoint(url, paths::NOTIFICATIONS))
+            .json(new)
+            .send()
+            .await
+            .map_err(|err| connect_error(url, err))?;
+        // Over the server's publish rate (429) or full (503): wait as long as it says.
+        let retry_after = matches!(response.status().as_u16(), 429 | 503)
+            .then(|| retry_after(&response))
+            .flatten();
+        if let Some(wait) = retry_after.filter(|_| waits < MAX_WAITS) {
+            waits += 1;
+            eprintln!(
+                "the server says to retry in {} s ({waits}/{MAX_WAITS})",
+                wait.as_secs()
+            );
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        if !response.status().is_success() {
+            bail!(refusal(response).await);
+        }
+        return response
+            .json()
+            .await
+            .context("the server's answer is not a notification");
     }
-    response
-        .json()
-        .await
-        .context("the server's answer is not a notification")
+}
+
+/// How many times `publish` waits out a `Retry-After` before it gives up.
+const MAX_WAITS: u32 = 5;
+
+/// The `Retry-After` of a response, in seconds (at most a minute).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
 }
 
 /// What `listen` prints.

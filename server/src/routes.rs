@@ -20,9 +20,17 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole HTTP surface: SSE streams, API and the web app as fallback.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    // Long-lived streams: each holds one of the server's stream slots while it is open.
+    let streams = Router::new()
         .route(paths::SSE_TIME, get(time_stream::stream))
         .route(paths::EVENTS, get(event_stream::subscribe))
+        .route(paths::SSE_STREAMS, get(streams_overview::watch))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::stream_slots,
+        ));
+    // Publishing: each client within its rate.
+    let publishing = Router::new()
         .route(
             paths::NOTIFICATIONS,
             get(notification_api::history).post(notification_api::publish),
@@ -31,8 +39,14 @@ pub fn app(state: AppState) -> Router {
             paths::TRIGGER,
             get(notification_api::trigger_get).post(notification_api::trigger),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::publish_rate,
+        ));
+    Router::new()
+        .merge(streams)
+        .merge(publishing)
         .route(paths::STREAMS, get(streams_overview::list))
-        .route(paths::SSE_STREAMS, get(streams_overview::watch))
         .route(paths::HEALTHZ, get(health::healthz))
         .fallback_service(assets::router(&state.config.assets))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -69,6 +69,7 @@ pub async fn serve(
     }
     let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
     let state = AppState::new(config, hub, shutdown.clone());
+    tokio::spawn(forget_idle_publishers(state.clone()));
     tracing::info!("listening on http://{addr}");
 
     let router = app(state);
@@ -132,6 +133,18 @@ pub async fn serve(
 /// Most bytes of request head hyper buffers; the router's own limits
 /// ([`crate::limits`]) are smaller and answer in JSON.
 const MAX_HEAD_BUFFER: usize = 64 * 1024;
+
+/// Every minute until shutdown, drops the publish-rate entries of clients that have been
+/// quiet long enough to be back at their full burst.
+async fn forget_idle_publishers(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.publish_rate.forget_idle(),
+            () = state.shutdown.cancelled() => return,
+        }
+    }
+}
 
 /// Pause after a failed `accept` (e.g. no file descriptor left).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::{PublishRate, StreamSlots};
 use crate::ticker::Tickers;
 
 /// What every handler can reach. Cheap to clone: handlers get a copy per request.
@@ -18,11 +19,17 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Cancelled when the server shuts down; every open stream ends on it.
     pub shutdown: CancellationToken,
+    /// The open streams against their maxima.
+    pub stream_slots: Arc<StreamSlots>,
+    /// Each client's publish rate.
+    pub publish_rate: Arc<PublishRate>,
 }
 
 impl AppState {
     pub fn new(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) -> Self {
         Self {
+            stream_slots: StreamSlots::new(config.max_connections, config.max_connections_per_ip),
+            publish_rate: PublishRate::new(config.publish_rate, config.publish_burst),
             config: Arc::new(config),
             tickers: Tickers::default(),
             hub,

@@ -195,3 +195,34 @@ fn publish_checks_its_input_before_sending_and_reports_the_servers_refusal() {
         "{stderr}"
     );
 }
+
+#[test]
+fn publish_waits_out_the_servers_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        Path::new(BIN),
+        "127.0.0.1:0",
+        Path::new("/nonexistent"),
+        &dir.path().join("hub.db"),
+        &["--publish-rate", "1", "--publish-burst", "1"],
+    )
+    .unwrap();
+    publish(&server.url, "first", &[]);
+    let output = Command::new(BIN)
+        .args([
+            "publish",
+            "--url",
+            &server.url,
+            "--stream",
+            "cli",
+            "--title",
+            "second",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("retry in 1 s"), "it waited: {stderr}");
+    let stored: common::Notification = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stored.title, "second");
+}

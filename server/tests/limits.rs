@@ -136,3 +136,140 @@ async fn a_body_that_never_arrives_gets_408() {
     );
     server.stop().await.unwrap();
 }
+
+/// Opens `/events` as if from `client` (through a trusted proxy's `X-Forwarded-For`).
+async fn open_stream(server: &TestServer, client: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(server.at("/events?stream=limited"))
+        .header("x-forwarded-for", format!("203.0.113.9, {client}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn streams_over_the_limits_are_refused_and_open_ones_go_on() {
+    let server = TestServer::start(Config {
+        max_connections: Some(3),
+        max_connections_per_ip: Some(2),
+        trust_proxy: true,
+        ..config()
+    })
+    .await;
+    let first = open_stream(&server, "10.0.0.1").await;
+    let _second = open_stream(&server, "10.0.0.1").await;
+    let third = open_stream(&server, "10.0.0.1").await;
+    assert_eq!(third.status().as_u16(), 429);
+    assert_eq!(third.headers()["retry-after"], "5");
+    let reason: common::ErrorBody = third.json().await.unwrap();
+    assert!(reason.error.contains("10.0.0.1"), "{reason:?}");
+
+    let other = open_stream(&server, "10.0.0.2").await;
+    assert_eq!(other.status().as_u16(), 200);
+    let full = open_stream(&server, "10.0.0.3").await;
+    assert_eq!(full.status().as_u16(), 503);
+    assert_eq!(full.headers()["retry-after"], "5");
+
+    // The open ones are unaffected.
+    let mut events = support::events(first);
+    let sent = support::publish(&server, "limited", "still here", "").await;
+    assert_eq!(support::next_notification(&mut events).await, sent);
+
+    // A stream that ends frees its place.
+    drop(other);
+    let mut freed = None;
+    for _ in 0..50 {
+        let retry = open_stream(&server, "10.0.0.3").await;
+        if retry.status() == 200 {
+            freed = Some(retry);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed.is_some(), "the closed stream's place was never freed");
+    println!(
+        "stream limits: 3 in all and 2 per client held; the 4th got 503, a 3rd from one client 429"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_trust_proxy_x_forwarded_for_is_ignored() {
+    let server = TestServer::start(Config {
+        max_connections_per_ip: Some(1),
+        ..config()
+    })
+    .await;
+    let _one = open_stream(&server, "10.0.0.1").await;
+    let spoofed = open_stream(&server, "10.0.0.2").await;
+    assert_eq!(spoofed.status().as_u16(), 429, "both come from 127.0.0.1");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn publishes_over_a_clients_rate_get_429_and_nothing_is_lost() {
+    let server = TestServer::start(Config {
+        publish_rate: std::num::NonZeroU32::new(5),
+        publish_burst: std::num::NonZeroU32::new(5).unwrap(),
+        trust_proxy: true,
+        ..config()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let post = |from: &'static str, title: String| {
+        client
+            .post(server.at("/api/notifications"))
+            .header("x-forwarded-for", from)
+            .json(&serde_json::json!({"stream": "rated", "title": title}))
+            .send()
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    for n in 0..20 {
+        let response = post("10.0.0.1", format!("n{n}")).await.unwrap();
+        match response.status().as_u16() {
+            201 => accepted += 1,
+            429 => {
+                refused.get_or_insert(response);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let refused = refused.expect("the burst of 5 was exceeded");
+    assert!(
+        refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    let reason: common::ErrorBody = refused.json().await.unwrap();
+    assert!(reason.error.contains("too many publishes"), "{reason:?}");
+    assert!(
+        (5..=7).contains(&accepted),
+        "{accepted} accepted in a burst of 5 at 5/s"
+    );
+    // Another client is not affected; what was accepted is all stored.
+    assert_eq!(
+        post("10.0.0.2", "other".into())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+    let history: common::History = client
+        .get(server.at("/api/notifications?stream=rated&limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history.notifications.len(), accepted + 1);
+    println!(
+        "publish rate 5/s, burst 5: {accepted} of 20 back-to-back publishes accepted, the rest 429"
+    );
+    server.stop().await.unwrap();
+}
