@@ -24,6 +24,8 @@ pub mod paths {
     pub const NOTIFICATIONS: &str = "/api/notifications";
     /// Liveness probe.
     pub const HEALTHZ: &str = "/healthz";
+    /// Prometheus metrics (text format).
+    pub const METRICS: &str = "/metrics";
     /// Every stream with its figures ([`super::StreamsOverview`]).
     pub const STREAMS: &str = "/api/streams";
     /// The same overview as an SSE stream (`event: streams`), every `?interval_ms=`.

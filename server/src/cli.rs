@@ -193,6 +193,9 @@ struct ServeArgs {
     /// Publishes a client may make at once before the rate applies.
     #[arg(long, default_value_t = defaults::PUBLISH_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     publish_burst: u32,
+    /// Require this token (`Authorization: Bearer`) to read /metrics.
+    #[arg(long, env = "NOTIFY_HUB_METRICS_TOKEN")]
+    metrics_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -217,6 +220,7 @@ impl ServeArgs {
             trust_proxy: self.trust_proxy,
             publish_rate: NonZeroU32::new(self.publish_rate),
             publish_burst: NonZeroU32::new(self.publish_burst).unwrap_or(NonZeroU32::MIN),
+            metrics_token: self.metrics_token,
             ..Config::default()
         }
     }

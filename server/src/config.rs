@@ -78,6 +78,8 @@ pub struct Config {
     /// Publishes per second allowed per client (`None`: no limit), and how many at once.
     pub publish_rate: Option<NonZeroU32>,
     pub publish_burst: NonZeroU32,
+    /// When set, `GET /metrics` needs it as `Authorization: Bearer`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +106,7 @@ impl Default for Config {
             publish_rate: NonZeroU32::new(defaults::PUBLISH_RATE),
             publish_burst: NonZeroU32::new(defaults::PUBLISH_BURST)
                 .expect("the default burst is not 0"),
+            metrics_token: None,
         }
     }
 }

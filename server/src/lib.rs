@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod hub;
 pub mod hub_client;
 pub mod limits;
+pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod serve;

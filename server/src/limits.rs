@@ -21,6 +21,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 
 /// Longest request URI (path and query) accepted.
@@ -120,6 +121,7 @@ impl StreamSlots {
     pub fn take(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<StreamSlot, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if self.max_total.is_some_and(|max| open.total >= max) {
+            metrics::refused("server_full");
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server holds as many streams as it may; retry later",
@@ -129,6 +131,7 @@ impl StreamSlots {
         if let Some(ip) = ip {
             let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
             if self.max_per_ip.is_some_and(|max| from_ip >= max) {
+                metrics::refused("client_limit");
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("{from_ip} streams are open from {ip}, the most one client may hold"),

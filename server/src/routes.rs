@@ -13,7 +13,7 @@ use tracing::Level;
 
 use crate::handlers::{event_stream, health, notification_api, streams_overview, time_stream};
 use crate::state::AppState;
-use crate::{assets, error, limits, sse};
+use crate::{assets, error, limits, metrics, sse};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -48,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .merge(publishing)
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::METRICS, get(metrics::render))
         .fallback_service(assets::router(&state.config.assets))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
             state.config.request_timeout,
         ))
         .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn(metrics::count_requests))
         .layer(middleware::from_fn(limits::request_size))
         .layer(cors(&state.config.cors_origins))
         .layer(

@@ -20,6 +20,7 @@ use futures::{stream, Stream, StreamExt};
 use tokio_stream::wrappers::IntervalStream;
 
 use crate::hub::Delivery;
+use crate::metrics;
 use crate::state::AppState;
 
 /// The header browsers send when they reconnect.
@@ -82,7 +83,13 @@ pub fn heartbeat_frame(interval: std::time::Duration) -> Bytes {
 /// subscription's heartbeat frame, encoded once.
 pub fn delivery_frame(delivery: Delivery, heartbeat: &Bytes) -> Bytes {
     match delivery {
-        Delivery::Notification(entry) => entry.frame.clone(),
+        Delivery::Notification(entry) => {
+            metrics::delivered();
+            if let Some(latency) = entry.first_delivery.take() {
+                metrics::first_delivery(latency);
+            }
+            entry.frame.clone()
+        }
         Delivery::Heartbeat => heartbeat.clone(),
         Delivery::Reset(restart) => {
             frame(Some(events::RESET), Some(&restart.to_string()), RESET_DATA)

@@ -27,6 +27,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) -> Self {
+        crate::metrics::install();
         Self {
             stream_slots: StreamSlots::new(config.max_connections, config.max_connections_per_ip),
             publish_rate: PublishRate::new(config.publish_rate, config.publish_burst),

@@ -13,7 +13,7 @@ mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::{StreamSummary, StreamsOverview};
 
+use crate::metrics;
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
 
@@ -43,6 +44,7 @@ pub struct Hub {
 /// A queued publish and where its outcome goes.
 struct Publish {
     draft: Draft,
+    received: Instant,
     done: oneshot::Sender<Result<Arc<Entry>, Error>>,
 }
 
@@ -87,7 +89,11 @@ impl Hub {
     pub async fn publish(&self, draft: Draft) -> Result<Arc<Entry>, Error> {
         let (done, outcome) = oneshot::channel();
         self.publishes
-            .send(Publish { draft, done })
+            .send(Publish {
+                draft,
+                received: Instant::now(),
+                done,
+            })
             .await
             .map_err(|_| anyhow!("the hub's writer has stopped"))?;
         outcome
@@ -261,11 +267,16 @@ async fn write_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (drafts, waiting): (Vec<Draft>, Vec<_>) =
-            batch.drain(..).map(|p| (p.draft, p.done)).unzip();
+        let (drafts, waiting): (Vec<Draft>, Vec<_>) = batch
+            .drain(..)
+            .map(|p| (p.draft, (p.received, p.done)))
+            .unzip();
+        let started = Instant::now();
         match store.append(drafts).await {
             Ok(entries) => {
-                for (entry, done) in entries.into_iter().zip(waiting) {
+                metrics::stored(entries.len(), started.elapsed());
+                for (entry, (received, done)) in entries.into_iter().zip(waiting) {
+                    entry.first_delivery.published(received);
                     channels.send(&entry);
                     activity.record(&entry.notification.stream);
                     // A publisher that hung up still had its entry stored and sent.
@@ -274,7 +285,7 @@ async fn write_batches(
             }
             Err(err) => {
                 tracing::error!("storing {} notifications failed: {err:#}", waiting.len());
-                for done in waiting {
+                for (_, done) in waiting {
                     let _ = done.send(Err(anyhow!("the store failed: {err:#}")));
                 }
             }

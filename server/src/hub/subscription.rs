@@ -25,6 +25,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
+use crate::metrics;
 use crate::store::{Entry, EventId, Store};
 
 /// Entries read from the store per query while replaying.
@@ -99,6 +100,7 @@ impl Subscription {
                 Phase::Replaying { page, more } => {
                     if let Some(entry) = page.pop_front() {
                         self.cursor = entry.id;
+                        metrics::replayed();
                         return Some(Delivery::Notification(entry));
                     }
                     if !*more {
@@ -113,6 +115,7 @@ impl Subscription {
                         Ok(read) => {
                             if let Some(restart) = read.reset_to {
                                 self.cursor = restart;
+                                metrics::reset();
                                 return Some(Delivery::Reset(restart));
                             }
                             *more = read.entries.len() == REPLAY_PAGE;
@@ -136,6 +139,7 @@ impl Subscription {
                             }
                             Ok(_) => {}
                             Err(RecvError::Lagged(missed)) => {
+                                metrics::caught_up();
                                 tracing::debug!(
                                     "a subscriber of {} fell {missed} behind; catching up from the store",
                                     self.stream

@@ -9,8 +9,9 @@ pub mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -74,6 +75,39 @@ pub struct Entry {
     pub notification: Notification,
     /// The notification as an SSE event: its id, and its JSON as the data.
     pub frame: Bytes,
+    /// For the publish → first delivery latency of live entries.
+    pub first_delivery: FirstDelivery,
+}
+
+/// When a live entry was published, kept until its first write to a subscriber measures
+/// the fan-out latency. Not part of the entry's identity: entries compare equal whatever
+/// it holds.
+#[derive(Debug, Default)]
+pub struct FirstDelivery {
+    published: OnceLock<Instant>,
+    done: AtomicBool,
+}
+
+impl PartialEq for FirstDelivery {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FirstDelivery {}
+
+impl FirstDelivery {
+    /// Marks the entry as published (received by the hub) at `at`.
+    pub fn published(&self, at: Instant) {
+        let _ = self.published.set(at);
+    }
+
+    /// The time since it was published, the first time this is asked; `None` afterwards
+    /// and for entries read back from the store.
+    pub fn take(&self) -> Option<Duration> {
+        let at = self.published.get()?;
+        (!self.done.swap(true, Ordering::Relaxed)).then(|| at.elapsed())
+    }
 }
 
 impl Entry {
@@ -84,6 +118,7 @@ impl Entry {
             id,
             notification,
             frame,
+            first_delivery: FirstDelivery::default(),
         })
     }
 }

@@ -1,0 +1,276 @@
+//! Prometheus metrics: what an operator watches, recorded through the `metrics` crate and
+//! rendered by `metrics-exporter-prometheus` at `GET /metrics`.
+//!
+//! Counters and histograms are recorded where things happen (publish, delivery, replay,
+//! refusals, HTTP answers). Figures that are states rather than events (subscribers per
+//! stream, the process's memory and open files) are read when Prometheus scrapes. Stream
+//! labels are bounded: the [`TOP_STREAMS`] streams with most subscribers get their own
+//! series, the rest are summed as `other`.
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Metric names, as they appear in `/metrics` (the README explains each).
+pub mod names {
+    pub const SUBSCRIBERS: &str = "notify_hub_subscribers";
+    pub const STREAMS_OPEN: &str = "notify_hub_streams_open";
+    pub const REFUSED: &str = "notify_hub_connections_refused_total";
+    pub const PUBLISHED: &str = "notify_hub_published_total";
+    pub const DELIVERED: &str = "notify_hub_delivered_total";
+    pub const REPLAYED: &str = "notify_hub_replayed_total";
+    pub const RESETS: &str = "notify_hub_resets_total";
+    pub const CAUGHT_UP: &str = "notify_hub_lagged_subscribers_total";
+    pub const STORE_APPEND: &str = "notify_hub_store_append_seconds";
+    pub const FIRST_DELIVERY: &str = "notify_hub_publish_to_first_delivery_seconds";
+    pub const HTTP_REQUESTS: &str = "notify_hub_http_requests_total";
+    pub const RSS: &str = "notify_hub_process_resident_memory_bytes";
+    pub const OPEN_FDS: &str = "notify_hub_process_open_fds";
+}
+
+/// Streams with their own `stream` label; the others are summed as `other`.
+pub const TOP_STREAMS: usize = 20;
+
+/// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0, 10.0,
+];
+
+/// The process-wide recorder (one per process, however many servers a test starts).
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder once; later calls (and other servers in the process) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .expect("the buckets are not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder is already installed (by a program embedding the server):
+            // nothing reaches ours then, and `/metrics` stays empty.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// The `# HELP` line of each metric.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        names::SUBSCRIBERS,
+        "Subscribers connected now, per stream (top streams, the rest as `other`)."
+    );
+    describe_gauge!(
+        names::STREAMS_OPEN,
+        "SSE streams open now (notifications, clock, overview)."
+    );
+    describe_counter!(
+        names::REFUSED,
+        "Streams refused by a connection limit, by reason."
+    );
+    describe_counter!(names::PUBLISHED, "Notifications stored.");
+    describe_counter!(
+        names::DELIVERED,
+        "Notifications written to subscribers (one per subscriber)."
+    );
+    describe_counter!(
+        names::REPLAYED,
+        "Notifications sent from the store to subscribers catching up."
+    );
+    describe_counter!(
+        names::RESETS,
+        "Resets sent: a subscriber asked for more than the store keeps."
+    );
+    describe_counter!(
+        names::CAUGHT_UP,
+        "Subscribers that fell behind their live buffer and caught up from the store."
+    );
+    describe_histogram!(
+        names::STORE_APPEND,
+        Unit::Seconds,
+        "Time to store one batch of publishes (one disk flush)."
+    );
+    describe_histogram!(
+        names::FIRST_DELIVERY,
+        Unit::Seconds,
+        "Time from a publish to its first write to a subscriber."
+    );
+    describe_counter!(names::HTTP_REQUESTS, "HTTP answers by route and status.");
+    describe_gauge!(
+        names::RSS,
+        Unit::Bytes,
+        "Resident memory of the server process."
+    );
+    describe_gauge!(
+        names::OPEN_FDS,
+        "Open file descriptors of the server process (sockets included)."
+    );
+}
+
+/// Handles of the hot-path metrics, made once (after [`install`]) instead of looked up on
+/// every event.
+struct Hot {
+    delivered: Counter,
+    replayed: Counter,
+    first_delivery: Histogram,
+}
+
+static HOT: LazyLock<Hot> = LazyLock::new(|| {
+    install();
+    Hot {
+        delivered: counter!(names::DELIVERED),
+        replayed: counter!(names::REPLAYED),
+        first_delivery: histogram!(names::FIRST_DELIVERY),
+    }
+});
+
+/// A notification written to a subscriber.
+pub fn delivered() {
+    HOT.delivered.increment(1);
+}
+
+/// A notification sent from the store to a subscriber catching up.
+pub fn replayed() {
+    HOT.replayed.increment(1);
+}
+
+/// The time from a publish to its first write to a subscriber.
+pub fn first_delivery(latency: Duration) {
+    HOT.first_delivery.record(latency);
+}
+
+/// `n` notifications stored in one append that took `took`.
+pub fn stored(n: usize, took: Duration) {
+    counter!(names::PUBLISHED).increment(n as u64);
+    histogram!(names::STORE_APPEND).record(took);
+}
+
+/// A `reset` sent to a subscriber.
+pub fn reset() {
+    counter!(names::RESETS).increment(1);
+}
+
+/// A subscriber fell behind its live buffer and goes back to the store.
+pub fn caught_up() {
+    counter!(names::CAUGHT_UP).increment(1);
+}
+
+/// A stream refused by a limit; `reason` is `server_full` or `client_limit`.
+pub fn refused(reason: &'static str) {
+    counter!(names::REFUSED, "reason" => reason).increment(1);
+}
+
+/// Middleware: counts every answer by route (the route pattern, so labels stay bounded)
+/// and status.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    counter!(
+        names::HTTP_REQUESTS,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+/// The `stream` labels set at the last scrape, so that streams gone since drop to 0.
+static LABELLED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// The handler of `GET /metrics`: the Prometheus text format. With `--metrics-token`, the
+/// scraper must send it as `Authorization: Bearer`.
+pub async fn render(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let sent = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if sent != Some(token.as_str()) {
+            let mut refusal =
+                ApiError::new(StatusCode::UNAUTHORIZED, "/metrics needs the metrics token")
+                    .into_response();
+            refusal.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return refusal;
+        }
+    }
+    record_states(&state).await;
+    let handle = install();
+    handle.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Sets the gauges that describe the present: subscribers per stream, open streams, and
+/// the process's memory and open files.
+async fn record_states(state: &AppState) {
+    gauge!(names::STREAMS_OPEN).set(state.stream_slots.open() as f64);
+    if let Ok(overview) = state.hub.overview().await {
+        let mut by_subscribers: Vec<(String, u64)> = overview
+            .streams
+            .into_iter()
+            .filter(|s| s.subscribers > 0)
+            .map(|s| (s.name, s.subscribers))
+            .collect();
+        by_subscribers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let other: u64 = by_subscribers.iter().skip(TOP_STREAMS).map(|s| s.1).sum();
+        by_subscribers.truncate(TOP_STREAMS);
+        let mut labelled = LABELLED.lock().unwrap_or_else(PoisonError::into_inner);
+        let now: HashSet<String> = by_subscribers.iter().map(|s| s.0.clone()).collect();
+        for gone in labelled
+            .iter()
+            .flatten()
+            .filter(|name| !now.contains(*name))
+        {
+            gauge!(names::SUBSCRIBERS, "stream" => gone.clone()).set(0.0);
+        }
+        for (name, subscribers) in by_subscribers {
+            gauge!(names::SUBSCRIBERS, "stream" => name).set(subscribers as f64);
+        }
+        gauge!(names::SUBSCRIBERS, "stream" => "other").set(other as f64);
+        *labelled = Some(now);
+    }
+    if let Some(rss) = proc_status_kib("VmRSS:") {
+        gauge!(names::RSS).set((rss * 1024) as f64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!(names::OPEN_FDS).set(fds.count() as f64);
+    }
+}
+
+/// A `kB` field of `/proc/self/status` (Linux); `None` elsewhere.
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
