@@ -162,7 +162,10 @@ pub struct StreamsOverview {
 /// The body of `GET /healthz`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Health {
+    /// `ok`, or `degraded` while the store cannot write.
     pub status: String,
+    /// `ok`, or why the store cannot write.
+    pub store: String,
     pub version: String,
 }
 

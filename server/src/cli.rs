@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use common::{Level, NewNotification, DEFAULT_STREAM};
 
-use crate::config::{cors_origin, count_unless_zero, defaults, seconds_unless_zero, Config};
+use crate::config::{cors_origin, count_unless_zero, defaults, seconds_unless_zero, Config, MIB};
 use crate::hub_client::{self, Format};
 use crate::store::Retention;
 
@@ -196,6 +196,10 @@ struct ServeArgs {
     /// Require this token (`Authorization: Bearer`) to read /metrics.
     #[arg(long, env = "NOTIFY_HUB_METRICS_TOKEN")]
     metrics_token: Option<String>,
+    /// Largest size of the database file in MiB (0: no limit). When it is full, publishes
+    /// get 503 until retention frees space; nothing stored is touched.
+    #[arg(long, default_value_t = defaults::MAX_DB_MB)]
+    max_db_mb: u64,
 }
 
 impl ServeArgs {
@@ -221,6 +225,7 @@ impl ServeArgs {
             publish_rate: NonZeroU32::new(self.publish_rate),
             publish_burst: NonZeroU32::new(self.publish_burst).unwrap_or(NonZeroU32::MIN),
             metrics_token: self.metrics_token,
+            max_db_bytes: count_unless_zero(self.max_db_mb).map(|mb| mb as u64 * MIB),
             ..Config::default()
         }
     }

@@ -31,6 +31,7 @@ pub mod defaults {
     pub const MAX_CONNECTIONS_PER_IP: u64 = 0;
     pub const PUBLISH_RATE: u32 = 1_000;
     pub const PUBLISH_BURST: u32 = 2_000;
+    pub const MAX_DB_MB: u64 = 0;
 }
 
 /// Everything [`crate::routes::app`] and [`crate::serve::run`] need to know.
@@ -80,6 +81,9 @@ pub struct Config {
     pub publish_burst: NonZeroU32,
     /// When set, `GET /metrics` needs it as `Authorization: Bearer`.
     pub metrics_token: Option<String>,
+    /// Largest size of the database file (`None`: as large as the disk allows). A full
+    /// store refuses publishes with `503` until retention frees space.
+    pub max_db_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             publish_burst: NonZeroU32::new(defaults::PUBLISH_BURST)
                 .expect("the default burst is not 0"),
             metrics_token: None,
+            max_db_bytes: count_unless_zero(defaults::MAX_DB_MB).map(|mb| mb as u64 * MIB),
         }
     }
 }
@@ -115,6 +120,9 @@ impl Default for Config {
 pub fn seconds_unless_zero(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
+
+/// Bytes in a mebibyte.
+pub const MIB: u64 = 1024 * 1024;
 
 /// The same convention for a count: `None` for 0.
 pub fn count_unless_zero(count: u64) -> Option<usize> {

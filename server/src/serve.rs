@@ -55,6 +55,9 @@ pub async fn serve(
         );
     }
     let store = Arc::new(SqliteStore::open(&config.db)?);
+    if let Some(max) = config.max_db_bytes {
+        store.limit_size(max)?;
+    }
     tracing::info!("notifications stored in {}", config.db.display());
     let hub = Hub::new(store, config.heartbeat, config.subscriber_buffer);
     let shutdown = CancellationToken::new();

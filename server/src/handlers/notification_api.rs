@@ -105,7 +105,18 @@ fn trigger_draft(query: &HashMap<String, String>) -> Result<Draft, ApiError> {
 }
 
 /// Publishes `draft` and answers 201 with what was stored.
+/// Seconds a publisher is told to wait when the store cannot write.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
+
+/// A store that cannot write (full disk, read-only file, I/O error) is answered `503`:
+/// nothing was stored, and the same publish may be sent again shortly.
 async fn publish_draft(state: &AppState, draft: Draft) -> Result<Published, ApiError> {
-    let entry = state.hub.publish(draft).await.map_err(ApiError::internal)?;
+    let entry = state.hub.publish(draft).await.map_err(|err| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("nothing was stored: {err:#}; retry later"),
+        )
+        .retry_after(STORE_RETRY_AFTER_SECS)
+    })?;
     Ok((StatusCode::CREATED, Json(entry.notification.clone())))
 }

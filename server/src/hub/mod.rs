@@ -39,6 +39,8 @@ pub struct Hub {
     activity: Arc<Activity>,
     publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
+    /// Why the last append failed, until one succeeds again.
+    store_problem: Arc<Mutex<Option<String>>>,
 }
 
 /// A queued publish and where its outcome goes.
@@ -68,17 +70,22 @@ impl Hub {
             buffer: buffer.max(1),
         });
         let activity = Arc::new(Activity::default());
+        let store_problem = Arc::new(Mutex::new(None));
         let (publishes, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(
-            store.clone(),
-            channels.clone(),
-            activity.clone(),
+            Writer {
+                store: store.clone(),
+                channels: channels.clone(),
+                activity: activity.clone(),
+                problem: store_problem.clone(),
+            },
             queue,
         ));
         Arc::new(Self {
             store,
             channels,
             activity,
+            store_problem,
             publishes,
             heartbeat: tx,
         })
@@ -136,6 +143,15 @@ impl Hub {
     /// The newest `limit` stored entries of `stream`, oldest first.
     pub async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
         self.store.latest(stream, limit).await
+    }
+
+    /// Why the store cannot take publishes right now (a full disk, a read-only file, an
+    /// I/O error), or `None` when the last append succeeded.
+    pub fn store_problem(&self) -> Option<String> {
+        self.store_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every stream that has stored entries, subscribers or publishes in the last minute,
@@ -256,15 +272,20 @@ impl Channels {
     }
 }
 
-/// The writer: takes every publish waiting (up to [`MAX_BATCH`]), stores them in one
-/// transaction, sends the entries live in id order, and answers each publisher. Ends when
-/// the hub is gone.
-async fn write_batches(
+/// What the writer task works with.
+struct Writer {
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
     activity: Arc<Activity>,
-    mut queue: mpsc::Receiver<Publish>,
-) {
+    problem: Arc<Mutex<Option<String>>>,
+}
+
+/// The writer: takes every publish waiting (up to [`MAX_BATCH`]), stores them in one
+/// transaction, sends the entries live in id order, and answers each publisher. A failed
+/// append stores nothing (the transaction rolls back), is reported to its publishers and
+/// in [`Hub::store_problem`], and the next batch simply tries again. Ends when the hub is
+/// gone.
+async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (drafts, waiting): (Vec<Draft>, Vec<_>) = batch
@@ -272,21 +293,35 @@ async fn write_batches(
             .map(|p| (p.draft, (p.received, p.done)))
             .unzip();
         let started = Instant::now();
-        match store.append(drafts).await {
+        let appended = writer.store.append(drafts).await;
+        let mut problem = writer
+            .problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match appended {
             Ok(entries) => {
+                if problem.take().is_some() {
+                    tracing::info!("the store takes publishes again");
+                }
+                drop(problem);
                 metrics::stored(entries.len(), started.elapsed());
                 for (entry, (received, done)) in entries.into_iter().zip(waiting) {
                     entry.first_delivery.published(received);
-                    channels.send(&entry);
-                    activity.record(&entry.notification.stream);
+                    writer.channels.send(&entry);
+                    writer.activity.record(&entry.notification.stream);
                     // A publisher that hung up still had its entry stored and sent.
                     let _ = done.send(Ok(entry));
                 }
             }
             Err(err) => {
-                tracing::error!("storing {} notifications failed: {err:#}", waiting.len());
+                let reason = format!("{err:#}");
+                if problem.as_deref() != Some(reason.as_str()) {
+                    tracing::error!("storing {} notifications failed: {reason}", waiting.len());
+                }
+                *problem = Some(reason.clone());
+                drop(problem);
                 for (_, done) in waiting {
-                    let _ = done.send(Err(anyhow!("the store failed: {err:#}")));
+                    let _ = done.send(Err(anyhow!("the store failed: {reason}")));
                 }
             }
         }

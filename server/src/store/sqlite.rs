@@ -67,6 +67,17 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
         })
     }
+
+    /// Caps the database file at about `max_bytes` (SQLite's `max_page_count`): appends
+    /// that would grow it further fail as a full disk would ("database or disk is full"),
+    /// without touching what is stored; space that retention frees is used again.
+    pub fn limit_size(&self, max_bytes: u64) -> anyhow::Result<()> {
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let page_size: u64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let pages = (max_bytes / page_size.max(1)).max(1);
+        writer.pragma_update(None, "max_page_count", pages)?;
+        Ok(())
+    }
 }
 
 /// Runs `work` on `conn` in tokio's blocking pool, so SQLite never blocks the runtime.
