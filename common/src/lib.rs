@@ -26,6 +26,8 @@ pub mod paths {
     pub const HEALTHZ: &str = "/healthz";
     /// Prometheus metrics (text format).
     pub const METRICS: &str = "/metrics";
+    /// A browser's token as a cookie: `POST` sets it, `DELETE` clears it.
+    pub const SESSION: &str = "/api/session";
     /// Every stream with its figures ([`super::StreamsOverview`]).
     pub const STREAMS: &str = "/api/streams";
     /// The same overview as an SSE stream (`event: streams`), every `?interval_ms=`.

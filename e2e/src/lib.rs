@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -62,18 +63,36 @@ where
 }
 
 /// What follows `marker` on the first line of a process's `output` that has it (where a
-/// server says which port it took). The rest of the output is drained in a thread, so the
-/// process never blocks on a full pipe.
-fn announced(output: impl Read + Send + 'static, marker: &str) -> anyhow::Result<String> {
+/// server says which port it took), and the whole output so far, which grows as a thread
+/// drains the rest (so the process never blocks on a full pipe).
+fn announced(
+    output: impl Read + Send + 'static,
+    marker: &str,
+) -> anyhow::Result<(String, Arc<Mutex<String>>)> {
+    let log = Arc::new(Mutex::new(String::new()));
     let mut lines = BufReader::new(output).lines();
     let found = loop {
         let line = lines.next().context("no such line")??;
+        push_line(&log, &line);
         if let Some((_, rest)) = line.split_once(marker) {
             break rest.trim().to_owned();
         }
     };
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(found)
+    let drained = log.clone();
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| push_line(&drained, &l))
+    });
+    Ok((found, log))
+}
+
+fn push_line(log: &Mutex<String>, line: &str) {
+    let mut log = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    log.push_str(line);
+    log.push('\n');
 }
 
 /// A running `server serve` process, killed (SIGKILL) when dropped. Shared by every test
@@ -84,6 +103,7 @@ pub struct ServerProcess {
     /// `127.0.0.1:PORT`: pass it to [`ServerProcess::start`] to restart on the same port.
     pub addr: String,
     child: Child,
+    log: Arc<Mutex<String>>,
 }
 
 impl ServerProcess {
@@ -108,9 +128,23 @@ impl ServerProcess {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let log = child.stderr.take().expect("stderr is piped");
-        let url = announced(log, "listening on ").context("the server exited before listening")?;
+        let (url, log) =
+            announced(log, "listening on ").context("the server exited before listening")?;
         let addr = url.trim_start_matches("http://").to_owned();
-        Ok(Self { url, addr, child })
+        Ok(Self {
+            url,
+            addr,
+            child,
+            log,
+        })
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The workspace's debug `server` binary (or `HUB_SERVER_BIN`) on a free port.
@@ -145,6 +179,7 @@ impl Browser {
         let log = driver.stdout.take().expect("stdout is piped");
         let port = announced(log, "started successfully on port ")
             .context("chromedriver exited before it started")?
+            .0
             .trim_end_matches('.')
             .parse::<u16>()?;
         let mut options = serde_json::json!({

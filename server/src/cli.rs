@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use common::{Level, NewNotification, DEFAULT_STREAM};
 
+use crate::auth;
 use crate::config::{cors_origin, count_unless_zero, defaults, seconds_unless_zero, Config, MIB};
 use crate::hub_client::{self, Format};
 use crate::store::Retention;
@@ -40,14 +41,55 @@ enum Command {
     Publish(PublishArgs),
     /// Print the notifications of a stream as they arrive, resuming after disconnects.
     Listen(ListenArgs),
+    /// Mint a token (JWT, HS256) with the server's secret, for operators and scripts.
+    Token(TokenArgs),
 }
 
-/// The server a client command talks to.
+/// The server a client command talks to, and the token it shows.
 #[derive(Args, Debug)]
 struct ServerUrl {
     /// Base URL of the server.
     #[arg(long, env = "NOTIFY_HUB_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Token (JWT) sent as Authorization: Bearer, when the server checks tokens.
+    #[arg(long, env = "NOTIFY_HUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Flags of `token`.
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The server's HS256 secret.
+    #[arg(long, env = "NOTIFY_HUB_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Who the token is for (the `sub` claim).
+    #[arg(long)]
+    sub: Option<String>,
+    /// Stream pattern it may publish to (repeat for several): a name, or a prefix ending in *.
+    #[arg(long, value_parser = auth::check_pattern)]
+    publish: Vec<String>,
+    /// Private-stream pattern it may read (repeat for several).
+    #[arg(long, value_parser = auth::check_pattern)]
+    subscribe: Vec<String>,
+    /// How long it is valid: 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = ttl)]
+    ttl: Duration,
+}
+
+/// A duration such as `90s`, `30m`, `1h` or `7d`.
+fn ttl(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m, 1h or 7d"))?;
+    let secs = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit is s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(secs)))
 }
 
 /// Flags of `publish`.
@@ -102,8 +144,23 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body: args.body,
         level: args.level,
     };
-    let stored = hub_client::publish(&args.server.url, &new).await?;
+    let stored = hub_client::publish(&args.server.url, args.server.token.as_deref(), &new).await?;
     println!("{}", serde_json::to_string(&stored)?);
+    Ok(())
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.publish.is_empty() || !args.subscribe.is_empty(),
+        "a token needs at least one --publish or --subscribe pattern"
+    );
+    let claims = auth::Claims {
+        exp: auth::expiry_in(args.ttl),
+        sub: args.sub,
+        publish: args.publish,
+        subscribe: args.subscribe,
+    };
+    println!("{}", auth::Auth::mint(&args.jwt_secret, &claims)?);
     Ok(())
 }
 
@@ -115,6 +172,7 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     };
     hub_client::listen(
         &args.server.url,
+        args.server.token.as_deref(),
         &args.stream,
         args.last_event_id,
         args.count,
@@ -193,6 +251,17 @@ struct ServeArgs {
     /// Publishes a client may make at once before the rate applies.
     #[arg(long, default_value_t = defaults::PUBLISH_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     publish_burst: u32,
+    /// HS256 secret that publish and subscribe tokens (JWT) are checked with; without it
+    /// (or --jwt-public-key) everything is open.
+    #[arg(long, env = "NOTIFY_HUB_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) tokens are checked with.
+    #[arg(long)]
+    jwt_public_key: Option<PathBuf>,
+    /// Streams that need a token with a matching `subscribe` claim to be read (repeat for
+    /// several): a name, or a prefix ending in * (alerts.*).
+    #[arg(long = "private-stream", value_parser = auth::check_pattern)]
+    private_streams: Vec<String>,
     /// Require this token (`Authorization: Bearer`) to read /metrics.
     #[arg(long, env = "NOTIFY_HUB_METRICS_TOKEN")]
     metrics_token: Option<String>,
@@ -225,6 +294,9 @@ impl ServeArgs {
             publish_rate: NonZeroU32::new(self.publish_rate),
             publish_burst: NonZeroU32::new(self.publish_burst).unwrap_or(NonZeroU32::MIN),
             metrics_token: self.metrics_token,
+            jwt_secret: self.jwt_secret,
+            jwt_public_key: self.jwt_public_key,
+            private_streams: self.private_streams,
             max_db_bytes: count_unless_zero(self.max_db_mb).map(|mb| mb as u64 * MIB),
             ..Config::default()
         }
@@ -246,6 +318,7 @@ impl Cli {
             None => crate::serve::run(self.serve.into_config()).await,
             Some(Command::Publish(args)) => publish(args).await,
             Some(Command::Listen(args)) => listen(args).await,
+            Some(Command::Token(args)) => token(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -84,6 +84,12 @@ pub struct Config {
     /// Largest size of the database file (`None`: as large as the disk allows). A full
     /// store refuses publishes with `503` until retention frees space.
     pub max_db_bytes: Option<u64>,
+    /// HS256 secret tokens are checked with (see [`crate::auth`]).
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA or EC P-256) tokens are checked with.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Patterns of the streams that need a `subscribe` claim to be read.
+    pub private_streams: Vec<String>,
 }
 
 impl Default for Config {
@@ -112,6 +118,9 @@ impl Default for Config {
                 .expect("the default burst is not 0"),
             metrics_token: None,
             max_db_bytes: count_unless_zero(defaults::MAX_DB_MB).map(|mb| mb as u64 * MIB),
+            jwt_secret: None,
+            jwt_public_key: None,
+            private_streams: Vec::new(),
         }
     }
 }

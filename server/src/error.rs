@@ -3,7 +3,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use axum::Json;
 pub struct ApiError {
     status: StatusCode,
     message: String,
-    retry_after: Option<u64>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -48,13 +48,18 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
     /// Tells the client to retry after `secs` seconds (`Retry-After`).
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+    pub fn retry_after(self, secs: u64) -> Self {
+        self.header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
+    /// Adds a header to the answer (`WWW-Authenticate`, say).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 }
@@ -65,11 +70,7 @@ impl IntoResponse for ApiError {
             error: self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        response.headers_mut().extend(self.headers);
         response
     }
 }

@@ -16,14 +16,20 @@ const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
 /// Publishes `new` on the server at `url` and returns what it stored. Input that breaks
 /// the publishing rules is refused here, before anything is sent.
-pub async fn publish(url: &str, new: &NewNotification) -> anyhow::Result<Notification> {
+pub async fn publish(
+    url: &str,
+    token: Option<&str>,
+    new: &NewNotification,
+) -> anyhow::Result<Notification> {
     Draft::try_from(new.clone())?;
     let client = reqwest::Client::new();
     let mut waits = 0;
     loop {
-        let response = client
-            .post(endpoint(url, paths::NOTIFICATIONS))
-            .json(new)
+        let mut request = client.post(endpoint(url, paths::NOTIFICATIONS)).json(new);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .send()
             .await
             .map_err(|err| connect_error(url, err))?;
@@ -79,6 +85,7 @@ pub enum Format {
 /// `Last-Event-ID` so that none is lost or repeated. Stops after `count` if given.
 pub async fn listen(
     url: &str,
+    token: Option<&str>,
     stream: &str,
     mut last_event_id: Option<String>,
     count: Option<u64>,
@@ -94,6 +101,9 @@ pub async fn listen(
     let mut delays = common::backoff::reconnect_delays(None);
     loop {
         let mut request = client.get(&url).query(&[("stream", stream)]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(id) = &last_event_id {
             request = request.header("Last-Event-ID", id);
         }

@@ -16,6 +16,7 @@
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
 
 pub mod assets;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;

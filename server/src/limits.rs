@@ -228,14 +228,21 @@ impl PublishRate {
     }
 }
 
-/// Middleware for the publishing routes: `429` with `Retry-After` for a client over its
-/// publish rate.
+/// Middleware for the publishing routes: `429` with `Retry-After` for a client (its token's
+/// subject, or its IP) over its publish rate.
 pub async fn publish_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST && request.uri().path() != common::paths::TRIGGER {
         return next.run(request).await;
     }
-    let client = client_ip(&request, state.config.trust_proxy)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    // With auth, a client is its token's subject; else its address.
+    let (parts, body) = request.into_parts();
+    let subject = state.auth.claims(&parts).ok().and_then(|claims| claims.sub);
+    let request = Request::from_parts(parts, body);
+    let client = match subject {
+        Some(sub) => format!("token of {sub}"),
+        None => client_ip(&request, state.config.trust_proxy)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+    };
     match state.publish_rate.check(&client) {
         Ok(()) => next.run(request).await,
         Err(wait) => ApiError::new(

@@ -206,14 +206,12 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         if sent != Some(token.as_str()) {
-            let mut refusal =
-                ApiError::new(StatusCode::UNAUTHORIZED, "/metrics needs the metrics token")
-                    .into_response();
-            refusal.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return refusal;
+            return ApiError::new(StatusCode::UNAUTHORIZED, "/metrics needs the metrics token")
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                )
+                .into_response();
         }
     }
     record_states(&state).await;

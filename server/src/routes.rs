@@ -1,19 +1,21 @@
 //! Every route of the server and the middleware around them, built in one place.
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use common::paths;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::handlers::{event_stream, health, notification_api, streams_overview, time_stream};
+use crate::handlers::{
+    event_stream, health, notification_api, session, streams_overview, time_stream,
+};
 use crate::state::AppState;
-use crate::{assets, error, limits, metrics, sse};
+use crate::{assets, auth, error, limits, metrics, sse};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::METRICS, get(metrics::render))
+        .route(paths::SESSION, post(session::open).delete(session::close))
         .fallback_service(assets::router(&state.config.assets))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -61,10 +64,29 @@ pub fn app(state: AppState) -> Router {
         .layer(cors(&state.config.cors_origins))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Longest URI a log line shows; the rest is cut (a 10,000-character URL is one bad
+/// request, not 10 KB of log).
+const LOGGED_URI_CHARS: usize = 200;
+
+/// The trace span of a request: method, version and URI, with `access_token` redacted
+/// (tokens never reach the logs) and long URIs cut.
+fn request_span(request: &Request) -> tracing::Span {
+    let uri = request.uri();
+    let mut shown = match uri.query() {
+        Some(query) => format!("{}?{}", uri.path(), auth::redact_query(query)),
+        None => uri.path().to_owned(),
+    };
+    if let Some((cut, _)) = shown.char_indices().nth(LOGGED_URI_CHARS) {
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    tracing::info_span!("request", method = %request.method(), uri = %shown, version = ?request.version())
 }
 
 /// Lets pages from other origins subscribe and publish (the seed pages opened from a file):
@@ -77,9 +99,10 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::CONTENT_TYPE,
+            header::AUTHORIZATION,
             HeaderName::from_static(sse::LAST_EVENT_ID),
         ])
 }

@@ -71,7 +71,14 @@ pub async fn serve(
         tokio::spawn(async move { hub.apply_retention(retention, every, shutdown).await });
     }
     let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
-    let state = AppState::new(config, hub, shutdown.clone());
+    let loopback = addr.ip().is_loopback();
+    let state = AppState::new(config, hub, shutdown.clone())?;
+    if !state.auth.enabled() && !loopback {
+        tracing::warn!(
+            "listening on {addr}, beyond this machine, without auth: anyone who can reach it \
+             may publish to and read every stream (see --jwt-secret)"
+        );
+    }
     tokio::spawn(forget_idle_publishers(state.clone()));
     tracing::info!("listening on http://{addr}");
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::{PublishRate, StreamSlots};
@@ -23,18 +24,27 @@ pub struct AppState {
     pub stream_slots: Arc<StreamSlots>,
     /// Each client's publish rate.
     pub publish_rate: Arc<PublishRate>,
+    /// Who may publish and read what.
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    pub fn new(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) -> Self {
+    /// Fails on an auth setting that cannot work (an unreadable key, a short secret).
+    pub fn new(config: Config, hub: Arc<Hub>, shutdown: CancellationToken) -> anyhow::Result<Self> {
         crate::metrics::install();
-        Self {
+        let auth = Auth::new(
+            config.jwt_secret.as_deref(),
+            config.jwt_public_key.as_deref(),
+            config.private_streams.clone(),
+        )?;
+        Ok(Self {
+            auth: Arc::new(auth),
             stream_slots: StreamSlots::new(config.max_connections, config.max_connections_per_ip),
             publish_rate: PublishRate::new(config.publish_rate, config.publish_burst),
             config: Arc::new(config),
             tickers: Tickers::default(),
             hub,
             shutdown,
-        }
+        })
     }
 }

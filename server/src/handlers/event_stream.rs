@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
@@ -29,12 +29,14 @@ use crate::{params, sse, ticker};
 /// The handler of `GET /events`.
 pub async fn subscribe(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let stream = stream_param(&query)?;
+    state.auth.may_subscribe(&parts, stream)?;
+    let headers = &parts.headers;
     let clock_ms = params::whole_number(&query, "clock_ms", time_stream::INTERVAL_MS)?;
-    let after = sse::last_event_id(&headers, &query).map(EventId::parse_or_unknown);
+    let after = sse::last_event_id(headers, &query).map(EventId::parse_or_unknown);
     let subscription = state
         .hub
         .subscribe(stream, after)

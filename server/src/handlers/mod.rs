@@ -4,6 +4,7 @@
 pub mod event_stream;
 pub mod health;
 pub mod notification_api;
+pub mod session;
 pub mod streams_overview;
 pub mod time_stream;
 

@@ -6,6 +6,7 @@ use std::ops::RangeInclusive;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use common::{Draft, History, Level, NewNotification, Notification};
@@ -27,28 +28,31 @@ type Published = (StatusCode, Json<Notification>);
 /// `POST /api/notifications`: validates, stores, fans out, and answers 201 with the result.
 pub async fn publish(
     State(state): State<AppState>,
+    parts: Parts,
     payload: Result<Json<NewNotification>, JsonRejection>,
 ) -> Result<Published, ApiError> {
     let Json(new) = payload.map_err(ApiError::rejected_json)?;
     let draft = Draft::try_from(new).map_err(ApiError::invalid)?;
-    publish_draft(&state, draft).await
+    publish_draft(&state, &parts, draft).await
 }
 
 /// `POST /trigger?stream=NAME`: publishes "Triggered at <server time>" (default stream
 /// `messages`).
 pub async fn trigger(
     State(state): State<AppState>,
+    parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Published, ApiError> {
-    publish_draft(&state, trigger_draft(&query)?).await
+    publish_draft(&state, &parts, trigger_draft(&query)?).await
 }
 
 /// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET.
 pub async fn trigger_get(
     state: State<AppState>,
+    parts: Parts,
     query: Query<HashMap<String, String>>,
 ) -> Result<Published, ApiError> {
-    let (_, stored) = trigger(state, query).await?;
+    let (_, stored) = trigger(state, parts, query).await?;
     Ok((StatusCode::OK, stored))
 }
 
@@ -60,9 +64,11 @@ pub async fn trigger_get(
 /// taking an empty page for "caught up".
 pub async fn history(
     State(state): State<AppState>,
+    parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<History>, ApiError> {
     let stream = stream_param(&query)?;
+    state.auth.may_subscribe(&parts, stream)?;
     let limit = params::whole_number(&query, "limit", HISTORY_LIMIT)?
         .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
     let entries = match query.get("after") {
@@ -104,13 +110,18 @@ fn trigger_draft(query: &HashMap<String, String>) -> Result<Draft, ApiError> {
     })
 }
 
-/// Publishes `draft` and answers 201 with what was stored.
 /// Seconds a publisher is told to wait when the store cannot write.
 const STORE_RETRY_AFTER_SECS: u64 = 1;
 
+/// Publishes `draft` (when the request's token may) and answers 201 with what was stored.
 /// A store that cannot write (full disk, read-only file, I/O error) is answered `503`:
 /// nothing was stored, and the same publish may be sent again shortly.
-async fn publish_draft(state: &AppState, draft: Draft) -> Result<Published, ApiError> {
+async fn publish_draft(
+    state: &AppState,
+    parts: &Parts,
+    draft: Draft,
+) -> Result<Published, ApiError> {
+    state.auth.may_publish(parts, &draft.stream)?;
     let entry = state.hub.publish(draft).await.map_err(|err| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -6,11 +6,16 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::Json;
 use futures::{stream, StreamExt};
 use tokio_stream::wrappers::IntervalStream;
+
+use common::StreamsOverview;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,25 +29,37 @@ pub const DEFAULT_INTERVAL_MS: u64 = 2_000;
 /// The handler of `GET /api/streams`.
 pub async fn list(
     State(state): State<AppState>,
-) -> Result<Json<common::StreamsOverview>, ApiError> {
-    Ok(Json(
-        state.hub.overview().await.map_err(ApiError::internal)?,
-    ))
+    parts: Parts,
+) -> Result<Json<StreamsOverview>, ApiError> {
+    let overview = state.hub.overview().await.map_err(ApiError::internal)?;
+    Ok(Json(visible(&state, &parts, overview)))
+}
+
+/// The overview without the private streams the request's token may not read.
+fn visible(state: &AppState, parts: &Parts, mut overview: StreamsOverview) -> StreamsOverview {
+    overview
+        .streams
+        .retain(|s| state.auth.may_subscribe(parts, &s.name).is_ok());
+    overview
 }
 
 /// The handler of `GET /sse/streams`: the overview now, then every interval.
 pub async fn watch(
     State(state): State<AppState>,
+    parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let every = Duration::from_millis(
         params::whole_number(&query, "interval_ms", INTERVAL_MS)?.unwrap_or(DEFAULT_INTERVAL_MS),
     );
-    let hub = state.hub.clone();
+    let (watcher, parts) = (state.clone(), Arc::new(parts));
     let frames = IntervalStream::new(tokio::time::interval(every))
         .then(move |_| {
-            let hub = hub.clone();
-            async move { hub.overview().await }
+            let (state, parts) = (watcher.clone(), parts.clone());
+            async move {
+                let overview = state.hub.overview().await?;
+                anyhow::Ok(visible(&state, &parts, overview))
+            }
         })
         .flat_map(|overview| {
             // A failed read skips one update; the store's error is logged where it happened.

@@ -1,0 +1,311 @@
+//! Who may publish to and subscribe to which stream: JWTs, as app backends already mint
+//! them, checked with `jsonwebtoken`.
+//!
+//! With `--jwt-secret` (HS256) and/or `--jwt-public-key` (RS256/ES256), publishing needs a
+//! token whose `publish` claim matches the stream, and the streams named by
+//! `--private-stream` need a `subscribe` match to be read (live or history); other streams
+//! stay public. A claim is a list of patterns: a stream name, or a prefix ending in `*`
+//! (`alerts.*`, `*`). No token or a bad one is `401` with `WWW-Authenticate: Bearer`; a
+//! good token that does not cover the stream is `403`. Without any key, everything is open.
+//!
+//! `EventSource` cannot send headers, so a token is taken from, in order: the
+//! `Authorization: Bearer` header, the `notify_hub_token` cookie (set by `POST
+//! /api/session`), or the `access_token` query parameter (the least safe: URLs end up in
+//! logs and histories; the server's own traces redact it).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The cookie `POST /api/session` sets.
+pub const COOKIE: &str = "notify_hub_token";
+/// The query parameter a token may come in.
+pub const QUERY: &str = "access_token";
+/// Clock skew allowed between the token's minter and the hub.
+const LEEWAY_SECS: u64 = 5;
+
+/// What a token says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Expiry, seconds since the Unix epoch (required).
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Stream patterns this token may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Private-stream patterns this token may read.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// The keys tokens are checked with, and which streams are private.
+#[derive(Default)]
+pub struct Auth {
+    keys: Vec<(DecodingKey, Algorithm)>,
+    private: Vec<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("keys", &self.keys.len())
+            .field("private", &self.private)
+            .finish()
+    }
+}
+
+/// Whether `pattern` (a name, or a prefix ending in `*`) covers `stream`.
+pub fn matches(pattern: &str, stream: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => stream.starts_with(prefix),
+        None => pattern == stream,
+    }
+}
+
+/// Whether a pattern is well formed: a stream name, optionally followed by `*`, or `*`.
+pub fn check_pattern(pattern: &str) -> Result<String, String> {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    if name.is_empty() || common::is_valid_stream_name(name) {
+        Ok(pattern.to_owned())
+    } else {
+        Err(format!(
+            "`{pattern}` is not a stream pattern: a stream name, or a prefix ending in * (alerts.*, *)"
+        ))
+    }
+}
+
+impl Auth {
+    /// Checks with `secret` (HS256) and/or the PEM public key in `public_key` (RSA or EC);
+    /// `private` patterns name the streams that need a `subscribe` claim.
+    pub fn new(
+        secret: Option<&str>,
+        public_key: Option<&Path>,
+        private: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let mut keys = Vec::new();
+        if let Some(secret) = secret {
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "the JWT secret is {} characters; use at least 16 (32 random bytes is better)",
+                secret.len()
+            );
+            keys.push((
+                DecodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+            ));
+        }
+        if let Some(path) = public_key {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the JWT public key {}", path.display()))?;
+            let key = DecodingKey::from_rsa_pem(&pem)
+                .map(|key| (key, Algorithm::RS256))
+                .or_else(|_| DecodingKey::from_ec_pem(&pem).map(|key| (key, Algorithm::ES256)))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} is not a PEM RSA or EC (P-256) public key",
+                        path.display()
+                    )
+                })?;
+            keys.push(key);
+        }
+        anyhow::ensure!(
+            !keys.is_empty() || private.is_empty(),
+            "--private-stream needs --jwt-secret or --jwt-public-key: nobody could read them"
+        );
+        Ok(Self { keys, private })
+    }
+
+    /// Whether tokens are checked at all.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether reading `stream` needs a token.
+    pub fn is_private(&self, stream: &str) -> bool {
+        self.private.iter().any(|p| matches(p, stream))
+    }
+
+    /// The claims of a valid `token`, or the `401` that says what is wrong with it.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut last = None;
+        for (key, algorithm) in &self.keys {
+            let mut validation = Validation::new(*algorithm);
+            validation.leeway = LEEWAY_SECS;
+            validation.set_required_spec_claims(&["exp"]);
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(err) => last = Some(err),
+            }
+        }
+        let reason = match last.as_ref().map(|e| e.kind()) {
+            Some(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => "the token has expired",
+            Some(jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                "the token's signature does not match this server's key"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)) => {
+                "the token has no exp claim"
+            }
+            _ => "the token is not a valid JWT for this server",
+        };
+        Err(unauthorized(reason, true))
+    }
+
+    /// May the request's token publish to `stream`? `Ok` also when auth is off.
+    pub fn may_publish(&self, parts: &Parts, stream: &str) -> Result<Option<Claims>, ApiError> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let claims = self.claims(parts)?;
+        if claims.publish.iter().any(|p| matches(p, stream)) {
+            Ok(Some(claims))
+        } else {
+            Err(forbidden(format!(
+                "this token may not publish to `{stream}`"
+            )))
+        }
+    }
+
+    /// May the request read `stream` (live or its history)? Public streams always.
+    pub fn may_subscribe(&self, parts: &Parts, stream: &str) -> Result<(), ApiError> {
+        if !self.is_private(stream) {
+            return Ok(());
+        }
+        let claims = self.claims(parts)?;
+        if claims.subscribe.iter().any(|p| matches(p, stream)) {
+            Ok(())
+        } else {
+            Err(forbidden(format!(
+                "`{stream}` is private and this token may not read it"
+            )))
+        }
+    }
+
+    /// The claims of the request's token; `401` without one.
+    pub fn claims(&self, parts: &Parts) -> Result<Claims, ApiError> {
+        let token = token(parts).ok_or_else(|| {
+            unauthorized(
+                "a token is needed: Authorization: Bearer, the session cookie, or ?access_token=",
+                false,
+            )
+        })?;
+        self.verify(&token)
+    }
+
+    /// Mints a token signed with `secret` (for `server token`).
+    pub fn mint(secret: &str, claims: &Claims) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )?)
+    }
+}
+
+/// The token a request carries: `Authorization: Bearer`, else the session cookie, else
+/// `?access_token=`.
+pub fn token(parts: &Parts) -> Option<String> {
+    bearer(&parts.headers)
+        .or_else(|| cookie(&parts.headers))
+        .or_else(|| {
+            let query = parts.uri.query()?;
+            form_urlencoded_value(query, QUERY)
+        })
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The session cookie's token.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+        })
+}
+
+/// The value of `name` in a query string.
+fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find_map(|(key, value)| (key == name && !value.is_empty()).then_some(value))
+}
+
+/// `query` with the value of `access_token` replaced, for logs and traces.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((QUERY, _)) => format!("{QUERY}=REDACTED"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `401` with `WWW-Authenticate: Bearer` (and `error="invalid_token"` for a bad one).
+fn unauthorized(reason: &str, invalid: bool) -> ApiError {
+    let challenge = if invalid {
+        format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"")
+    } else {
+        "Bearer".to_owned()
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, reason).header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+    )
+}
+
+fn forbidden(reason: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, reason)
+}
+
+/// Seconds since the Unix epoch, `ttl` from now.
+pub fn expiry_in(ttl: Duration) -> u64 {
+    (SystemTime::now() + ttl)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_names_and_prefixes() {
+        assert!(matches("alerts", "alerts"));
+        assert!(!matches("alerts", "alerts.disk"));
+        assert!(matches("alerts.*", "alerts.disk"));
+        assert!(!matches("alerts.*", "alerts"));
+        assert!(matches("*", "anything"));
+        assert!(check_pattern("alerts.*").is_ok());
+        assert!(check_pattern("*").is_ok());
+        assert!(check_pattern("bad name*").is_err());
+    }
+
+    #[test]
+    fn the_access_token_is_redacted() {
+        assert_eq!(
+            redact_query("stream=a&access_token=eyJ.secret&lastEventId=3"),
+            "stream=a&access_token=REDACTED&lastEventId=3"
+        );
+    }
+}

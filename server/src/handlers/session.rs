@@ -1,0 +1,58 @@
+//! `POST /api/session` and `DELETE /api/session`: a browser's token as an `HttpOnly`
+//! cookie, because `EventSource` cannot send an `Authorization` header.
+//!
+//! `POST` with `Authorization: Bearer <token>` checks the token and sets the cookie
+//! `notify_hub_token` (`HttpOnly; SameSite=Strict`, expiring with the token); the page's
+//! streams then carry it by themselves. `DELETE` clears it.
+
+use axum::extract::State;
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::auth::{self, Claims};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The handler of `POST /api/session`: answers the token's claims and sets the cookie.
+pub async fn open(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    if !state.auth.enabled() {
+        return Err(ApiError::bad_request(
+            "this server checks no tokens: everything is open without a session",
+        ));
+    }
+    let token = auth::bearer(&parts.headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "send the token as Authorization: Bearer <token>",
+        )
+        .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    })?;
+    let claims: Claims = state.auth.verify(&token)?;
+    let max_age = claims
+        .exp
+        .saturating_sub(auth::expiry_in(std::time::Duration::ZERO));
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
+        auth::COOKIE
+    );
+    let cookie = HeaderValue::from_str(&cookie)
+        .map_err(|_| ApiError::bad_request("the token has characters a cookie cannot hold"))?;
+    Ok(([(header::SET_COOKIE, cookie)], Json(claims)).into_response())
+}
+
+/// The handler of `DELETE /api/session`: clears the cookie.
+pub async fn close() -> Response {
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        auth::COOKIE
+    );
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).expect("a fixed cookie"),
+        )],
+    )
+        .into_response()
+}
