@@ -539,3 +539,68 @@ async fn the_streams_card_shows_every_stream_live_and_opens_one() -> anyhow::Res
     assert_eq!(browser.text("stream-name").await, "other");
     browser.close().await
 }
+
+#[tokio::test]
+async fn a_401_on_trigger_asks_for_a_token_that_then_publishes_and_opens_private_streams(
+) -> anyhow::Result<()> {
+    const SECRET: &str = "an-e2e-secret-of-32-characters!!";
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(
+        &dist()?,
+        &db.path().join("hub.db"),
+        &["--jwt-secret", SECRET, "--private-stream", "secret"],
+    )?;
+    let minted = Command::new(server_bin())
+        .args([
+            "token",
+            "--jwt-secret",
+            SECRET,
+            "--publish",
+            "*",
+            "--subscribe",
+            "secret",
+        ])
+        .output()?;
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout)?.trim().to_owned();
+
+    let browser = Browser::start().await?;
+    browser
+        .client
+        .goto(&format!("{}/?stream=secret", server.url))
+        .await?;
+    // The private stream is refused, and the pill says why.
+    browser
+        .wait_text("notifications-state", WAIT, |t| t.contains("not allowed"))
+        .await?;
+    browser.type_into("trigger-title", "with a token").await?;
+    browser.click("trigger-button").await?;
+    browser
+        .wait_text("trigger-error", WAIT, |t| t.contains("token"))
+        .await?;
+    browser.type_into("token-input", &token).await?;
+    browser.click("token-save").await?;
+    // The publish went out with the token, and the cookie opened the private stream.
+    wait_for_item(&browser, "with a token").await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    let kept = browser
+        .client
+        .execute(
+            "return [sessionStorage.getItem('notify-hub:token') !== null, \
+                  Object.keys(localStorage).some(k => localStorage.getItem(k).includes('.'))];",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        kept,
+        serde_json::json!([true, false]),
+        "the token stays in sessionStorage only"
+    );
+    browser.close().await
+}

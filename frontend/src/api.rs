@@ -1,9 +1,67 @@
 //! Where the server is and how to call it: same origin in the app, another origin in
 //! tests and embeds. HTTP calls go through gloo-net.
+//!
+//! On a server that checks tokens, the token the user gave (kept in `sessionStorage`, never
+//! `localStorage`, so it ends with the tab) goes with every call as `Authorization:
+//! Bearer`, and [`Api::open_session`] turns it into the cookie the page's streams carry.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::{paths, ErrorBody, History, NewNotification, Notification};
-use gloo_net::http::{Request, Response};
+use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+
+use crate::storage;
+
+/// Where the user's token is kept for the tab's lifetime.
+const TOKEN_KEY: &str = "notify-hub:token";
+
+/// A failed call: the HTTP status when the server answered, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Option<u16>,
+    pub reason: String,
+}
+
+impl Failure {
+    /// The server wants a (better) token: `401` or `403`.
+    pub fn needs_token(&self) -> bool {
+        matches!(self.status, Some(401 | 403))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The token the user gave in this tab, if any.
+pub fn token() -> Option<String> {
+    storage::session_get(TOKEN_KEY).filter(|t| !t.is_empty())
+}
+
+/// Keeps `token` for this tab.
+pub fn set_token(token: &str) {
+    storage::session_set(TOKEN_KEY, token.trim());
+}
+
+/// Sessions opened in this tab so far: waiting retries start over when it changes.
+static SESSIONS: AtomicU32 = AtomicU32::new(0);
+
+/// How many sessions this tab has opened (see [`Api::open_session`]).
+pub fn session_generation() -> u32 {
+    SESSIONS.load(Ordering::Relaxed)
+}
+
+/// `request` with the tab's token, if there is one.
+fn authorized(request: RequestBuilder) -> RequestBuilder {
+    match token() {
+        Some(token) => request.header("Authorization", &format!("Bearer {token}")),
+        None => request,
+    }
+}
 
 /// The server's base URL, provided as Leptos context by whoever mounts the components.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,27 +98,31 @@ impl Api {
 
 impl Api {
     /// The newest `limit` notifications of `stream`, oldest first.
-    pub async fn history(&self, stream: &str, limit: usize) -> Result<Vec<Notification>, String> {
+    pub async fn history(&self, stream: &str, limit: usize) -> Result<Vec<Notification>, Failure> {
         let url = self.url(&format!(
             "{}?stream={stream}&limit={limit}",
             paths::NOTIFICATIONS
         ));
-        let response = Request::get(&url).send().await.map_err(connect_error)?;
+        let response = authorized(Request::get(&url))
+            .send()
+            .await
+            .map_err(connect_error)?;
         let history: History = answer(response).await?;
         Ok(history.notifications)
     }
 
     /// Publishes `new`; the server's reason if it refuses.
-    pub async fn publish(&self, new: &NewNotification) -> Result<Notification, String> {
-        let request = Request::post(&self.url(paths::NOTIFICATIONS))
+    pub async fn publish(&self, new: &NewNotification) -> Result<Notification, Failure> {
+        let request = authorized(Request::post(&self.url(paths::NOTIFICATIONS)))
             .json(new)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failure(None, e.to_string()))?;
         answer(request.send().await.map_err(connect_error)?).await
     }
 
     /// Presses the seed demo's trigger: "Triggered at <server time>" to `stream`.
-    pub async fn trigger(&self, stream: &str) -> Result<Notification, String> {
-        let response = Request::post(&self.url(&format!("{}?stream={stream}", paths::TRIGGER)))
+    pub async fn trigger(&self, stream: &str) -> Result<Notification, Failure> {
+        let url = self.url(&format!("{}?stream={stream}", paths::TRIGGER));
+        let response = authorized(Request::post(&url))
             .send()
             .await
             .map_err(connect_error)?;
@@ -68,19 +130,49 @@ impl Api {
     }
 }
 
-/// The message for a request that never got an answer.
-fn connect_error(err: gloo_net::Error) -> String {
-    format!("cannot reach the server ({err})")
+impl Api {
+    /// Sends the tab's token to `POST /api/session`, which sets the cookie that the page's
+    /// streams (an `EventSource` cannot send headers) carry from then on.
+    pub async fn open_session(&self) -> Result<(), Failure> {
+        let response = authorized(Request::post(&self.url(paths::SESSION)))
+            .send()
+            .await
+            .map_err(connect_error)?;
+        if response.ok() {
+            SESSIONS.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(refusal(response).await)
+    }
+}
+
+fn failure(status: Option<u16>, reason: String) -> Failure {
+    Failure { status, reason }
+}
+
+/// The failure of a request that never got an answer.
+fn connect_error(err: gloo_net::Error) -> Failure {
+    failure(None, format!("cannot reach the server ({err})"))
 }
 
 /// The JSON body of a successful answer, or the server's `{"error"}` reason.
-async fn answer<T: DeserializeOwned>(response: Response) -> Result<T, String> {
-    if response.ok() {
-        return response.json().await.map_err(|e| e.to_string());
-    }
+async fn answer<T: DeserializeOwned>(response: Response) -> Result<T, Failure> {
     let status = response.status();
-    match response.json::<ErrorBody>().await {
-        Ok(body) => Err(body.error),
-        Err(_) => Err(format!("the server answered {status}")),
+    if response.ok() {
+        return response
+            .json()
+            .await
+            .map_err(|e| failure(Some(status), e.to_string()));
     }
+    Err(refusal(response).await)
+}
+
+/// The server's `{"error"}` reason for a refusal.
+async fn refusal(response: Response) -> Failure {
+    let status = response.status();
+    let reason = match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => format!("the server answered {status}"),
+    };
+    failure(Some(status), reason)
 }

@@ -29,7 +29,6 @@ use common::{events, Heartbeat};
 use gloo_timers::callback::{Interval, Timeout};
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
@@ -37,7 +36,7 @@ use web_sys::{EventSource, MessageEvent};
 use crate::tab_group::{self, GroupMessage, TabGroup};
 
 /// What the user sees of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionState {
     /// The first connection attempt is under way.
     Connecting,
@@ -51,7 +50,7 @@ pub enum ConnectionState {
 }
 
 /// Why a connection is not live, as a plain request to its URL found out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trouble {
     /// No answer at all: the server is down or the network is.
     Unreachable,

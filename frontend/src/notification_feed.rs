@@ -20,9 +20,9 @@ use common::{events, paths, Notification};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::Api;
+use crate::api::{self, Api};
 use crate::desktop;
-use crate::event_source::{self, Connection, ConnectionState, SseMessage, Subscription};
+use crate::event_source::{self, Connection, ConnectionState, SseMessage, Subscription, Trouble};
 use crate::feed::Feed;
 use crate::storage;
 
@@ -30,6 +30,8 @@ use crate::storage;
 const CAP: usize = 100;
 /// How many stored notifications are loaded on start and after a reset.
 const HISTORY: usize = 50;
+/// How often a history retry that waits checks whether the user opened a session.
+const SESSION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often the server clock ticks on the connection.
 const CLOCK_MS: u64 = 1_000;
 /// The clock ticks every second: three seconds without an event means a dead connection.
@@ -42,6 +44,8 @@ pub struct NotificationFeed {
     feed: RwSignal<Feed>,
     announcement: RwSignal<String>,
     server_time: RwSignal<Option<String>>,
+    /// Why the history cannot be loaded (the live connection waits for it meanwhile).
+    history_trouble: RwSignal<Option<Trouble>>,
     connection: Connection,
 }
 
@@ -62,8 +66,13 @@ impl NotificationFeed {
     }
 
     /// The state of the live connection (`connecting` until the history is in).
-    pub fn state(&self) -> ReadSignal<ConnectionState> {
-        self.connection.state
+    pub fn state(&self) -> Signal<ConnectionState> {
+        let (history, live) = (self.history_trouble, self.connection.state);
+        Signal::derive(move || {
+            history
+                .get()
+                .map_or_else(|| live.get(), ConnectionState::Offline)
+        })
     }
 
     /// A sentence about the newest arrival, for screen readers.
@@ -97,6 +106,7 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     let feed = RwSignal::new(Feed::new(CAP));
     let announcement = RwSignal::new(String::new());
     let server_time = RwSignal::new(None);
+    let history_trouble = RwSignal::new(None);
     let name = StoredValue::new(stream.clone());
     let read_mark = storage::get(&read_key(&stream));
     let key = read_key(&stream);
@@ -117,7 +127,8 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
                 feed.update(Feed::begin_reload);
                 let (api, stream) = (api.clone(), stream.clone());
                 spawn_local(async move {
-                    if let Some(history) = load_history(&api, &stream, feed).await {
+                    if let Some(history) = load_history(&api, &stream, feed, history_trouble).await
+                    {
                         feed.try_update(|f| f.reload(history));
                     }
                 });
@@ -146,7 +157,7 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     };
 
     spawn_local(async move {
-        let Some(history) = load_history(&api, &stream, feed).await else {
+        let Some(history) = load_history(&api, &stream, feed, history_trouble).await else {
             return;
         };
         let newest = history.last().map(|n| n.id.clone());
@@ -172,25 +183,45 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         feed,
         announcement,
         server_time,
+        history_trouble,
         connection,
     }
 }
 
 /// The stream's newest stored notifications, retrying with the hub's backoff until the
-/// server answers (starting without them would replay the whole stream as new). `None`
-/// once `feed` is gone: nobody is left to show them, so the retries stop.
-async fn load_history(api: &Api, stream: &str, feed: RwSignal<Feed>) -> Option<Vec<Notification>> {
+/// server answers (starting without them would replay the whole stream as new), and
+/// saying meanwhile in `trouble` why it cannot. A retry comes at once when the user opens
+/// a session (gives a token). `None` once `feed` is gone: nobody is left to show them, so
+/// the retries stop.
+async fn load_history(
+    api: &Api,
+    stream: &str,
+    feed: RwSignal<Feed>,
+    trouble: RwSignal<Option<Trouble>>,
+) -> Option<Vec<Notification>> {
     let mut delays = event_source::reconnect_delays();
     loop {
         if feed.is_disposed() {
             return None;
         }
+        let session = api::session_generation();
         match api.history(stream, HISTORY).await {
-            Ok(history) => return Some(history),
-            Err(reason) => {
+            Ok(history) => {
+                trouble.try_set(None);
+                return Some(history);
+            }
+            Err(failure) => {
+                trouble.try_set(Some(match failure.status {
+                    None => Trouble::Unreachable,
+                    Some(401 | 403) => Trouble::NotAllowed,
+                    Some(status) => Trouble::ServerError(status),
+                }));
                 let pause = delays.next().unwrap_or(common::backoff::MAX_DELAY);
-                leptos::logging::warn!("history of {stream}: {reason}; retrying in {pause:?}");
-                gloo_timers::future::sleep(pause).await;
+                leptos::logging::warn!("history of {stream}: {failure}; retrying in {pause:?}");
+                let until = js_sys::Date::now() + pause.as_millis() as f64;
+                while js_sys::Date::now() < until && api::session_generation() == session {
+                    gloo_timers::future::sleep(SESSION_POLL).await;
+                }
             }
         }
     }

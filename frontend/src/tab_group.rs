@@ -20,13 +20,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use crate::event_source::{ConnectionState, SseMessage};
+use crate::event_source::{ConnectionState, SseMessage, Trouble};
 
 /// How often the leader tells the group it is alive (with its connection state).
 pub const BEACON_EVERY: Duration = Duration::from_secs(1);
@@ -45,9 +44,10 @@ extern "C" {
     ) -> Result<js_sys::Promise, JsValue>;
 }
 
-/// What tabs of a group tell each other.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// What tabs of a group tell each other. Posted as a plain JS array (structured clone),
+/// `["event", name, id, data]`, `["state", kind, detail]` or `["hello"]`: no JSON codec
+/// in the bundle for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupMessage {
     /// An event the leader received, in its order.
     Event {
@@ -59,6 +59,71 @@ pub enum GroupMessage {
     State { state: ConnectionState },
     /// A tab joined and wants to hear the state now.
     Hello,
+}
+
+impl GroupMessage {
+    /// The message as the array posted on the channel.
+    fn to_js(&self) -> JsValue {
+        let parts: Vec<String> = match self {
+            GroupMessage::Event { event, id, data } => {
+                vec!["event".into(), event.clone(), id.clone(), data.clone()]
+            }
+            GroupMessage::State { state } => {
+                let (kind, detail) = match state {
+                    ConnectionState::Offline(Trouble::Unreachable) => {
+                        ("offline", "unreachable".into())
+                    }
+                    ConnectionState::Offline(Trouble::NotAllowed) => {
+                        ("offline", "not-allowed".into())
+                    }
+                    ConnectionState::Offline(Trouble::NoEvents) => ("offline", "no-events".into()),
+                    ConnectionState::Offline(Trouble::ServerError(status)) => {
+                        ("offline", status.to_string())
+                    }
+                    other => (other.kind(), String::new()),
+                };
+                vec!["state".into(), kind.into(), detail]
+            }
+            GroupMessage::Hello => vec!["hello".into()],
+        };
+        parts
+            .into_iter()
+            .map(JsValue::from)
+            .collect::<js_sys::Array>()
+            .into()
+    }
+
+    /// The message in a posted array; `None` for anything else.
+    fn from_js(value: &JsValue) -> Option<Self> {
+        let parts: Vec<String> = js_sys::Array::from(value)
+            .iter()
+            .map(|part| part.as_string())
+            .collect::<Option<_>>()?;
+        let part = |n: usize| parts.get(n).cloned();
+        Some(match parts.first()?.as_str() {
+            "event" => GroupMessage::Event {
+                event: part(1)?,
+                id: part(2)?,
+                data: part(3)?,
+            },
+            "state" => GroupMessage::State {
+                state: match (part(1)?.as_str(), part(2)?.as_str()) {
+                    ("connecting", _) => ConnectionState::Connecting,
+                    ("live", _) => ConnectionState::Live,
+                    ("reconnecting", _) => ConnectionState::Reconnecting,
+                    ("offline", "unreachable") => ConnectionState::Offline(Trouble::Unreachable),
+                    ("offline", "not-allowed") => ConnectionState::Offline(Trouble::NotAllowed),
+                    ("offline", "no-events") => ConnectionState::Offline(Trouble::NoEvents),
+                    ("offline", status) => {
+                        ConnectionState::Offline(Trouble::ServerError(status.parse().ok()?))
+                    }
+                    _ => return None,
+                },
+            },
+            "hello" => GroupMessage::Hello,
+            _ => return None,
+        })
+    }
 }
 
 impl From<&SseMessage> for GroupMessage {
@@ -99,11 +164,7 @@ impl TabGroup {
         let name = format!("notify-hub:{key}");
         let channel = BroadcastChannel::new(&name).ok()?;
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let message = event
-                .data()
-                .as_string()
-                .and_then(|text| serde_json::from_str::<GroupMessage>(&text).ok());
-            if let Some(message) = message {
+            if let Some(message) = GroupMessage::from_js(&event.data()) {
                 on_message(message);
             }
         });
@@ -120,9 +181,7 @@ impl TabGroup {
 
     /// Posts `message` to the other tabs of the group.
     pub fn post(&self, message: &GroupMessage) {
-        if let Ok(text) = serde_json::to_string(message) {
-            let _ = self.channel.post_message(&text.into());
-        }
+        let _ = self.channel.post_message(&message.to_js());
     }
 
     /// Queues for leadership (or, with `steal`, takes it from a silent leader now).
@@ -173,5 +232,36 @@ impl Drop for TabGroup {
         self.release();
         self.channel.set_onmessage(None);
         self.channel.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn messages_survive_the_trip_between_tabs() {
+        let messages = [
+            GroupMessage::Event {
+                event: "message".into(),
+                id: "42".into(),
+                data: "{\"title\":\"x\"}".into(),
+            },
+            GroupMessage::State {
+                state: ConnectionState::Live,
+            },
+            GroupMessage::State {
+                state: ConnectionState::Offline(Trouble::ServerError(503)),
+            },
+            GroupMessage::State {
+                state: ConnectionState::Offline(Trouble::NotAllowed),
+            },
+            GroupMessage::Hello,
+        ];
+        for message in messages {
+            assert_eq!(GroupMessage::from_js(&message.to_js()), Some(message));
+        }
+        assert_eq!(GroupMessage::from_js(&JsValue::from_str("garbage")), None);
     }
 }

@@ -8,12 +8,14 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::Api;
+use crate::api::{self, Api};
 
 /// Title, optional body and level, and a Trigger button, publishing to `stream`. An empty
 /// form asks the server for the seed's default notification ("Triggered at <server
 /// time>"). The form is checked with the server's own rules before it is sent; what the
-/// server still refuses is shown under the form.
+/// server still refuses is shown under the form. When the server wants a token (`401`,
+/// `403`), a token field appears; the token is kept for the tab (`sessionStorage`), opens a
+/// session (the cookie private streams need) and the publish is sent again with it.
 #[component]
 pub fn TriggerForm(
     #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
@@ -24,9 +26,10 @@ pub fn TriggerForm(
     let level = RwSignal::new(Level::Info);
     let sending = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    let needs_token = RwSignal::new(false);
+    let token = RwSignal::new(String::new());
 
-    let submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
+    let send = move || {
         if sending.get_untracked() {
             return;
         }
@@ -55,10 +58,32 @@ pub fn TriggerForm(
                 Ok(_) => {
                     title.set(String::new());
                     body.set(String::new());
+                    needs_token.set(false);
                 }
-                Err(reason) => error.set(Some(reason)),
+                Err(failure) => {
+                    needs_token.set(failure.needs_token());
+                    error.set(Some(failure.reason));
+                }
             }
             sending.set(false);
+        });
+    };
+    let send_again = send.clone();
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        send();
+    };
+    let use_token = move |ev: SubmitEvent| {
+        let send = send_again.clone();
+        ev.prevent_default();
+        api::set_token(&token.get_untracked());
+        token.set(String::new());
+        let session = use_context::<Api>().unwrap_or_default();
+        spawn_local(async move {
+            // The cookie lets the page's streams read private streams; a failure here
+            // shows when the publish is sent again.
+            let _ = session.open_session().await;
+            send();
         });
     };
 
@@ -88,6 +113,22 @@ pub fn TriggerForm(
                 </button>
                 <p class="error" role="alert" data-testid="trigger-error">{move || error.get()}</p>
             </form>
+            <Show when=move || needs_token.get()>
+                <form class="token" on:submit=use_token.clone()>
+                    <label>
+                        "Token"
+                        <input
+                            type="password"
+                            autocomplete="off"
+                            placeholder="paste the token you were given"
+                            data-testid="token-input"
+                            bind:value=token
+                        />
+                    </label>
+                    <button type="submit" data-testid="token-save">"Use token and send again"</button>
+                    <p class="muted">"Kept for this tab only."</p>
+                </form>
+            </Show>
         </section>
     }
 }
