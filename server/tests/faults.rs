@@ -268,3 +268,88 @@ async fn a_stalled_subscriber_costs_bounded_memory_and_catches_up_from_the_store
     );
     assert!(growth_mb < 50.0, "RSS grew {growth_mb:.1} MB");
 }
+
+/// Open file descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// `cycles` connections, `parallel` at a time: half read a stream's first event and hang up
+/// mid-response, half make a whole request.
+async fn churn(url: &str, cycles: usize, parallel: usize) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..parallel).map(|_| {
+        let (url, next) = (url.to_owned(), next.clone());
+        tokio::spawn(async move {
+            // A client of its own per cycle: a new connection each time.
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < cycles {
+                let client = reqwest::Client::new();
+                if next.load(std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                    let response = client
+                        .get(format!("{url}/events?stream=churn"))
+                        .send()
+                        .await
+                        .unwrap();
+                    let mut events = response.bytes_stream().eventsource();
+                    let first = events.next().await.unwrap().unwrap();
+                    assert_eq!(first.event, "heartbeat");
+                } else {
+                    let response = client.get(format!("{url}/healthz")).send().await.unwrap();
+                    assert_eq!(response.status().as_u16(), 200);
+                }
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn connection_churn_leaves_no_fds_or_memory_behind() {
+    const CYCLES: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = e2e::ServerProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_server")),
+        "127.0.0.1:0",
+        std::path::Path::new("/nonexistent"),
+        &dir.path().join("hub.db"),
+        &[],
+    )
+    .unwrap();
+    let pid = server.pid();
+    // Warm up (thread pools, allocator arenas, the channel), then take the baseline.
+    churn(&server.url, 500, 50).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
+    let start = Instant::now();
+    churn(&server.url, CYCLES, 50).await;
+    let took = start.elapsed();
+    // Let the server notice the last hang-ups.
+    let mut settled = (open_fds(pid), rss_kib(pid));
+    for _ in 0..50 {
+        if settled.0 <= fds_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        settled = (open_fds(pid), rss_kib(pid));
+    }
+    let (fds_after, rss_after) = settled;
+    println!(
+        "churn: {CYCLES} connections in {:.1} s (half hung up mid-stream): open fds {fds_before} \
+         → {fds_after}, RSS {:.1} → {:.1} MB",
+        took.as_secs_f64(),
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    assert!(
+        fds_after as f64 <= fds_before as f64 * 1.1,
+        "fds {fds_before} → {fds_after}"
+    );
+    assert!(
+        rss_after as f64 <= rss_before as f64 * 1.1,
+        "RSS {rss_before} → {rss_after} KiB"
+    );
+}
