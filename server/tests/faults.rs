@@ -353,3 +353,139 @@ async fn connection_churn_leaves_no_fds_or_memory_behind() {
         "RSS {rss_before} → {rss_after} KiB"
     );
 }
+
+/// Runs `server listen --json` on `stream` from the start; its printed ids arrive in the
+/// returned list as they come.
+fn listener(
+    url: &str,
+    stream: &str,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args([
+            "listen",
+            "--url",
+            url,
+            "--stream",
+            stream,
+            "--json",
+            "--last-event-id",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (sink, stdout) = (ids.clone(), child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let notification: common::Notification = serde_json::from_str(&line).unwrap();
+            sink.lock().unwrap().push(notification.id.parse().unwrap());
+        }
+    });
+    (child, ids)
+}
+
+#[tokio::test]
+async fn kill_9_twice_under_load_loses_and_doubles_nothing_acknowledged() {
+    const SUBSCRIBERS: usize = 20;
+    const RATE: u64 = 500;
+    const SECONDS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_server"));
+    let assets = std::path::Path::new("/nonexistent");
+    let args = ["--publish-rate", "0"];
+    let first = e2e::ServerProcess::start(bin, "127.0.0.1:0", assets, &db, &args).unwrap();
+    let (url, addr) = (first.url.clone(), first.addr.clone());
+    let mut server = Some(first);
+    let listeners: Vec<_> = (0..SUBSCRIBERS).map(|_| listener(&url, "k9")).collect();
+
+    // The publisher: RATE a second for SECONDS, each publish on its own, counting the 201s.
+    let publisher = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let mut acknowledged = Vec::new();
+            let mut failed = 0;
+            let mut every = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+            for n in 0..RATE * SECONDS {
+                every.tick().await;
+                let sent = client
+                    .post(format!("{url}/api/notifications"))
+                    .json(&serde_json::json!({"stream": "k9", "title": format!("n{n}")}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().as_u16() == 201 => {
+                        let stored: common::Notification = response.json().await.unwrap();
+                        acknowledged.push(stored.id.parse::<u64>().unwrap());
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (acknowledged, failed)
+        })
+    };
+    for at in [3, 6] {
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(3)).await;
+        drop(server.take()); // SIGKILL
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server = Some(e2e::ServerProcess::start(bin, &addr, assets, &db, &args).unwrap());
+        println!("killed with SIGKILL and restarted at about {at} s");
+    }
+    let (mut acknowledged, failed) = publisher.await.unwrap();
+    acknowledged.sort_unstable();
+
+    // Every subscriber gets every acknowledged notification, once, in order.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut report = (usize::MAX, 0, 0, 0);
+    for (mut child, ids) in listeners {
+        let received = loop {
+            let received = ids.lock().unwrap().clone();
+            let has_all = acknowledged
+                .iter()
+                .all(|id| received.binary_search(id).is_ok());
+            if has_all || Instant::now() > deadline {
+                break received;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        child.kill().ok();
+        child.wait().ok();
+        let duplicates = received.len() - received.iter().collect::<HashSet<_>>().len();
+        let out_of_order = received.windows(2).filter(|w| w[0] >= w[1]).count();
+        let missing = acknowledged
+            .iter()
+            .filter(|id| received.binary_search(id).is_err())
+            .count();
+        report = (
+            report.0.min(received.len()),
+            report.1 + duplicates,
+            report.2 + out_of_order,
+            report.3 + missing,
+        );
+    }
+    let (least, duplicates, out_of_order, missing) = report;
+    println!(
+        "kill -9 twice during {SECONDS} s at {RATE}/s: {} acknowledged, {failed} not (server \
+         down); each of {SUBSCRIBERS} subscribers received at least {least}; duplicates \
+         {duplicates}, out of order {out_of_order}, acknowledged but missing {missing}",
+        acknowledged.len()
+    );
+    assert_eq!((duplicates, out_of_order, missing), (0, 0, 0));
+    assert!(
+        acknowledged.len() as u64 > RATE * SECONDS / 2,
+        "the publisher mostly got through"
+    );
+}
