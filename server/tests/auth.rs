@@ -321,3 +321,63 @@ fn a_bad_auth_setting_stops_the_server_with_a_clear_message() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn es256_tokens_are_checked_with_the_public_key() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let dir = tempfile::tempdir().unwrap();
+    let public = keys.join("es256-public.pem");
+    let server = ServerProcess::start(
+        Path::new(BIN),
+        "127.0.0.1:0",
+        Path::new("/nonexistent"),
+        &dir.path().join("hub.db"),
+        &["--jwt-public-key", public.to_str().unwrap()],
+    )
+    .unwrap();
+    let private = std::fs::read(keys.join("es256-private.pem")).unwrap();
+    let claims = server::auth::Claims {
+        exp: server::auth::expiry_in(std::time::Duration::from_secs(300)),
+        publish: vec!["signed".into()],
+        ..Default::default()
+    };
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let publish = || {
+        client
+            .post(format!("{}/api/notifications", server.url))
+            .json(&serde_json::json!({"stream": "signed", "title": "t"}))
+    };
+    assert_eq!(status(publish().bearer_auth(&token)).await.0, 201);
+    // An HS256 token cannot pass for one signed with the key.
+    let hs256 = mint(SECRET, &["--publish", "signed"]);
+    assert_eq!(status(publish().bearer_auth(&hs256)).await.0, 401);
+}
+
+#[test]
+fn listening_beyond_loopback_without_auth_logs_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = ServerProcess::start(
+        Path::new(BIN),
+        "0.0.0.0:0",
+        Path::new("/nonexistent"),
+        &dir.path().join("hub.db"),
+        &[],
+    )
+    .unwrap();
+    assert!(open.log().contains("without auth"), "{}", open.log());
+    let guarded = ServerProcess::start(
+        Path::new(BIN),
+        "0.0.0.0:0",
+        Path::new("/nonexistent"),
+        &dir.path().join("hub2.db"),
+        &["--jwt-secret", SECRET],
+    )
+    .unwrap();
+    assert!(!guarded.log().contains("without auth"), "{}", guarded.log());
+}
