@@ -152,6 +152,12 @@ impl ServerProcess {
             .clone()
     }
 
+    /// The workspace's debug `server` binary serving the API and streams only (no web app)
+    /// on `addr`, with the SQLite file `db` and extra `args`.
+    pub fn api_only(addr: &str, db: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start(&server_bin(), addr, Path::new("/nonexistent"), db, args)
+    }
+
     /// The workspace's debug `server` binary (or `HUB_SERVER_BIN`) on a free port.
     pub fn serve(assets: &Path, db: &Path, args: &[&str]) -> anyhow::Result<Self> {
         Self::start(&server_bin(), "127.0.0.1:0", assets, db, args)

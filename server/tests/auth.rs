@@ -48,10 +48,8 @@ async fn status(request: reqwest::RequestBuilder) -> (u16, String) {
 #[tokio::test]
 async fn every_guarded_endpoint_checks_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        Path::new(BIN),
+    let server = ServerProcess::api_only(
         "127.0.0.1:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--jwt-secret", SECRET, "--private-stream", "alerts.*"],
     )
@@ -229,10 +227,8 @@ async fn every_guarded_endpoint_checks_the_token() {
 #[tokio::test]
 async fn the_cli_publishes_and_listens_with_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        Path::new(BIN),
+    let server = ServerProcess::api_only(
         "127.0.0.1:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--jwt-secret", SECRET, "--private-stream", "ops"],
     )
@@ -327,10 +323,8 @@ async fn es256_tokens_are_checked_with_the_public_key() {
     let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
     let dir = tempfile::tempdir().unwrap();
     let public = keys.join("es256-public.pem");
-    let server = ServerProcess::start(
-        Path::new(BIN),
+    let server = ServerProcess::api_only(
         "127.0.0.1:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--jwt-public-key", public.to_str().unwrap()],
     )
@@ -362,19 +356,10 @@ async fn es256_tokens_are_checked_with_the_public_key() {
 #[test]
 fn listening_beyond_loopback_without_auth_logs_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let open = ServerProcess::start(
-        Path::new(BIN),
-        "0.0.0.0:0",
-        Path::new("/nonexistent"),
-        &dir.path().join("hub.db"),
-        &[],
-    )
-    .unwrap();
+    let open = ServerProcess::api_only("0.0.0.0:0", &dir.path().join("hub.db"), &[]).unwrap();
     assert!(open.log().contains("without auth"), "{}", open.log());
-    let guarded = ServerProcess::start(
-        Path::new(BIN),
+    let guarded = ServerProcess::api_only(
         "0.0.0.0:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub2.db"),
         &["--jwt-secret", SECRET],
     )

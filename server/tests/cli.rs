@@ -199,10 +199,8 @@ fn publish_checks_its_input_before_sending_and_reports_the_servers_refusal() {
 #[test]
 fn publish_waits_out_the_servers_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        Path::new(BIN),
+    let server = ServerProcess::api_only(
         "127.0.0.1:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--publish-rate", "1", "--publish-burst", "1"],
     )

@@ -158,10 +158,8 @@ async fn a_stalled_subscriber_costs_bounded_memory_and_catches_up_from_the_store
     const EVENTS: usize = 10_000;
     const NORMAL: usize = 100;
     let dir = tempfile::tempdir().unwrap();
-    let server = e2e::ServerProcess::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_server")),
+    let server = e2e::ServerProcess::api_only(
         "127.0.0.1:0",
-        std::path::Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--publish-rate", "0", "--subscriber-buffer", "256"],
     )
@@ -311,14 +309,8 @@ async fn churn(url: &str, cycles: usize, parallel: usize) {
 async fn connection_churn_leaves_no_fds_or_memory_behind() {
     const CYCLES: usize = 10_000;
     let dir = tempfile::tempdir().unwrap();
-    let server = e2e::ServerProcess::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_server")),
-        "127.0.0.1:0",
-        std::path::Path::new("/nonexistent"),
-        &dir.path().join("hub.db"),
-        &[],
-    )
-    .unwrap();
+    let server =
+        e2e::ServerProcess::api_only("127.0.0.1:0", &dir.path().join("hub.db"), &[]).unwrap();
     let pid = server.pid();
     // Warm up (thread pools, allocator arenas, the channel), then take the baseline.
     churn(&server.url, 500, 50).await;

@@ -1,13 +1,10 @@
 //! `/metrics` against a real server process (its own, so the counters start at zero).
 
-use std::path::Path;
 use std::time::Duration;
 
 use e2e::ServerProcess;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-
-const BIN: &str = env!("CARGO_BIN_EXE_server");
 
 /// The value of the series `series` (name with its labels, as printed) in `text`.
 fn value(text: &str, series: &str) -> f64 {
@@ -40,10 +37,8 @@ async fn read_notifications(response: reqwest::Response, n: usize) -> impl Sized
 #[tokio::test]
 async fn metrics_count_what_happened_and_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        Path::new(BIN),
+    let server = ServerProcess::api_only(
         "127.0.0.1:0",
-        Path::new("/nonexistent"),
         &dir.path().join("hub.db"),
         &["--max-connections-per-ip", "2", "--metrics-token", "s3cret"],
     )
