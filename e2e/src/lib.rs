@@ -267,12 +267,44 @@ impl Browser {
         .await
     }
 
+    /// Runs a Chrome DevTools Protocol command on the current tab (through chromedriver),
+    /// e.g. `Page.setWebLifecycleState` to freeze it as Chrome does to background tabs.
+    pub async fn devtools(&self, command: &str, params: serde_json::Value) -> anyhow::Result<()> {
+        self.client
+            .issue_cmd(DevTools(
+                serde_json::json!({ "cmd": command, "params": params }),
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Closes the browser session and stops chromedriver.
     pub async fn close(mut self) -> anyhow::Result<()> {
         let closed = self.client.clone().close().await;
         self.driver.kill().ok();
         self.driver.wait().ok();
         closed.map_err(Into::into)
+    }
+}
+
+/// chromedriver's `goog/cdp/execute` endpoint: a DevTools command on the current tab.
+#[derive(Debug)]
+struct DevTools(serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
     }
 }
 

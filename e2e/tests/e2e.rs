@@ -604,3 +604,46 @@ async fn a_401_on_trigger_asks_for_a_token_that_then_publishes_and_opens_private
     );
     browser.close().await
 }
+
+#[tokio::test]
+async fn when_the_leader_tab_freezes_another_takes_over() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let page = format!("{}/?stream=frozen", server.url);
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    client.goto(&page).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    let leader = client.window().await?;
+    let follower = client.new_window(true).await?.handle;
+    client.switch_to_window(follower.clone()).await?;
+    client.goto(&page).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+
+    // Freeze the leader, as Chrome freezes background tabs: its JavaScript stops, its lock
+    // stays held. The follower hears nothing from it and takes over.
+    client.switch_to_window(leader).await?;
+    browser
+        .devtools(
+            "Page.setWebLifecycleState",
+            serde_json::json!({"state": "frozen"}),
+        )
+        .await?;
+    client.switch_to_window(follower).await?;
+    let frozen_at = std::time::Instant::now();
+    publish(&server, "frozen", "while the leader was frozen").await?;
+    wait_for_item(&browser, "while the leader was frozen").await?;
+    assert_eq!(
+        count_items(&browser, "while the leader was frozen").await?,
+        1
+    );
+    println!(
+        "the leader tab froze; the other tab showed what was published {:.1} s later",
+        frozen_at.elapsed().as_secs_f64()
+    );
+    browser.close().await
+}
