@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::{stream, Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::BroadcastStream;
 
 /// A formatted instant (RFC 3339, UTC, nanoseconds), shared by all subscribers of a tick.
 pub type Tick = Arc<str>;
@@ -44,6 +46,15 @@ impl Tickers {
         tickers.insert(every, tx.clone());
         tokio::spawn(run_ticker(self.tickers.clone(), every, tx));
         rx
+    }
+
+    /// The time now, then every tick of the ticker for `every`: what a clock stream sends.
+    /// A subscriber more than [`BACKLOG`] ticks behind skips ahead: a late tick is not
+    /// worth sending.
+    pub fn ticks(&self, every: Duration) -> impl Stream<Item = Tick> + Send + 'static {
+        let ticks = self.subscribe(every);
+        stream::once(async { now() })
+            .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
     }
 
     /// How many ticker tasks are running: one per interval in use.

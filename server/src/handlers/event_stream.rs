@@ -18,7 +18,6 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
-use tokio_stream::wrappers::BroadcastStream;
 
 use crate::error::ApiError;
 use crate::handlers::{stream_param, time_stream};
@@ -48,7 +47,7 @@ pub async fn subscribe(
         .map(move |delivery| sse::delivery_frame(delivery, &heartbeat));
     let events = with_clock(
         events,
-        clock_ms.map(|ms| state.tickers.subscribe(Duration::from_millis(ms))),
+        clock_ms.map(|ms| state.tickers.ticks(Duration::from_millis(ms))),
     );
     Ok(match state.config.max_stream_age {
         Some(age) => sse::response(events.take_until(tokio::time::sleep(age)), &state),
@@ -56,19 +55,14 @@ pub async fn subscribe(
     })
 }
 
-/// `events` with a `time` frame now and for every tick of `ticks` mixed in (none without
-/// ticks); ends when `events` ends.
+/// `events` with a `time` frame for every one of `ticks` mixed in (none without ticks);
+/// ends when `events` ends.
 fn with_clock(
     events: impl Stream<Item = Bytes> + Send + 'static,
-    ticks: Option<tokio::sync::broadcast::Receiver<ticker::Tick>>,
+    ticks: Option<impl Stream<Item = ticker::Tick> + Send + 'static>,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let ticks = stream::iter(ticks)
-        .flat_map(|ticks| {
-            // The time now, so a page shows a clock at once; then every tick. A subscriber
-            // more than a backlog behind skips ahead, as on `/sse/time`.
-            stream::once(async { ticker::now() })
-                .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
-        })
+        .flatten()
         .map(|tick| Some(sse::frame(Some(common::events::TIME), None, &tick)));
     stream::select(events.map(Some).chain(stream::once(async { None })), ticks)
         .take_while(|frame| std::future::ready(frame.is_some()))

@@ -13,11 +13,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{stream, StreamExt};
-use tokio_stream::wrappers::BroadcastStream;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{params, sse, ticker};
+use crate::{params, sse};
 
 /// Accepted values of `interval_ms`.
 pub const INTERVAL_MS: RangeInclusive<u64> = 10..=60_000;
@@ -58,10 +57,9 @@ pub async fn stream(
         None => None,
     };
 
-    let ticks = state.tickers.subscribe(Duration::from_millis(interval_ms));
-    let events = stream::once(async { ticker::now() })
-        // A subscriber more than a backlog behind skips ahead: a late tick is not worth sending.
-        .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
+    let events = state
+        .tickers
+        .ticks(Duration::from_millis(interval_ms))
         .zip(stream::iter(first_id..))
         .map(|(tick, id)| sse::frame(Some(common::events::TIME), Some(&id.to_string()), &tick));
     Ok(match remaining {
