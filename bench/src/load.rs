@@ -225,7 +225,7 @@ async fn subscriber(
         }
         // Every event is counted; the latency of one in LATENCY_SAMPLE is measured, which
         // keeps the load generator's own CPU use (parsing timestamps and JSON) low.
-        let sampled = messages % LATENCY_SAMPLE == 0;
+        let sampled = messages.is_multiple_of(LATENCY_SAMPLE);
         stats.record(|| sampled.then(|| latency.of(&event.data)).flatten());
         messages += 1;
         if subscribe.until == Some(messages) {

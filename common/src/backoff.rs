@@ -21,9 +21,16 @@ pub const MAX_DELAY: Duration = Duration::from_secs(30);
 /// with a random extra of up to itself. `seed` seeds the jitter; `None` lets `backon` pick
 /// one, which works natively but not in a browser (no OS randomness there): pass one.
 pub fn reconnect_delays(seed: Option<u64>) -> ReconnectDelays {
+    delays_between(MIN_DELAY, MAX_DELAY, seed)
+}
+
+/// The same policy between other bounds: `min`, doubling up to `max`, each with a random
+/// extra of up to itself. The server retries its store with shorter ones than a client
+/// waits for a server.
+pub fn delays_between(min: Duration, max: Duration, seed: Option<u64>) -> ReconnectDelays {
     let builder = ExponentialBuilder::new()
-        .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
+        .with_min_delay(min)
+        .with_max_delay(max)
         .with_jitter()
         .without_max_times();
     match seed {

@@ -3,6 +3,9 @@
 //! both; the server crate's CLI tests use [`ServerProcess`].
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
+//! Tests of the Redis store start a real `redis-server` through [`redis`].
+
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

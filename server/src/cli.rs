@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the web app, the SSE streams and the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish one notification to a running server.
     Publish(PublishArgs),
     /// Print the notifications of a stream as they arrive, resuming after disconnects.
@@ -200,9 +200,17 @@ struct ServeArgs {
     /// Seconds open streams get to close after SIGINT/SIGTERM.
     #[arg(long, default_value_t = defaults::SHUTDOWN_GRACE_SECS, value_parser = clap::value_parser!(u64).range(0..=600))]
     shutdown_grace_secs: u64,
-    /// SQLite database file, created on first run.
+    /// SQLite database file, created on first run (not used with --redis).
     #[arg(long, env = "NOTIFY_HUB_DB", default_value = defaults::DB)]
     db: PathBuf,
+    /// Keep notifications in Redis Streams (redis://host:port/db) instead of SQLite, so that
+    /// several instances share streams, replay and live delivery.
+    #[arg(long, env = "NOTIFY_HUB_REDIS", hide_env_values = true)]
+    redis: Option<String>,
+    /// What this hub's Redis keys start with: hubs with different prefixes can share one
+    /// Redis without seeing each other's streams.
+    #[arg(long, env = "NOTIFY_HUB_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
+    redis_prefix: String,
     /// Notifications kept per stream (0: no limit).
     #[arg(long, default_value_t = defaults::RETAIN_COUNT)]
     retain_count: u64,
@@ -280,6 +288,8 @@ impl ServeArgs {
             retry: Duration::from_millis(self.retry_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             db: self.db,
+            redis: self.redis,
+            redis_prefix: self.redis_prefix,
             retention: Retention::new(self.retain_count, self.retain_hours),
             heartbeat: Duration::from_secs(self.heartbeat_secs),
             max_stream_age: seconds_unless_zero(self.max_stream_secs),

@@ -32,6 +32,7 @@ pub mod defaults {
     pub const PUBLISH_RATE: u32 = 1_000;
     pub const PUBLISH_BURST: u32 = 2_000;
     pub const MAX_DB_MB: u64 = 0;
+    pub const REDIS_PREFIX: &str = "notify-hub";
 }
 
 /// Everything [`crate::routes::app`] and [`crate::serve::run`] need to know.
@@ -47,8 +48,13 @@ pub struct Config {
     pub retry: Duration,
     /// How long open streams get to finish after a shutdown signal before the process exits.
     pub shutdown_grace: Duration,
-    /// The SQLite database file (created with its folder on first run).
+    /// The SQLite database file (created with its folder on first run); unused with Redis.
     pub db: PathBuf,
+    /// Keep notifications in Redis Streams at this URL instead of SQLite, shared with
+    /// every instance that uses the same Redis and prefix.
+    pub redis: Option<String>,
+    /// What this hub's Redis keys start with (several hubs can share one Redis).
+    pub redis_prefix: String,
     /// What the store keeps.
     pub retention: Retention,
     /// How often retention is applied.
@@ -101,6 +107,8 @@ impl Default for Config {
             retry: Duration::from_millis(defaults::RETRY_MS),
             shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
             db: PathBuf::from(defaults::DB),
+            redis: None,
+            redis_prefix: defaults::REDIS_PREFIX.to_owned(),
             retention: Retention::new(defaults::RETAIN_COUNT, defaults::RETAIN_HOURS),
             prune_every: Duration::from_secs(defaults::PRUNE_EVERY_SECS),
             heartbeat: Duration::from_secs(defaults::HEARTBEAT_SECS),

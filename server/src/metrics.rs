@@ -32,6 +32,7 @@ pub mod names {
     pub const RESETS: &str = "notify_hub_resets_total";
     pub const CAUGHT_UP: &str = "notify_hub_lagged_subscribers_total";
     pub const STORE_APPEND: &str = "notify_hub_store_append_seconds";
+    pub const STORE_UP: &str = "notify_hub_store_up";
     pub const FIRST_DELIVERY: &str = "notify_hub_publish_to_first_delivery_seconds";
     pub const HTTP_REQUESTS: &str = "notify_hub_http_requests_total";
     pub const RSS: &str = "notify_hub_process_resident_memory_bytes";
@@ -64,6 +65,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
             describe();
+            store_up(true);
             handle
         })
         .clone()
@@ -105,6 +107,10 @@ fn describe() {
         names::STORE_APPEND,
         Unit::Seconds,
         "Time to store one batch of publishes (one disk flush)."
+    );
+    describe_gauge!(
+        names::STORE_UP,
+        "1 while the store works (its latest operation succeeded), 0 while it fails."
     );
     describe_histogram!(
         names::FIRST_DELIVERY,
@@ -159,6 +165,11 @@ pub fn first_delivery(latency: Duration) {
 pub fn stored(n: usize, took: Duration) {
     counter!(names::PUBLISHED).increment(n as u64);
     histogram!(names::STORE_APPEND).record(took);
+}
+
+/// Whether the store works, as its latest operation found.
+pub fn store_up(up: bool) {
+    gauge!(names::STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// A `reset` sent to a subscriber.

@@ -26,7 +26,9 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
+use crate::store::redis_streams::RedisStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Retention, Store};
 use crate::{assets, demo};
 
 /// Binds `config.addr` and serves until SIGINT or SIGTERM.
@@ -54,16 +56,14 @@ pub async fn serve(
             assets::BUILD_COMMAND
         );
     }
-    let store = Arc::new(SqliteStore::open(&config.db)?);
-    if let Some(max) = config.max_db_bytes {
-        store.limit_size(max)?;
-    }
-    tracing::info!("notifications stored in {}", config.db.display());
-    let hub = Hub::new(store, config.heartbeat, config.subscriber_buffer);
-    let shutdown = CancellationToken::new();
     let mut retention = config.retention.clone();
     if config.demo {
         retention = demo::with_counter_cap(retention);
+    }
+    let store = open_store(&config, &retention).await?;
+    let hub = Hub::new(store, config.heartbeat, config.subscriber_buffer);
+    let shutdown = CancellationToken::new();
+    if config.demo {
         tokio::spawn(demo::run(hub.clone(), shutdown.clone()));
     }
     {
@@ -138,6 +138,36 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store `config` names: Redis Streams with `--redis`, else the SQLite file.
+async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.redis {
+        let store = RedisStore::connect(url, &config.redis_prefix, retention.clone()).await?;
+        tracing::info!(
+            "notifications stored in Redis at {} under {}:*",
+            redact_url(url),
+            config.redis_prefix
+        );
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(&config.db)?;
+    if let Some(max) = config.max_db_bytes {
+        store.limit_size(max)?;
+    }
+    tracing::info!("notifications stored in {}", config.db.display());
+    Ok(Arc::new(store))
+}
+
+/// `url` without its password, for the logs.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Most bytes of request head hyper buffers; the router's own limits

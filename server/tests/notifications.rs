@@ -1,6 +1,6 @@
-//! Notification streams against a real server on port 0 with a real SQLite file:
-//! isolation, replay, the replay/live race, retention resets, heartbeats, the trigger,
-//! the demo counter, and bad input.
+//! Notification streams against a real server on port 0, each test once with a real
+//! SQLite file and once with a real Redis: isolation, replay, the replay/live race,
+//! retention resets, heartbeats, the trigger, the demo counter, and bad input.
 
 mod support;
 
@@ -10,11 +10,23 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use server::config::Config;
 use server::store::Retention;
-use support::{config, events, next_event, next_notification, publish, subscribe, TestServer};
+use support::{both_stores, events, next_event, next_notification, publish, subscribe, TestServer};
 
-#[tokio::test]
-async fn streams_are_isolated() {
-    let server = TestServer::start(config()).await;
+both_stores!(
+    streams_are_isolated,
+    replays_after_last_event_id_by_header_and_by_query_then_goes_live,
+    subscribers_joining_during_publishing_get_every_event_exactly_once,
+    a_resume_point_older_than_retention_gets_a_reset,
+    heartbeats_carry_their_interval,
+    trigger_publishes_by_post_and_by_get_to_messages_or_the_named_stream,
+    the_demo_counter_counts_up_and_goes_on_after_a_restart,
+    history_pages_oldest_first_and_checks_its_parameters,
+    injection_attempts_and_bad_input_are_refused_or_neutralised,
+    clock_ms_adds_time_events_that_never_move_the_resume_position,
+);
+
+async fn streams_are_isolated(base: Config) {
+    let server = TestServer::start(base).await;
     let mut a = events(subscribe(&server, "alpha", None).await);
     let mut b = events(subscribe(&server, "beta", None).await);
     let a1 = publish(&server, "alpha", "a1", "").await;
@@ -34,9 +46,8 @@ async fn streams_are_isolated() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn replays_after_last_event_id_by_header_and_by_query_then_goes_live() {
-    let server = TestServer::start(config()).await;
+async fn replays_after_last_event_id_by_header_and_by_query_then_goes_live(base: Config) {
+    let server = TestServer::start(base).await;
     let mut published = Vec::new();
     for n in 0..5 {
         published.push(publish(&server, "r", &format!("n{n}"), "").await);
@@ -66,11 +77,10 @@ async fn replays_after_last_event_id_by_header_and_by_query_then_goes_live() {
 
 /// Publishes continuously while subscribers join from earlier ids: each must get every id
 /// after its own exactly once, in order, across the switch from history to live.
-#[tokio::test]
-async fn subscribers_joining_during_publishing_get_every_event_exactly_once() {
+async fn subscribers_joining_during_publishing_get_every_event_exactly_once(base: Config) {
     const TOTAL: usize = 300;
     const SUBSCRIBERS: usize = 8;
-    let server = Arc::new(TestServer::start(config()).await);
+    let server = Arc::new(TestServer::start(base).await);
     let (progress, watch) = tokio::sync::watch::channel(Vec::<String>::new());
 
     let publisher = {
@@ -119,12 +129,11 @@ async fn subscribers_joining_during_publishing_get_every_event_exactly_once() {
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_resume_point_older_than_retention_gets_a_reset() {
+async fn a_resume_point_older_than_retention_gets_a_reset(base: Config) {
     let server = TestServer::start(Config {
         retention: Retention::new(2, 0),
         prune_every: Duration::from_millis(20),
-        ..config()
+        ..base
     })
     .await;
     let mut published = Vec::new();
@@ -198,11 +207,10 @@ async fn a_resume_point_older_than_retention_gets_a_reset() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn heartbeats_carry_their_interval() {
+async fn heartbeats_carry_their_interval(base: Config) {
     let server = TestServer::start(Config {
         heartbeat: Duration::from_millis(100),
-        ..config()
+        ..base
     })
     .await;
     let mut stream = events(subscribe(&server, "quiet", None).await);
@@ -218,9 +226,8 @@ async fn heartbeats_carry_their_interval() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn trigger_publishes_by_post_and_by_get_to_messages_or_the_named_stream() {
-    let server = TestServer::start(config()).await;
+async fn trigger_publishes_by_post_and_by_get_to_messages_or_the_named_stream(base: Config) {
+    let server = TestServer::start(base).await;
     let mut messages = events(subscribe(&server, "messages", None).await);
     let client = reqwest::Client::new();
     let posted = client.post(server.at("/trigger")).send().await.unwrap();
@@ -261,12 +268,8 @@ async fn trigger_publishes_by_post_and_by_get_to_messages_or_the_named_stream() 
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn the_demo_counter_counts_up_and_goes_on_after_a_restart() {
-    let demo = Config {
-        demo: true,
-        ..config()
-    };
+async fn the_demo_counter_counts_up_and_goes_on_after_a_restart(base: Config) {
+    let demo = Config { demo: true, ..base };
     let server = TestServer::start(demo.clone()).await;
     let mut counter = events(subscribe(&server, "counter", None).await);
     let first: u64 = next_notification(&mut counter).await.title.parse().unwrap();
@@ -283,9 +286,8 @@ async fn the_demo_counter_counts_up_and_goes_on_after_a_restart() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn history_pages_oldest_first_and_checks_its_parameters() {
-    let server = TestServer::start(config()).await;
+async fn history_pages_oldest_first_and_checks_its_parameters(base: Config) {
+    let server = TestServer::start(base).await;
     let mut published = Vec::new();
     for n in 0..5 {
         published.push(publish(&server, "h", &format!("n{n}"), "").await);
@@ -326,9 +328,8 @@ async fn history_pages_oldest_first_and_checks_its_parameters() {
 
 /// Nothing a publisher sends can add an SSE field or event; bad input gets a 4xx with a
 /// JSON reason and leaves stored data alone.
-#[tokio::test]
-async fn injection_attempts_and_bad_input_are_refused_or_neutralised() {
-    let server = TestServer::start(config()).await;
+async fn injection_attempts_and_bad_input_are_refused_or_neutralised(base: Config) {
+    let server = TestServer::start(base).await;
     let before = publish(&server, "inj", "before", "").await;
     let mut stream = events(subscribe(&server, "inj", Some(&before.id)).await);
     let client = reqwest::Client::new();
@@ -470,9 +471,8 @@ async fn injection_attempts_and_bad_input_are_refused_or_neutralised() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn clock_ms_adds_time_events_that_never_move_the_resume_position() {
-    let server = TestServer::start(config()).await;
+async fn clock_ms_adds_time_events_that_never_move_the_resume_position(base: Config) {
+    let server = TestServer::start(base).await;
     let response = reqwest::get(server.at("/events?stream=both&clock_ms=50"))
         .await
         .unwrap();

@@ -2,11 +2,21 @@
 //! write of notifications goes through it (publish, subscribe, history, retention).
 //!
 //! Publishing is group commit: publishes queue for one writer task, which stores every
-//! publish waiting at that moment in one transaction (one disk flush for the batch) and
-//! then sends the stored entries to their streams' live channels, in id order. A publisher
-//! is answered once its entry is on disk; one that hangs up after queueing cannot leave an
-//! entry stored but never sent. How a subscriber switches from stored history to live
-//! entries without a gap or a duplicate is [`Subscription`]'s job.
+//! publish waiting at that moment in one transaction (one disk flush for the batch). A
+//! publisher is answered once its entry is stored. Live channels are fed in one of two
+//! ways, by the store:
+//!
+//! - **Local** (SQLite): the writer sends the stored entries to their streams' channels,
+//!   in id order; one that hangs up after queueing cannot leave an entry stored but
+//!   never sent.
+//! - **Followed** (a store shared by instances, [`Follow`]): other instances append too,
+//!   so each stream with subscribers here has one follower task that reads the store
+//!   after the last id it saw and sends what it reads. It starts from the stream's head
+//!   read before its first subscriber joined, keeps its position across store outages
+//!   (retrying with backoff), and ends when the stream has no subscribers left.
+//!
+//! How a subscriber switches from stored history to live entries without a gap or a
+//! duplicate is [`Subscription`]'s job; it is the same with both.
 
 mod activity;
 mod subscription;
@@ -24,6 +34,7 @@ use common::{StreamSummary, StreamsOverview};
 use crate::metrics;
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
+use common::backoff::delays_between;
 
 pub use subscription::{Delivery, Subscription};
 
@@ -31,6 +42,13 @@ pub use subscription::{Delivery, Subscription};
 const MAX_BATCH: usize = 512;
 /// Publishes that may wait for the writer before publishers wait to queue.
 const QUEUE: usize = 4096;
+/// Most entries a follower reads at once.
+const FOLLOW_BATCH: usize = 512;
+/// How long a follower's read waits for new entries before it checks that its stream
+/// still has subscribers.
+const FOLLOW_WAIT: Duration = Duration::from_secs(2);
+/// A follower's first and longest wait before it reads again after a failed read.
+const FOLLOW_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// The fan-out hub. One per server; shared by all handlers.
 pub struct Hub {
@@ -39,8 +57,6 @@ pub struct Hub {
     activity: Arc<Activity>,
     publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
-    /// Why the last append failed, until one succeeds again.
-    store_problem: Arc<Mutex<Option<String>>>,
 }
 
 /// A queued publish and where its outcome goes.
@@ -70,14 +86,12 @@ impl Hub {
             buffer: buffer.max(1),
         });
         let activity = Arc::new(Activity::default());
-        let store_problem = Arc::new(Mutex::new(None));
         let (publishes, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(
             Writer {
                 store: store.clone(),
                 channels: channels.clone(),
                 activity: activity.clone(),
-                problem: store_problem.clone(),
             },
             queue,
         ));
@@ -85,7 +99,6 @@ impl Hub {
             store,
             channels,
             activity,
-            store_problem,
             publishes,
             heartbeat: tx,
         })
@@ -115,12 +128,26 @@ impl Hub {
         stream: &str,
         after: Option<EventId>,
     ) -> Result<Subscription, Error> {
-        let cursor = match after {
-            Some(id) => id,
-            None => self.store.head(stream).await?,
+        // A follower must start at or before what the subscriber's first read of the store
+        // sees: from a head read now, before the subscriber joins.
+        let followed = self.store.follow().is_some();
+        let head = match after {
+            Some(_) if !followed => None,
+            _ => Some(self.store.head(stream).await?),
         };
+        let cursor = after.or(head).unwrap_or_default();
         // Joined before the first read of the store: see `Subscription`.
-        let live = self.channels.receiver(stream);
+        let live = self.channels.receiver(stream, |tx| {
+            if let (true, Some(head)) = (followed, head) {
+                tokio::spawn(follow(
+                    self.store.clone(),
+                    self.channels.clone(),
+                    stream.to_owned(),
+                    tx.clone(),
+                    head,
+                ));
+            }
+        });
         Ok(Subscription::new(
             self.store.clone(),
             stream.to_owned(),
@@ -145,13 +172,10 @@ impl Hub {
         self.store.latest(stream, limit).await
     }
 
-    /// Why the store cannot take publishes right now (a full disk, a read-only file, an
-    /// I/O error), or `None` when the last append succeeded.
+    /// Why the store cannot take publishes right now (a full disk, a read-only file,
+    /// Redis unreachable), or `None` while it works.
     pub fn store_problem(&self) -> Option<String> {
-        self.store_problem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.store.problem()
     }
 
     /// Every stream that has stored entries, subscribers or publishes in the last minute,
@@ -238,18 +262,46 @@ impl Channels {
         }
     }
 
-    /// A receiver of `stream`'s live channel, made on first use. Made under the registry
-    /// lock, so that [`Channels::drop_idle`] cannot drop the channel between lookup and
-    /// subscribe.
-    fn receiver(&self, stream: &str) -> broadcast::Receiver<Arc<Entry>> {
+    /// A receiver of `stream`'s live channel, made on first use (and then passed to
+    /// `made`). Made under the registry lock, so that [`Channels::drop_idle`] cannot drop
+    /// the channel between lookup and subscribe.
+    fn receiver(
+        &self,
+        stream: &str,
+        made: impl FnOnce(&broadcast::Sender<Arc<Entry>>),
+    ) -> broadcast::Receiver<Arc<Entry>> {
         let mut by_stream = self
             .by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         by_stream
             .entry(stream.to_owned())
-            .or_insert_with(|| broadcast::channel(self.buffer).0)
+            .or_insert_with(|| {
+                let tx = broadcast::channel(self.buffer).0;
+                made(&tx);
+                tx
+            })
             .subscribe()
+    }
+
+    /// Whether `tx` is still `stream`'s channel and has subscribers; when it has none, it
+    /// is forgotten here, under the lock, so that the next subscriber makes a new one
+    /// (with a new follower).
+    fn still_followed(&self, stream: &str, tx: &broadcast::Sender<Arc<Entry>>) -> bool {
+        let mut by_stream = self
+            .by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match by_stream.get(stream) {
+            Some(current) if current.same_channel(tx) => {
+                if tx.receiver_count() > 0 {
+                    return true;
+                }
+                by_stream.remove(stream);
+                false
+            }
+            _ => false,
+        }
     }
 
     /// The number of live subscribers of each stream that has any.
@@ -277,15 +329,15 @@ struct Writer {
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
     activity: Arc<Activity>,
-    problem: Arc<Mutex<Option<String>>>,
 }
 
 /// The writer: takes every publish waiting (up to [`MAX_BATCH`]), stores them in one
-/// transaction, sends the entries live in id order, and answers each publisher. A failed
-/// append stores nothing (the transaction rolls back), is reported to its publishers and
-/// in [`Hub::store_problem`], and the next batch simply tries again. Ends when the hub is
-/// gone.
+/// transaction, sends the entries live in id order (unless the store is followed), and
+/// answers each publisher. A failed append stores nothing (the transaction rolls back),
+/// is reported to its publishers and by the store's health, and the next batch simply
+/// tries again. Ends when the hub is gone.
 async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
+    let local = writer.store.follow().is_none();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (drafts, waiting): (Vec<Draft>, Vec<_>) = batch
@@ -293,21 +345,14 @@ async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
             .map(|p| (p.draft, (p.received, p.done)))
             .unzip();
         let started = Instant::now();
-        let appended = writer.store.append(drafts).await;
-        let mut problem = writer
-            .problem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match appended {
+        match writer.store.append(drafts).await {
             Ok(entries) => {
-                if problem.take().is_some() {
-                    tracing::info!("the store takes publishes again");
-                }
-                drop(problem);
                 metrics::stored(entries.len(), started.elapsed());
                 for (entry, (received, done)) in entries.into_iter().zip(waiting) {
                     entry.first_delivery.published(received);
-                    writer.channels.send(&entry);
+                    if local {
+                        writer.channels.send(&entry);
+                    }
                     writer.activity.record(&entry.notification.stream);
                     // A publisher that hung up still had its entry stored and sent.
                     let _ = done.send(Ok(entry));
@@ -315,14 +360,53 @@ async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
             }
             Err(err) => {
                 let reason = format!("{err:#}");
-                if problem.as_deref() != Some(reason.as_str()) {
-                    tracing::error!("storing {} notifications failed: {reason}", waiting.len());
-                }
-                *problem = Some(reason.clone());
-                drop(problem);
                 for (_, done) in waiting {
                     let _ = done.send(Err(anyhow!("the store failed: {reason}")));
                 }
+            }
+        }
+    }
+}
+
+/// A stream's follower (for a followed store, see the module documentation): reads what
+/// is appended to `stream` after `cursor` and sends it to `tx`, until the stream has no
+/// subscribers here. A failed read is retried from the same position after a backoff
+/// with jitter, so an outage of the store loses and doubles nothing.
+async fn follow(
+    store: Arc<dyn Store>,
+    channels: Arc<Channels>,
+    stream: String,
+    tx: broadcast::Sender<Arc<Entry>>,
+    mut cursor: EventId,
+) {
+    let Some(follow) = store.follow() else {
+        return;
+    };
+    let retries = || delays_between(FOLLOW_RETRY.0, FOLLOW_RETRY.1, None);
+    let mut delays = retries();
+    let mut failing = false;
+    while channels.still_followed(&stream, &tx) {
+        match follow
+            .wait_after(&stream, cursor, FOLLOW_BATCH, FOLLOW_WAIT)
+            .await
+        {
+            Ok(entries) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("following {stream} again from {cursor}");
+                    delays = retries();
+                }
+                for entry in entries {
+                    cursor = entry.id;
+                    // No receiver is fine: the last subscriber just left.
+                    let _ = tx.send(entry);
+                }
+            }
+            Err(err) => {
+                let delay = delays.next().unwrap_or(FOLLOW_RETRY.1);
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!("following {stream} after {cursor} failed, retrying: {err:#}");
+                }
+                tokio::time::sleep(delay).await;
             }
         }
     }

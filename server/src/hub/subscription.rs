@@ -17,19 +17,27 @@
 //!   tells the client and moves the cursor to where the store says to go on from.
 //! - **Live**: entries from the channel; a subscriber too slow for its bounded buffer is
 //!   not cut off but goes back to replaying from the store.
+//! - **Pausing** (not drawn): a read of the store failed (Redis away, say). The subscriber
+//!   keeps its connection and heartbeats, and reads again from the same position after
+//!   [`RETRY_READ`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use crate::metrics;
 use crate::store::{Entry, EventId, Store};
 
 /// Entries read from the store per query while replaying.
 const REPLAY_PAGE: usize = 500;
+
+/// How long a subscriber waits to read the store again after a failed read.
+const RETRY_READ: Duration = Duration::from_secs(1);
 
 /// What a subscriber receives, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +60,10 @@ enum Phase {
         more: bool,
     },
     Live,
+    /// Reading the store failed: read again at `until`, with heartbeats meanwhile.
+    Pausing {
+        until: Instant,
+    },
 }
 
 /// One subscriber of one stream. Read it with [`Subscription::next`] or as a stream.
@@ -85,8 +97,7 @@ impl Subscription {
         }
     }
 
-    /// The next delivery; `None` when the hub is gone or the store failed (the client
-    /// then reconnects and resumes).
+    /// The next delivery; `None` when the hub is gone.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
             match &mut self.phase {
@@ -122,11 +133,24 @@ impl Subscription {
                             *page = read.entries.into();
                         }
                         Err(err) => {
-                            tracing::error!(
-                                "replay of {} failed, closing the stream: {err:#}",
+                            tracing::debug!(
+                                "replay of {} failed, again in {RETRY_READ:?}: {err:#}",
                                 self.stream
                             );
-                            return None;
+                            self.phase = Phase::Pausing {
+                                until: Instant::now() + RETRY_READ,
+                            };
+                        }
+                    }
+                }
+                Phase::Pausing { until } => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(*until) => {
+                            self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                        }
+                        changed = self.heartbeat.changed() => {
+                            changed.ok()?;
+                            return Some(Delivery::Heartbeat);
                         }
                     }
                 }

@@ -1,16 +1,18 @@
 //! Where notifications are kept: the event log behind replay and history.
 //!
-//! One small interface, [`Store`], so that backends can be swapped: SQLite ([`sqlite`]) is
-//! the embedded default. The interface is shaped so that a Redis Streams backend (for
-//! several instances sharing events; not written yet) fits behind it: ids are ordered
-//! pairs, and a page read says by itself whether the position it was read from is gone.
+//! One small interface, [`Store`], with two backends: SQLite ([`sqlite`]), the embedded
+//! default, and Redis Streams ([`redis_streams`]), which several instances share. Ids are
+//! ordered pairs, and a page read says by itself whether the position it was read from is
+//! gone. A store that other instances append to as well also implements [`Follow`]: the
+//! hub then takes live entries from the store rather than from its own appends.
 
+pub mod redis_streams;
 pub mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -176,7 +178,7 @@ pub struct StoredStream {
     pub newest: Arc<Entry>,
 }
 
-/// A store failure; handlers turn it into a 500 without details.
+/// A store failure; handlers turn it into a 503 with the reason.
 pub type Error = anyhow::Error;
 
 /// The event log. Appends are durable when they return; ids grow with every append.
@@ -202,6 +204,71 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stream with stored entries, by name.
     async fn streams(&self) -> Result<Vec<StoredStream>, Error>;
+
+    /// Why the store cannot take publishes right now (a full disk, Redis unreachable), or
+    /// `None` while it works. For `/healthz`.
+    fn problem(&self) -> Option<String>;
+
+    /// `Some` for a store that other instances append to as well.
+    fn follow(&self) -> Option<&dyn Follow> {
+        None
+    }
+}
+
+/// A store shared by several instances. An instance cannot send its subscribers only what
+/// it appended itself, so the hub follows each stream it has subscribers for: one reader
+/// per stream, from the store, in the store's order.
+#[async_trait]
+pub trait Follow: Send + Sync {
+    /// Entries of `stream` after `after`, oldest first, at most `limit`, waiting up to
+    /// `wait` for the first one to be appended (empty when none was).
+    async fn wait_after(
+        &self,
+        stream: &str,
+        after: EventId,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<Arc<Entry>>, Error>;
+}
+
+/// Whether a store works, as its latest operation found: the reason of the last failure
+/// until an operation succeeds again. It logs each change once (not every failed publish)
+/// and keeps the `notify_hub_store_up` gauge in step.
+#[derive(Debug, Default)]
+pub struct Health {
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Records an operation's outcome and passes it on.
+    pub fn track<T>(&self, outcome: Result<T, Error>) -> Result<T, Error> {
+        let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
+        match &outcome {
+            Ok(_) => {
+                if let Some(was) = problem.take() {
+                    tracing::info!("the store works again (it failed with: {was})");
+                    crate::metrics::store_up(true);
+                }
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                if problem.as_deref() != Some(reason.as_str()) {
+                    tracing::error!("the store failed: {reason}");
+                    crate::metrics::store_up(false);
+                }
+                *problem = Some(reason);
+            }
+        }
+        outcome
+    }
+
+    /// The reason of the last failure, while it lasts.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 #[cfg(test)]

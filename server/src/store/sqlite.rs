@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use common::Notification;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Draft, Entry, Error, EventId, Page, Retention, Store, StoredStream};
+use super::{Draft, Entry, Error, EventId, Health, Page, Retention, Store, StoredStream};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS pruned (
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// As the latest append found: what fails here is writing (a full disk, a read-only
+    /// file), not reading.
+    health: Health,
 }
 
 impl SqliteStore {
@@ -65,6 +68,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            health: Health::default(),
         })
     }
 
@@ -142,7 +146,7 @@ const COLUMNS: &str = "id, stream, title, body, level, created_at";
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, drafts: Vec<Draft>) -> Result<Vec<Arc<Entry>>, Error> {
-        run_on(&self.writer, move |conn| {
+        let appended = run_on(&self.writer, move |conn| {
             let tx = conn.transaction()?;
             let created_at = crate::timestamp::now();
             let mut entries = Vec::with_capacity(drafts.len());
@@ -176,7 +180,12 @@ impl Store for SqliteStore {
             tx.commit()?;
             Ok(entries)
         })
-        .await
+        .await;
+        self.health.track(appended)
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.health.problem()
     }
 
     async fn streams(&self) -> Result<Vec<StoredStream>, Error> {

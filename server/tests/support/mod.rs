@@ -57,6 +57,38 @@ pub fn config() -> Config {
     }
 }
 
+/// [`config`] with the store in the test run's shared Redis (see `e2e::redis`), under a
+/// key prefix of its own.
+pub fn redis_config() -> Config {
+    Config {
+        redis: Some(e2e::redis::shared_url()),
+        redis_prefix: e2e::redis::unique_prefix(),
+        ..config()
+    }
+}
+
+/// Runs each named hub test once per store: `both_stores!(name)` makes the tests
+/// `name::sqlite` and `name::redis`, which call `async fn name(base: Config)` with
+/// [`config`] and [`redis_config`]. One suite, not a copy per store.
+#[allow(unused_macros)]
+macro_rules! both_stores {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test(super::support::config()).await
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                super::$test(super::support::redis_config()).await
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use both_stores;
+
 /// A path for a new SQLite file in a temporary folder that outlives the test.
 pub fn temp_db() -> std::path::PathBuf {
     tempfile::tempdir().unwrap().keep().join("hub.db")
