@@ -6,7 +6,8 @@
 # `rustc-web` toolchain, builds the wasm32 std once from `rust-web-src`, and links it into
 # rustup as the toolchain `web`; the other scripts then run cargo with RUSTUP_TOOLCHAIN=web.
 # Then: wasm-bindgen-cli (the exact version in Cargo.lock), wasm-opt (binaryen from npm),
-# Chromium and chromedriver for the browser tests. (No trunk: scripts/build-web.sh does the
+# and with --with-test-tools Chromium and chromedriver for the browser tests and
+# redis-server for the Redis store's tests (Debian packages). (No trunk: scripts/build-web.sh does the
 # few steps it did, and installing it cost five minutes of a first run.)
 #
 # A second run only checks and takes about a second.
@@ -90,13 +91,13 @@ downloads() {
     npm install -s --prefix "$HUB_TOOLS/binaryen" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
     ln -sf "$HUB_TOOLS/binaryen/node_modules/.bin/wasm-opt" "$HUB_TOOLS/bin/wasm-opt"
   fi
-  if [ "$WITH_BROWSER" = 1 ] && command -v apt-get >/dev/null && have_root; then
-    apt_install chromium chromium-driver
+  if [ "$WITH_TEST_TOOLS" = 1 ] && command -v apt-get >/dev/null && have_root; then
+    apt_install chromium chromium-driver redis-server
   fi
   return 0
 }
-WITH_BROWSER=0
-[ "${1:-}" = --with-browser ] && WITH_BROWSER=1
+WITH_TEST_TOOLS=0
+[ "${1:-}" = --with-test-tools ] && WITH_TEST_TOOLS=1
 downloads &
 downloads_pid=$!
 
@@ -107,8 +108,13 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_V
   cheap_install 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 wait "$downloads_pid" || { echo "setup: installing wasm-opt or Chromium failed (see above)" >&2; exit 1; }
-if [ "$WITH_BROWSER" = 1 ] && ! command -v chromedriver >/dev/null; then
+if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v chromedriver >/dev/null; then
   echo "setup: chromedriver not found; install Chrome/Chromium and the matching chromedriver" >&2
+  exit 1
+fi
+if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v "${HUB_REDIS_SERVER:-redis-server}" >/dev/null; then
+  echo "setup: redis-server not found; install Redis 6.2 or newer (Debian: apt install redis-server;" \
+    "macOS: brew install redis) or set HUB_REDIS_SERVER to its path" >&2
   exit 1
 fi
 log "toolchain ready ($HUB_WASM_MODE) in $((SECONDS - SETUP_START)) s"

@@ -4,7 +4,7 @@
 # (wasm-bindgen-test in headless Chrome) and end-to-end tests driving a real Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --with-browser
+scripts/setup.sh --with-test-tools
 source scripts/env.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -27,10 +27,6 @@ step "build: web app and server"
 scripts/build-web.sh
 cargo build -p server -p e2e --bins
 
-step "tests: unit, integration (real server) and end to end (real Chromium)"
-run_tests --workspace --exclude frontend -- --show-output
-
-step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Starts a server in the background and sets the variable named $1 to the URL it reports
 # ("listening on URL").
 start_server() {
@@ -40,11 +36,18 @@ start_server() {
   "$@" >/dev/null 2>"$log" &
   pids+=($!)
   for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
-  url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)
+  url=$(sed -n 's/.*listening on \([a-z]*:\/\/[^ ]*\).*/\1/p' "$log" | head -1)
   [ -n "$url" ] || { cat "$log" >&2; echo "$1 did not start" >&2; exit 1; }
   printf -v "$var" '%s' "$url"
   export "${var?}"
 }
+
+step "tests: unit, integration (real server, SQLite and Redis) and end to end (real Chromium)"
+# One Redis for the whole run, on a free port with a temporary folder; killed at the end.
+start_server HUB_TEST_REDIS target/debug/test-redis
+run_tests --workspace --exclude frontend -- --show-output
+
+step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
 start_server HUB_TEST_SERVER target/debug/server serve --addr 127.0.0.1:0 --assets dist \
   --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1

@@ -43,7 +43,6 @@ impl RedisServer {
     }
 
     fn launch(durable: bool, tied_to_thread: bool) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
         let mut last_error = None;
         // A port found free can be taken by another process before Redis binds it.
         for _ in 0..5 {
@@ -51,7 +50,7 @@ impl RedisServer {
             let mut server = Self {
                 url: format!("redis://127.0.0.1:{port}"),
                 port,
-                dir: tempfile::tempdir_in(dir.path())?,
+                dir: tempfile::tempdir()?,
                 durable,
                 tied_to_thread,
                 child: None,

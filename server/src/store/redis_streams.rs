@@ -153,10 +153,15 @@ impl RedisStore {
     /// that a wrong URL is found at start rather than at the first publish.
     pub async fn connect(url: &str, prefix: &str, retention: Retention) -> anyhow::Result<Self> {
         let client = Client::open(url).with_context(|| format!("`{url}` is not a Redis URL"))?;
+        // One quick retry per reconnection: calls wait for a reconnection in progress, so
+        // a long series of retries would hold publishes for its whole length while Redis
+        // is away. A call after a failed reconnection starts the next one.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEADLINE))
             .set_response_timeout(Some(DEADLINE))
-            .set_max_delay(Duration::from_secs(2));
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(200));
         let mut conn = tokio::time::timeout(
             DEADLINE,
             ConnectionManager::new_with_config(client.clone(), config),

@@ -1,0 +1,466 @@
+//! Several real `server` processes sharing one real Redis: delivery across instances,
+//! ordering with concurrent publishers on different instances, subscribers moving between
+//! instances with `Last-Event-ID`, an instance killed with SIGKILL, and Redis itself
+//! killed and restarted. Each test prints what was published, received, duplicated and
+//! lost.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use common::Notification;
+use e2e::redis::{shared_url, unique_prefix, RedisServer};
+use e2e::ServerProcess;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use server::store::EventId;
+
+/// `n` instances on one Redis, under one key prefix (one hub).
+fn instances(redis: &str, n: usize) -> Vec<ServerProcess> {
+    let prefix = unique_prefix();
+    (0..n).map(|_| instance(redis, &prefix)).collect()
+}
+
+/// One instance of the hub whose keys are under `prefix` in `redis`.
+fn instance(redis: &str, prefix: &str) -> ServerProcess {
+    let unused_db = tempfile::tempdir().unwrap().keep().join("unused.db");
+    let args = [
+        "--redis",
+        redis,
+        "--redis-prefix",
+        prefix,
+        "--publish-rate",
+        "0",
+        "--heartbeat-secs",
+        "1",
+    ];
+    let bin = Path::new(env!("CARGO_BIN_EXE_server"));
+    ServerProcess::start(
+        bin,
+        "127.0.0.1:0",
+        Path::new("/nonexistent"),
+        &unused_db,
+        &args,
+    )
+    .unwrap()
+}
+
+/// Publishes through `url`; the stored notification, or `None` when it was not
+/// acknowledged (refused, or the instance is gone).
+async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    stream: &str,
+    title: &str,
+) -> Option<Notification> {
+    let response = client
+        .post(format!("{url}/api/notifications"))
+        .json(&serde_json::json!({ "stream": stream, "title": title }))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default)]
+struct Received {
+    ids: Vec<String>,
+    /// Connections it had to open again (on another instance) after one ended.
+    moves: usize,
+    resets: usize,
+}
+
+/// Reads `stream` after `after` from `urls[0]`; when a connection ends or fails, goes on
+/// from the next URL with `Last-Event-ID` (as a browser behind a load balancer would),
+/// until the notification titled `END`.
+async fn subscriber(urls: Vec<String>, stream: String, after: String) -> Received {
+    let client = reqwest::Client::new();
+    let mut received = Received::default();
+    let mut last = after;
+    for url in urls.iter().cycle() {
+        let response = client
+            .get(format!("{url}/events?stream={stream}"))
+            .header("Last-Event-ID", &last)
+            .send()
+            .await;
+        if let Ok(response) = response.and_then(|r| r.error_for_status()) {
+            let mut events = response.bytes_stream().eventsource();
+            while let Some(Ok(event)) = events.next().await {
+                match event.event.as_str() {
+                    "message" => {
+                        let notification: Notification = serde_json::from_str(&event.data).unwrap();
+                        received.ids.push(notification.id.clone());
+                        last = notification.id;
+                        if notification.title == "END" {
+                            return received;
+                        }
+                    }
+                    common::events::RESET => received.resets += 1,
+                    _ => {}
+                }
+            }
+        }
+        received.moves += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!("cycle never ends")
+}
+
+/// Checks every subscriber against what was acknowledged: each got every acknowledged
+/// notification exactly once, in id order, and all got the same sequence. Prints the
+/// figures and returns the total moves.
+fn check(what: &str, acknowledged: &[String], refused: usize, all: &[Received]) -> usize {
+    let acknowledged_set: HashSet<&String> = acknowledged.iter().collect();
+    let (mut duplicated, mut lost, mut out_of_order, mut moves, mut resets) = (0, 0, 0, 0, 0);
+    for received in all {
+        let unique: HashSet<&String> = received.ids.iter().collect();
+        duplicated += received.ids.len() - unique.len();
+        lost += acknowledged_set.difference(&unique).count();
+        let ids: Vec<EventId> = received.ids.iter().map(|id| id.parse().unwrap()).collect();
+        out_of_order += ids.windows(2).filter(|w| w[0] >= w[1]).count();
+        moves += received.moves;
+        resets += received.resets;
+    }
+    let same_order = all.iter().all(|r| r.ids == all[0].ids);
+    println!(
+        "{what}: {} published and acknowledged, {refused} refused; {} subscribers received \
+         {} each (the same sequence: {same_order}); duplicated {duplicated}, lost {lost}, \
+         out of order {out_of_order}, resets {resets}, reconnections {moves}",
+        acknowledged.len(),
+        all.len(),
+        all[0].ids.len(),
+    );
+    assert_eq!(
+        (duplicated, lost, out_of_order, resets),
+        (0, 0, 0, 0),
+        "{what}"
+    );
+    assert!(same_order, "{what}: subscribers saw different orders");
+    moves
+}
+
+/// Starts `n` subscribers after `after`, subscriber `i` on `urls[i % len]` first.
+fn subscribers(
+    urls: &[String],
+    n: usize,
+    stream: &str,
+    after: &str,
+) -> Vec<tokio::task::JoinHandle<Received>> {
+    (0..n)
+        .map(|i| {
+            let mut order = urls.to_vec();
+            order.rotate_left(i % urls.len());
+            tokio::spawn(subscriber(order, stream.to_owned(), after.to_owned()))
+        })
+        .collect()
+}
+
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Received>>) -> Vec<Received> {
+    let mut all = Vec::new();
+    for task in tasks {
+        let received = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("a subscriber never saw END")
+            .unwrap();
+        all.push(received);
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_notification_published_on_one_instance_reaches_a_subscriber_on_another() {
+    let servers = instances(&shared_url(), 2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let client = client();
+    let start = publish(&client, &a.url, "cross", "START").await.unwrap();
+    let on_b = tokio::spawn(subscriber(
+        vec![b.url.clone()],
+        "cross".into(),
+        start.id.clone(),
+    ));
+    let sent = publish(&client, &a.url, "cross", "hello from A")
+        .await
+        .unwrap();
+    publish(&client, &a.url, "cross", "END").await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(10), on_b)
+        .await
+        .expect("B never delivered A's notification")
+        .unwrap();
+    assert_eq!(received.ids[0], sent.id);
+    assert!(sent.id.contains('-'), "a Redis stream id: {}", sent.id);
+    // B's history reads the same stream.
+    let history: common::History = client
+        .get(format!("{}/api/notifications?stream=cross", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = history
+        .notifications
+        .iter()
+        .map(|n| n.title.as_str())
+        .collect();
+    assert_eq!(titles, ["START", "hello from A", "END"]);
+    for server in [a, b] {
+        let health = client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), reqwest::StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn ten_subscribers_on_three_instances_get_three_publishers_notifications_once_in_one_order() {
+    const PER_PUBLISHER: usize = 100;
+    let servers = instances(&shared_url(), 3);
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let client = client();
+    let start = publish(&client, &urls[0], "fan", "START").await.unwrap();
+    let readers = subscribers(&urls, 10, "fan", &start.id);
+    let publishers: Vec<_> = urls
+        .iter()
+        .enumerate()
+        .map(|(p, url)| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..PER_PUBLISHER {
+                    let stored = publish(&client, &url, "fan", &format!("p{p}-{n}")).await;
+                    acknowledged.push(stored.expect("Redis is up: every publish succeeds").id);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for publisher in publishers {
+        acknowledged.extend(publisher.await.unwrap());
+    }
+    publish(&client, &urls[1], "fan", "END").await.unwrap();
+    let all = collect(readers).await;
+    assert_eq!(all[0].ids.len(), 3 * PER_PUBLISHER + 1);
+    check(
+        "3 instances, 3 publishers, 10 subscribers",
+        &acknowledged,
+        0,
+        &all,
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_moving_to_another_instance_with_its_last_event_id_loses_nothing() {
+    let servers = instances(&shared_url(), 2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let client = client();
+    let start = publish(&client, &a.url, "move", "START").await.unwrap();
+    // Read 10 on A, then hang up and go on from B while publishing goes on.
+    let response = client
+        .get(format!("{}/events?stream=move", a.url))
+        .header("Last-Event-ID", &start.id)
+        .send()
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        acknowledged.push(
+            publish(&client, &a.url, "move", &format!("n{n}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut on_a = Vec::new();
+    let mut events = response.bytes_stream().eventsource();
+    while on_a.len() < 10 {
+        let event = events.next().await.unwrap().unwrap();
+        if event.event == "message" {
+            on_a.push(event.id);
+        }
+    }
+    drop(events);
+    for n in 10..20 {
+        acknowledged.push(
+            publish(&client, &b.url, "move", &format!("n{n}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let on_b = tokio::spawn(subscriber(
+        vec![b.url.clone()],
+        "move".into(),
+        on_a[9].clone(),
+    ));
+    for n in 20..30 {
+        acknowledged.push(
+            publish(&client, &a.url, "move", &format!("n{n}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    publish(&client, &b.url, "move", "END").await.unwrap();
+    let mut received = tokio::time::timeout(Duration::from_secs(10), on_b)
+        .await
+        .unwrap()
+        .unwrap();
+    received.ids = on_a.into_iter().chain(received.ids).collect();
+    check(
+        "a subscriber moved from A to B",
+        &acknowledged,
+        0,
+        &[received],
+    );
+}
+
+#[tokio::test]
+async fn killing_an_instance_while_publishing_loses_nothing_acknowledged() {
+    const PUBLISHES: usize = 150;
+    let servers = instances(&shared_url(), 3);
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let mut servers: Vec<Option<ServerProcess>> = servers.into_iter().map(Some).collect();
+    let client = client();
+    let start = publish(&client, &urls[1], "k9x", "START").await.unwrap();
+    let readers = subscribers(&urls, 9, "k9x", &start.id);
+    // Three publishers, each starting on its own instance and moving on when it fails.
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let (client, urls) = (client.clone(), urls.clone());
+            tokio::spawn(async move {
+                let (mut acknowledged, mut refused, mut at) = (Vec::new(), 0, p);
+                for n in 0..PUBLISHES {
+                    match publish(&client, &urls[at % 3], "k9x", &format!("p{p}-{n}")).await {
+                        Some(stored) => acknowledged.push(stored.id),
+                        None => {
+                            refused += 1;
+                            at += 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (acknowledged, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(servers[0].take()); // SIGKILL
+    println!("instance A killed with SIGKILL while publishing");
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for publisher in publishers {
+        let (ids, failed) = publisher.await.unwrap();
+        acknowledged.extend(ids);
+        refused += failed;
+    }
+    publish(&client, &urls[2], "k9x", "END").await.unwrap();
+    let all = collect(readers).await;
+    let moves = check("kill -9 of 1 of 3 instances", &acknowledged, refused, &all);
+    assert!(moves >= 3, "the subscribers of A moved to another instance");
+}
+
+/// Redis is killed (SIGKILL) and restarted while a publisher publishes through two
+/// instances: publishes in between get 503, `/healthz` says degraded, subscribers keep
+/// their connections, and afterwards every acknowledged notification arrives once.
+#[tokio::test]
+async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
+    let mut redis = RedisServer::start_durable().unwrap();
+    let servers = instances(&redis.url, 2);
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let client = client();
+    let start = publish(&client, &urls[0], "rr", "START").await.unwrap();
+    let readers = subscribers(&urls, 6, "rr", &start.id);
+    let publishing = {
+        let (client, urls) = (client.clone(), urls.clone());
+        tokio::spawn(async move {
+            let (mut acknowledged, mut refused) = (Vec::new(), 0);
+            let mut slowest_refusal = Duration::ZERO;
+            let mut every = tokio::time::interval(Duration::from_millis(10));
+            for n in 0..600 {
+                every.tick().await;
+                let started = std::time::Instant::now();
+                match publish(&client, &urls[n % 2], "rr", &format!("n{n}")).await {
+                    Some(stored) => acknowledged.push(stored.id),
+                    None => {
+                        refused += 1;
+                        slowest_refusal = slowest_refusal.max(started.elapsed());
+                    }
+                }
+            }
+            println!("publishes refused while Redis was down: {refused}, the slowest answered in {slowest_refusal:?}");
+            (acknowledged, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.kill();
+    println!("Redis killed with SIGKILL");
+    let degraded = e2e::eventually("a degraded /healthz", Duration::from_secs(10), || {
+        let client = client.clone();
+        let url = format!("{}/healthz", urls[1]);
+        async move {
+            let response = client.get(url).send().await?;
+            Ok(
+                (response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                    .then_some(response.json::<common::Health>().await?),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    println!("/healthz while Redis is down: {degraded:?}");
+    assert!(degraded.store.contains("Redis"), "{}", degraded.store);
+    let refused = client
+        .post(format!("{}/api/notifications", urls[0]))
+        .json(&serde_json::json!({ "stream": "rr", "title": "while down" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let reason: common::ErrorBody = refused.json().await.unwrap();
+    println!("a publish while Redis is down: 503 {reason:?}");
+    assert!(reason.error.contains("Redis"), "{}", reason.error);
+    let metrics = client
+        .get(format!("{}/metrics", urls[0]))
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("notify_hub_store_up 0"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.restart().unwrap();
+    println!("Redis restarted");
+    let (acknowledged, refused) = publishing.await.unwrap();
+    e2e::eventually("a healthy /healthz", Duration::from_secs(10), || {
+        let client = client.clone();
+        let url = format!("{}/healthz", urls[1]);
+        async move {
+            Ok((client.get(url).send().await?.status() == reqwest::StatusCode::OK).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    publish(&client, &urls[0], "rr", "END").await.unwrap();
+    let all = collect(readers).await;
+    let moves = check("Redis killed and restarted", &acknowledged, refused, &all);
+    assert!(refused > 0, "publishes were refused while Redis was down");
+    assert_eq!(moves, 0, "subscribers kept their connections");
+    let log = servers[0].log();
+    assert!(log.contains("the store failed"), "the outage is logged");
+    assert!(log.contains("the store works again"), "so is the recovery");
+}
