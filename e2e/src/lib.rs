@@ -3,8 +3,10 @@
 //! both; the server crate's CLI tests use [`ServerProcess`].
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
-//! Tests of the Redis store start a real `redis-server` through [`redis`].
+//! Tests of the Redis store start a real `redis-server` through [`redis`]; the browser
+//! test of several instances puts [`proxy`] in front of them.
 
+pub mod proxy;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};

@@ -647,3 +647,49 @@ async fn when_the_leader_tab_freezes_another_takes_over() -> anyhow::Result<()> 
     );
     browser.close().await
 }
+
+/// `name`'s value in a Prometheus text page (0 when it is not there yet).
+async fn metric(server: &ServerProcess, name: &str) -> anyhow::Result<f64> {
+    let page = reqwest::get(format!("{}/metrics", server.url))
+        .await?
+        .text()
+        .await?;
+    Ok(page
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// Two instances sharing one real Redis behind a proxy that sends reads to A and writes
+/// to B: the page streams from A, its Trigger publishes through B, and the notification
+/// appears.
+#[tokio::test]
+async fn with_two_instances_on_redis_a_trigger_through_one_appears_from_the_other(
+) -> anyhow::Result<()> {
+    let redis = e2e::redis::shared_url();
+    let prefix = e2e::redis::unique_prefix();
+    let args = ["--redis", redis.as_str(), "--redis-prefix", prefix.as_str()];
+    let dbs = tempfile::tempdir()?;
+    let a = ServerProcess::serve(&dist()?, &dbs.path().join("a.db"), &args)?;
+    let b = ServerProcess::serve(&dist()?, &dbs.path().join("b.db"), &args)?;
+    let proxy = e2e::proxy::SplitProxy::start(&a.url, &b.url).await?;
+    let browser = Browser::start().await?;
+    browser.client.goto(&proxy.url).await?;
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    browser
+        .type_into("trigger-title", "published through B")
+        .await?;
+    browser.click("trigger-button").await?;
+    wait_for_item(&browser, "published through B").await?;
+    assert_eq!(metric(&b, "notify_hub_published_total").await?, 1.0);
+    assert_eq!(metric(&a, "notify_hub_published_total").await?, 0.0);
+    assert_eq!(
+        subscribers(&a, "messages").await?,
+        1,
+        "the page streams from A"
+    );
+    assert_eq!(subscribers(&b, "messages").await?, 0);
+    browser.close().await
+}
