@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use report::Report;
 use target::{Kind, Programs, Target};
-use workloads::FanOut;
+use workloads::{FanOut, Setup};
 
 /// The fan-out benchmark (see BENCHMARKS.md).
 #[derive(Parser)]
@@ -28,8 +28,8 @@ struct Args {
     /// A seconds-long run with small N that fails unless every event arrived.
     #[arg(long)]
     quick: bool,
-    /// Workloads to run, e.g. `A,C` (default: all of A B C D E).
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E")]
+    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F")]
     only: Vec<String>,
     /// Our server binary.
     #[arg(long, default_value = "target/release/server")]
@@ -52,6 +52,9 @@ enum Command {
     RawServer,
 }
 
+/// Workload F's setups, the reference (SQLite) first.
+const SETUPS: [Setup; 3] = [Setup::Sqlite, Setup::Redis(1), Setup::Redis(3)];
+
 /// The sizes of one run.
 struct Plan {
     window: Duration,
@@ -61,6 +64,8 @@ struct Plan {
     publishers: Vec<usize>,
     storm: (usize, usize),
     idle: usize,
+    /// F: subscribers and publishes a second, on each setup.
+    instances: (usize, u32),
 }
 
 impl Plan {
@@ -74,6 +79,7 @@ impl Plan {
                 publishers: vec![1, 8],
                 storm: (20, 50),
                 idle: 200,
+                instances: (60, 50),
             }
         } else {
             Self {
@@ -84,6 +90,7 @@ impl Plan {
                 publishers: vec![1, 8, 64],
                 storm: (1_000, 1_000),
                 idle: 10_000,
+                instances: (1_000, 500),
             }
         }
     }
@@ -153,6 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wants("C") as usize * plan.publishers.len() * 2,
         wants("D") as usize,
         wants("E") as usize * kinds.len(),
+        wants("F") as usize * SETUPS.len(),
     ]
     .iter()
     .sum();
@@ -283,6 +291,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if runs.iter().any(|r| r.failed > 0) {
             problems.push("E: connections failed".to_owned());
         }
+    }
+
+    if wants("F") {
+        report.section("F: notification fan-out across instances sharing Redis");
+        // Durable as SQLite is (appendfsync always): every 201 is on disk.
+        let redis = e2e::redis::RedisServer::start_durable()
+            .context("workload F needs redis-server (scripts/setup.sh installs it)")?;
+        let (n, rate) = plan.instances;
+        let mut runs = Vec::new();
+        for setup in SETUPS {
+            progress.step(&format!(
+                "F: {} × {n} subscribers, {rate} publishes/s",
+                setup.name()
+            ));
+            let run = workloads::fan_out_across_instances(
+                setup,
+                &programs,
+                &redis.url,
+                n,
+                rate,
+                plan.window,
+            )
+            .await?;
+            runs.push((setup, run));
+        }
+        report.line(
+            "Latency is publish (request sent) → delivered; publishes go to each instance in \
+             turn and subscribers are spread evenly, so most notifications cross instances.",
+        );
+        report.instances(&runs);
+        check(&mut problems, "F", runs.iter().map(|(_, run)| run), 1.0);
     }
 
     if let Some(dir) = args.out.parent() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::target::Kind;
-use crate::workloads::{FanOut, Storm, Throughput};
+use crate::workloads::{FanOut, Setup, Storm, Throughput};
 
 /// The Markdown results of a run, built up as figures come in.
 #[derive(Default)]
@@ -46,6 +46,35 @@ impl Report {
                 run.p99_ms,
                 run.max_ms,
                 ratio(run.p99_ms, raw.map(|r| r.p99_ms)),
+                kib(run.rss_per_connection()),
+                run.cpu_s,
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// A table of workload F's runs: the same fan-out on each setup, with latency as a
+    /// ratio of the first (one instance on SQLite).
+    pub fn instances(&mut self, runs: &[(Setup, FanOut)]) {
+        let mut table = "| setup | N | connected / failed | delivered | p50 ms | p99 ms | max ms | × SQLite p99 | RSS per conn | servers' CPU s |\n|---|---|---|---|---|---|---|---|---|---|\n".to_owned();
+        let reference = runs.first().map(|(_, run)| run.p99_ms);
+        for (setup, run) in runs {
+            let ratio = match reference {
+                Some(r) if r > 0.0 => format!("{:.2}", run.p99_ms / r),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} / {} | {:.2} % | {:.1} | {:.1} | {:.1} | {ratio} | {} | {:.2} |",
+                setup.name(),
+                run.n,
+                run.connected,
+                run.failed,
+                run.delivery() * 100.0,
+                run.p50_ms,
+                run.p99_ms,
+                run.max_ms,
                 kib(run.rss_per_connection()),
                 run.cpu_s,
             );

@@ -176,7 +176,8 @@ pub async fn notification_fan_out(
     .await?;
     let cpu = run.target.cpu_seconds();
     run.stats.count(true);
-    let acked = publish_at_rate(&run.target, rate, total, &times).await;
+    let url = format!("{}{}", run.target.url, run.target.kind.publish_path());
+    let acked = publish_at_rate(&[url], rate, total, &times).await;
     // Let the last publishes reach everyone.
     let expected = run.stats.connected.load(Ordering::Relaxed) * acked;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -189,18 +190,18 @@ pub async fn notification_fan_out(
 }
 
 /// Sends `total` publishes titled `b-0`, `b-1`, … at `rate` a second (each on its own
-/// task, so a slow answer does not slow the rate); returns how many were acknowledged.
-async fn publish_at_rate(target: &Target, rate: u32, total: usize, times: &Arc<SendTimes>) -> u64 {
+/// task, so a slow answer does not slow the rate), to the publish URLs `urls` in turn;
+/// returns how many were acknowledged.
+async fn publish_at_rate(urls: &[String], rate: u32, total: usize, times: &Arc<SendTimes>) -> u64 {
     let client = reqwest::Client::new();
-    let url = format!("{}{}", target.url, target.kind.publish_path());
     let acked = Arc::new(AtomicU64::new(0));
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sends = Vec::with_capacity(total);
     for n in 0..total {
         interval.tick().await;
-        let (client, url, acked, times) =
-            (client.clone(), url.clone(), acked.clone(), times.clone());
+        let url = urls[n % urls.len()].clone();
+        let (client, acked, times) = (client.clone(), acked.clone(), times.clone());
         sends.push(tokio::spawn(async move {
             times.mark(n);
             let body = serde_json::json!({ "stream": "bench", "title": format!("b-{n}") });
@@ -377,4 +378,100 @@ pub async fn idle_memory(kind: Kind, programs: &Programs, n: usize) -> anyhow::R
     // Let the connections settle (first heartbeat sent, buffers in their steady state).
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(run.finish(n, SETTLE, 0.0, 0))
+}
+
+/// Where workload F keeps its notifications.
+#[derive(Clone, Copy, Debug)]
+pub enum Setup {
+    /// One instance on its SQLite file: the reference.
+    Sqlite,
+    /// This many instances sharing one Redis.
+    Redis(usize),
+}
+
+impl Setup {
+    pub fn name(self) -> String {
+        match self {
+            Setup::Sqlite => "1 instance, SQLite".into(),
+            Setup::Redis(1) => "1 instance, Redis".into(),
+            Setup::Redis(n) => format!("{n} instances, one Redis"),
+        }
+    }
+}
+
+/// F: workload B (`n` subscribers of one stream, `rate` publishes a second for `window`)
+/// on `setup`. With several instances the subscribers are spread evenly over them and
+/// publishes go to each in turn, so most notifications cross instances through Redis.
+/// CPU and memory are summed over the instances (not Redis).
+pub async fn fan_out_across_instances(
+    setup: Setup,
+    programs: &Programs,
+    redis: &str,
+    n: usize,
+    rate: u32,
+    window: Duration,
+) -> anyhow::Result<FanOut> {
+    let targets = match setup {
+        Setup::Sqlite => vec![Target::start(Kind::Hub, programs, &[])?],
+        Setup::Redis(instances) => (0..instances)
+            .map(|_| {
+                // One hub per setup: its instances share a key prefix, other setups not.
+                let prefix = format!("bench-{}-{instances}", std::process::id());
+                Target::start(
+                    Kind::Hub,
+                    programs,
+                    &["--redis", redis, "--redis-prefix", &prefix],
+                )
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = |targets: &[Target]| targets.iter().map(Target::rss).sum::<u64>();
+    let cpu = |targets: &[Target]| targets.iter().map(Target::cpu_seconds).sum::<f64>();
+    let rss_before = rss(&targets);
+    let total = (rate as f64 * window.as_secs_f64()) as usize;
+    let times = SendTimes::new(total);
+    let stats = Stats::new();
+    let mut connections = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let share = n / targets.len() + usize::from(i < n % targets.len());
+        let subscribe = Subscribe {
+            path: "/events?stream=bench".into(),
+            last_event_id: None,
+            until: None,
+        };
+        let latency = LatencyFrom::Publish(times.clone());
+        connections.push(
+            load::open(
+                addr(target)?,
+                share,
+                subscribe,
+                latency,
+                stats.clone(),
+                CONNECT_LIMIT,
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(SETTLE).await;
+    let cpu_before = cpu(&targets);
+    stats.count(true);
+    let urls: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{}{}", t.url, Kind::Hub.publish_path()))
+        .collect();
+    let acked = publish_at_rate(&urls, rate, total, &times).await;
+    let expected = stats.connected.load(Ordering::Relaxed) * acked;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stats.count(false);
+    let mut run = FanOut::measure(Kind::Hub, n, &stats, window);
+    run.cpu_s = cpu(&targets) - cpu_before;
+    run.rss_before = rss_before;
+    run.rss_after = rss(&targets);
+    run.expected = expected;
+    drop(connections);
+    Ok(run)
 }

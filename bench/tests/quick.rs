@@ -31,6 +31,7 @@ fn the_quick_bench_runs_every_workload_and_loses_nothing() {
         "C: acknowledged",
         "D: replay storm",
         "E: idle",
+        "F: notification fan-out across instances",
     ] {
         assert!(
             written.contains(section),
