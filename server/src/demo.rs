@@ -4,7 +4,7 @@
 //! own ([`KEEP`] entries) so it cannot fill the database.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Level;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +27,59 @@ pub fn with_counter_cap(mut retention: Retention) -> Retention {
     retention
 }
 
+/// How long an instance holds the counter once it has it; it renews every [`RENEW`].
+const LEASE: Duration = Duration::from_secs(3);
+const RENEW: Duration = Duration::from_secs(1);
+
 /// Publishes 1, 2, 3, … until `shutdown`, going on from the stored count after a restart.
+/// Among instances sharing a store, one counts at a time (a lease); when it stops, another
+/// takes over within [`LEASE`] and goes on from the stored count.
 pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let last = match hub.latest(STREAM, 1).await {
+    let holder = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let mut interval = tokio::time::interval(EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut leading, mut renewed, mut last) = (false, None::<Instant>, 0);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if renewed.is_none_or(|at| at.elapsed() >= RENEW) {
+            let now_leading = match hub.lead(STREAM, &holder, LEASE).await {
+                Ok(held) => held,
+                Err(err) => {
+                    tracing::warn!("demo counter: {err:#}");
+                    false
+                }
+            };
+            if now_leading && !leading {
+                last = stored_count(&hub).await;
+            }
+            (leading, renewed) = (now_leading, Some(Instant::now()));
+        }
+        if !leading {
+            continue;
+        }
+        let draft = Draft {
+            stream: STREAM.to_owned(),
+            title: (last + 1).to_string(),
+            body: String::new(),
+            level: Level::Info,
+        };
+        match hub.publish(draft).await {
+            Ok(_) => last += 1,
+            Err(err) => tracing::warn!("demo counter: {err:#}"),
+        }
+    }
+}
+
+/// The newest count stored (0 when there is none).
+async fn stored_count(hub: &Hub) -> u64 {
+    match hub.latest(STREAM, 1).await {
         Ok(mut latest) => latest
             .pop()
             .and_then(|entry| entry.notification.title.parse::<u64>().ok())
@@ -37,23 +87,6 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
         Err(err) => {
             tracing::warn!("demo counter: cannot read where it was: {err:#}");
             0
-        }
-    };
-    let mut interval = tokio::time::interval(EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in last + 1.. {
-        tokio::select! {
-            _ = interval.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let draft = Draft {
-            stream: STREAM.to_owned(),
-            title: n.to_string(),
-            body: String::new(),
-            level: Level::Info,
-        };
-        if let Err(err) = hub.publish(draft).await {
-            tracing::warn!("demo counter: {err:#}");
         }
     }
 }

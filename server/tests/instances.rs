@@ -464,3 +464,69 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
     assert!(log.contains("the store failed"), "the outage is logged");
     assert!(log.contains("the store works again"), "so is the recovery");
 }
+
+/// The next counter value on `events`.
+async fn next_count(
+    events: &mut (impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>>
+              + Unpin),
+) -> u64 {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the counter stopped for 10 s")
+            .expect("the stream ended")
+            .unwrap();
+        if event.event == "message" {
+            let notification: Notification = serde_json::from_str(&event.data).unwrap();
+            return notification.title.parse().unwrap();
+        }
+    }
+}
+
+/// `--demo` on every instance: one counts at a time (a lease in Redis), and when it is
+/// killed another takes over from the stored count, so the numbers stay consecutive.
+#[tokio::test]
+async fn with_demo_on_every_instance_the_counter_counts_once_and_survives_its_instance() {
+    let redis = shared_url();
+    let prefix = unique_prefix();
+    let bin = Path::new(env!("CARGO_BIN_EXE_server"));
+    let start = |_| {
+        let unused_db = tempfile::tempdir().unwrap().keep().join("unused.db");
+        let args = ["--redis", &redis, "--redis-prefix", &prefix, "--demo"];
+        ServerProcess::start(
+            bin,
+            "127.0.0.1:0",
+            Path::new("/nonexistent"),
+            &unused_db,
+            &args,
+        )
+        .unwrap()
+    };
+    let first = start(0);
+    // Counting before the others start: the first holds the lease.
+    let response = reqwest::get(format!("{}/events?stream=counter", first.url))
+        .await
+        .unwrap();
+    next_count(&mut response.bytes_stream().eventsource()).await;
+    let others: Vec<ServerProcess> = (1..3).map(start).collect();
+    let response = reqwest::get(format!("{}/events?stream=counter", others[0].url))
+        .await
+        .unwrap();
+    let mut counter = response.bytes_stream().eventsource();
+    let mut counts = Vec::new();
+    for _ in 0..15 {
+        counts.push(next_count(&mut counter).await);
+    }
+    drop(first); // SIGKILL
+    for _ in 0..15 {
+        counts.push(next_count(&mut counter).await);
+    }
+    println!(
+        "counter with 3 instances, the counting one killed after 15: {:?}",
+        counts
+    );
+    assert!(
+        counts.windows(2).all(|w| w[1] == w[0] + 1),
+        "one count at a time, going on after a takeover: {counts:?}"
+    );
+}

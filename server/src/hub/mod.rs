@@ -172,6 +172,11 @@ impl Hub {
         self.store.latest(stream, limit).await
     }
 
+    /// Whether `holder` may run the job `name` for the next `ttl` (see [`Store::lead`]).
+    pub async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        self.store.lead(name, holder, ttl).await
+    }
+
     /// Why the store cannot take publishes right now (a full disk, a read-only file,
     /// Redis unreachable), or `None` while it works.
     pub fn store_problem(&self) -> Option<String> {

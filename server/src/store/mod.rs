@@ -213,6 +213,13 @@ pub trait Store: Send + Sync + 'static {
     fn follow(&self) -> Option<&dyn Follow> {
         None
     }
+
+    /// Whether `holder` may run the job `name`, of which one must run at a time among the
+    /// instances sharing this store (the demo counter), for the next `ttl`; calling again
+    /// before then keeps it. A store of one process always says yes.
+    async fn lead(&self, _name: &str, _holder: &str, _ttl: Duration) -> Result<bool, Error> {
+        Ok(true)
+    }
 }
 
 /// A store shared by several instances. An instance cannot send its subscribers only what

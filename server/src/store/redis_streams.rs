@@ -16,6 +16,8 @@
 //!   hide a gap: a position below the newest dropped id gets a reset, as in SQLite.
 //! - **Live**: [`Follow::wait_after`] is `XREAD BLOCK` on a connection of its own (a
 //!   blocked connection can carry nothing else), taken from a small pool.
+//! - **Leases** (`<prefix>:lead:<job>`, `SET PX`) let one instance at a time run a job
+//!   that must not run twice, the demo counter.
 //!
 //! Every call has a deadline: while Redis is away, publishes fail fast (`503`) instead of
 //! hanging, and [`Health`] says why until a call succeeds again. A background ping keeps
@@ -87,6 +89,17 @@ end
 return n
 ";
 
+/// Takes or keeps the lease `KEYS[1]` for the holder `ARGV[1]`, for `ARGV[2]` ms; 1 when
+/// the holder has it.
+const LEAD: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// The stream's last issued id, the newest id retention dropped from it, and (when
 /// `ARGV[3]` is not 0) up to `ARGV[3]` entries after `ARGV[2]`: in one script, so in one
 /// consistent view. `KEYS`: the stream key, the trimmed-through hash; `ARGV[1]`: its name.
@@ -125,6 +138,7 @@ struct Scripts {
     append: Script,
     trim: Script,
     position_and_range: Script,
+    lead: Script,
 }
 
 /// Where the hub's data lives in Redis.
@@ -139,6 +153,11 @@ impl Keys {
 
     fn streams(&self) -> String {
         format!("{}:streams", self.prefix)
+    }
+
+    /// The lease of the job `name` (see [`Store::lead`]).
+    fn lease(&self, name: &str) -> String {
+        format!("{}:lead:{name}", self.prefix)
     }
 
     /// Per stream, the newest id retention dropped.
@@ -189,6 +208,7 @@ impl RedisStore {
                 append: Script::new(&format!("{TRIM_TO}{APPEND}")),
                 trim: Script::new(&format!("{TRIM_TO}{TRIM}")),
                 position_and_range: Script::new(POSITION_AND_RANGE),
+                lead: Script::new(LEAD),
             },
             health,
         })
@@ -489,6 +509,18 @@ impl Store for RedisStore {
 
     fn follow(&self) -> Option<&dyn Follow> {
         Some(self)
+    }
+
+    async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let mut lead = self.scripts.lead.prepare_invoke();
+        lead.key(self.keys.lease(name))
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64);
+        let mut conn = self.conn.clone();
+        let held: i64 = self
+            .call("take a lease", lead.invoke_async(&mut conn))
+            .await?;
+        Ok(held == 1)
     }
 }
 
