@@ -453,6 +453,13 @@ pub async fn fan_out_across_instances(
             .await,
         );
     }
+    // `load::open` returns when the shared count reaches its own share: wait for all.
+    let deadline = Instant::now() + CONNECT_LIMIT;
+    while stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(SETTLE).await;
     let cpu_before = cpu(&targets);
     stats.count(true);
