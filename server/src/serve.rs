@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
-use crate::store::redis_streams::RedisStore;
+use crate::store::redis_streams::{self, RedisStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Retention, Store};
 use crate::{assets, demo};
@@ -146,7 +146,7 @@ async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Ar
         let store = RedisStore::connect(url, &config.redis_prefix, retention.clone()).await?;
         tracing::info!(
             "notifications stored in Redis at {} under {}:*",
-            redact_url(url),
+            redis_streams::redacted(url),
             config.redis_prefix
         );
         return Ok(Arc::new(store));
@@ -157,17 +157,6 @@ async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Ar
     }
     tracing::info!("notifications stored in {}", config.db.display());
     Ok(Arc::new(store))
-}
-
-/// `url` without its password, for the logs.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Most bytes of request head hyper buffers; the router's own limits

@@ -153,6 +153,39 @@ fn serve_refuses_to_start_with_an_invalid_cors_origin() {
 }
 
 #[test]
+fn serve_refuses_to_start_without_a_working_redis_and_hides_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("redis://:s3cret@127.0.0.1:{free_port}");
+    for (url, says) in [
+        ("http://example.com", "is not a Redis URL"),
+        (
+            unreachable.as_str(),
+            "cannot connect to Redis at redis://:***@127.0.0.1",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--assets", "/nonexistent"])
+            .args(["--redis", url])
+            .arg("--db")
+            .arg(dir.path().join("hub.db"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "it must not start with {url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("s3cret"),
+            "the password is not shown: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn publish_checks_its_input_before_sending_and_reports_the_servers_refusal() {
     // Broken rules are named before anything is sent: no server is needed to hear it.
     let output = Command::new(BIN)

@@ -178,9 +178,29 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Received>>) -> Vec<Received>
     all
 }
 
+/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
+async fn blocked_readers(redis: &str) -> u64 {
+    let mut conn = redis::Client::open(redis)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_notification_published_on_one_instance_reaches_a_subscriber_on_another() {
-    let servers = instances(&shared_url(), 2);
+    // A Redis of its own, so that its blocked readers are this test's.
+    let redis = RedisServer::start().unwrap();
+    let servers = instances(&redis.url, 2);
     let (a, b) = (&servers[0], &servers[1]);
     let client = client();
     let start = publish(&client, &a.url, "cross", "START").await.unwrap();
@@ -189,6 +209,12 @@ async fn a_notification_published_on_one_instance_reaches_a_subscriber_on_anothe
         "cross".into(),
         start.id.clone(),
     ));
+    // B reads the stream for its subscriber; A, with none, does not.
+    e2e::eventually("B's reader", Duration::from_secs(10), || async {
+        Ok((blocked_readers(&redis.url).await == 1).then_some(()))
+    })
+    .await
+    .unwrap();
     let sent = publish(&client, &a.url, "cross", "hello from A")
         .await
         .unwrap();
@@ -197,6 +223,12 @@ async fn a_notification_published_on_one_instance_reaches_a_subscriber_on_anothe
         .await
         .expect("B never delivered A's notification")
         .unwrap();
+    // Once B's subscriber is gone, B stops reading within one blocking read (2 s).
+    e2e::eventually("no readers", Duration::from_secs(10), || async {
+        Ok((blocked_readers(&redis.url).await == 0).then_some(()))
+    })
+    .await
+    .unwrap();
     assert_eq!(received.ids[0], sent.id);
     assert!(sent.id.contains('-'), "a Redis stream id: {}", sent.id);
     // B's history reads the same stream.

@@ -24,7 +24,7 @@
 //! that state current when nothing else talks to Redis.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -171,7 +171,9 @@ impl RedisStore {
     /// count caps of `retention` on every append. Fails when Redis cannot be reached, so
     /// that a wrong URL is found at start rather than at the first publish.
     pub async fn connect(url: &str, prefix: &str, retention: Retention) -> anyhow::Result<Self> {
-        let client = Client::open(url).with_context(|| format!("`{url}` is not a Redis URL"))?;
+        // Messages show the URL without its password.
+        let shown = redacted(url);
+        let client = Client::open(url).with_context(|| format!("`{shown}` is not a Redis URL"))?;
         // One quick retry per reconnection: calls wait for a reconnection in progress, so
         // a long series of retries would hold publishes for its whole length while Redis
         // is away. A call after a failed reconnection starts the next one.
@@ -186,8 +188,8 @@ impl RedisStore {
             ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
-        .map_err(|_| anyhow!("Redis at {url} did not answer within {DEADLINE:?}"))?
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .map_err(|_| anyhow!("Redis at {shown} did not answer within {DEADLINE:?}"))?
+        .with_context(|| format!("cannot connect to Redis at {shown}"))?;
         let version: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn)
@@ -297,6 +299,26 @@ impl RedisStore {
         if idle.len() < IDLE_BLOCKING {
             idle.push(conn);
         }
+    }
+}
+
+/// When the entry `id` was appended, from the milliseconds in it (Redis's clock, so
+/// across machines as exact as their clocks agree): the start of the publish → delivery
+/// latency of entries that other instances published.
+fn appended_at(id: EventId) -> Instant {
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+    let age = Duration::from_millis(now_ms.saturating_sub(id.major));
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -551,10 +573,15 @@ impl Follow for RedisStore {
         // A connection that failed is dropped, not reused.
         let read = self.health.track(outcome)?;
         self.put_back(conn);
-        read.into_iter()
+        let entries: Vec<Arc<Entry>> = read
+            .into_iter()
             .flat_map(|read| read.keys)
             .flat_map(|key| key.ids)
             .map(|item| entry(stream, &item))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        for entry in &entries {
+            entry.first_delivery.published(appended_at(entry.id));
+        }
+        Ok(entries)
     }
 }
