@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Notification;
@@ -560,5 +561,43 @@ async fn with_demo_on_every_instance_the_counter_counts_once_and_survives_its_in
     assert!(
         counts.windows(2).all(|w| w[1] == w[0] + 1),
         "one count at a time, going on after a takeover: {counts:?}"
+    );
+}
+
+/// Another instance appends a burst larger than the stream's cap in one batch: the burst's
+/// first entries are trimmed before this instance's reader can see them. Its subscriber
+/// must hear of the loss (a reset), not get the rest as if nothing were missing.
+#[tokio::test]
+async fn entries_trimmed_before_the_reader_sees_them_give_live_subscribers_a_reset() {
+    use server::hub::{Delivery, Hub};
+    use server::store::redis_streams::RedisStore;
+    use server::store::{Draft, Retention, Store};
+    let (redis, prefix) = (shared_url(), unique_prefix());
+    let store = |cap| RedisStore::connect(&redis, &prefix, Retention::new(cap, 0));
+    let here = Arc::new(store(3).await.unwrap());
+    let other_instance = store(3).await.unwrap();
+    let hub = Hub::new(here, Duration::from_secs(3600), 64);
+    let draft = |title: &str| Draft {
+        stream: "burst".into(),
+        title: title.into(),
+        body: String::new(),
+        level: common::Level::Info,
+    };
+    let before = other_instance.append(vec![draft("before")]).await.unwrap();
+    let mut subscription = hub.subscribe("burst", Some(before[0].id)).await.unwrap();
+    assert_eq!(subscription.next().await, Some(Delivery::Heartbeat));
+    let next = tokio::spawn(async move { subscription.next().await });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the subscriber is live
+    let burst: Vec<Draft> = (0..10).map(|n| draft(&format!("n{n}"))).collect();
+    let stored = other_instance.append(burst).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("nothing delivered")
+        .unwrap();
+    println!("after a burst of 10 into a stream that keeps 3: {delivered:?}");
+    assert_eq!(
+        delivered,
+        Some(Delivery::Reset(stored[9].id)),
+        "the 7 trimmed entries are reported, not skipped"
     );
 }

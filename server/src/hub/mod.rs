@@ -36,7 +36,7 @@ use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
 use common::backoff::delays_between;
 
-pub use subscription::{Delivery, Subscription};
+pub use subscription::{Delivery, Live, Subscription};
 
 /// Most publishes stored in one transaction.
 const MAX_BATCH: usize = 512;
@@ -68,7 +68,7 @@ struct Publish {
 
 /// The live channel of each stream that has subscribers (or had them recently).
 struct Channels {
-    by_stream: Mutex<HashMap<String, broadcast::Sender<Arc<Entry>>>>,
+    by_stream: Mutex<HashMap<String, broadcast::Sender<Live>>>,
     /// Capacity of each channel: how far a subscriber may fall behind before it goes
     /// back to the store.
     buffer: usize,
@@ -263,7 +263,7 @@ impl Channels {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = by_stream.get(&entry.notification.stream) {
             // No receiver is fine: nobody listens to this stream right now.
-            let _ = tx.send(entry.clone());
+            let _ = tx.send(Live::Entry(entry.clone()));
         }
     }
 
@@ -273,8 +273,8 @@ impl Channels {
     fn receiver(
         &self,
         stream: &str,
-        made: impl FnOnce(&broadcast::Sender<Arc<Entry>>),
-    ) -> broadcast::Receiver<Arc<Entry>> {
+        made: impl FnOnce(&broadcast::Sender<Live>),
+    ) -> broadcast::Receiver<Live> {
         let mut by_stream = self
             .by_stream
             .lock()
@@ -292,7 +292,7 @@ impl Channels {
     /// Whether `tx` is still `stream`'s channel and has subscribers; when it has none, it
     /// is forgotten here, under the lock, so that the next subscriber makes a new one
     /// (with a new follower).
-    fn still_followed(&self, stream: &str, tx: &broadcast::Sender<Arc<Entry>>) -> bool {
+    fn still_followed(&self, stream: &str, tx: &broadcast::Sender<Live>) -> bool {
         let mut by_stream = self
             .by_stream
             .lock()
@@ -376,12 +376,15 @@ async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
 /// A stream's follower (for a followed store, see the module documentation): reads what
 /// is appended to `stream` after `cursor` and sends it to `tx`, until the stream has no
 /// subscribers here. A failed read is retried from the same position after a backoff
-/// with jitter, so an outage of the store loses and doubles nothing.
+/// with jitter, so an outage of the store loses and doubles nothing. Entries that
+/// retention dropped before the follower read them (a long outage, a burst larger than a
+/// stream's cap) are a [`Live::Gap`]: every subscriber then catches up from the store,
+/// which tells those that lost entries with a reset.
 async fn follow(
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
     stream: String,
-    tx: broadcast::Sender<Arc<Entry>>,
+    tx: broadcast::Sender<Live>,
     mut cursor: EventId,
 ) {
     let Some(follow) = store.follow() else {
@@ -395,15 +398,23 @@ async fn follow(
             .wait_after(&stream, cursor, FOLLOW_BATCH, FOLLOW_WAIT)
             .await
         {
-            Ok(entries) => {
+            Ok(read) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("following {stream} again from {cursor}");
                     delays = retries();
                 }
-                for entry in entries {
+                // No receiver is fine below: the last subscriber just left.
+                if let Some(newest) = read.reset_to {
+                    tracing::warn!(
+                        "entries of {stream} after {cursor} were dropped by retention before \
+                         they could be read; its subscribers catch up from the store"
+                    );
+                    cursor = newest;
+                    let _ = tx.send(Live::Gap);
+                }
+                for entry in read.entries {
                     cursor = entry.id;
-                    // No receiver is fine: the last subscriber just left.
-                    let _ = tx.send(entry);
+                    let _ = tx.send(Live::Entry(entry));
                 }
             }
             Err(err) => {

@@ -51,6 +51,16 @@ pub enum Delivery {
     Heartbeat,
 }
 
+/// What a stream's live channel carries.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A newly stored entry, in id order.
+    Entry(Arc<Entry>),
+    /// Entries were dropped before they could be sent (see the hub's followers): each
+    /// subscriber goes back to the store, which knows whether it lost any.
+    Gap,
+}
+
 /// Where a subscription is; see the module documentation.
 enum Phase {
     Greeting,
@@ -73,7 +83,7 @@ pub struct Subscription {
     /// The id of the last entry delivered (or skipped over by a reset).
     cursor: EventId,
     phase: Phase,
-    live: broadcast::Receiver<Arc<Entry>>,
+    live: broadcast::Receiver<Live>,
     heartbeat: watch::Receiver<()>,
 }
 
@@ -84,7 +94,7 @@ impl Subscription {
         store: Arc<dyn Store>,
         stream: String,
         cursor: EventId,
-        live: broadcast::Receiver<Arc<Entry>>,
+        live: broadcast::Receiver<Live>,
         heartbeat: watch::Receiver<()>,
     ) -> Self {
         Self {
@@ -157,11 +167,14 @@ impl Subscription {
                 Phase::Live => {
                     tokio::select! {
                         received = self.live.recv() => match received {
-                            Ok(entry) if entry.id > self.cursor => {
+                            Ok(Live::Entry(entry)) if entry.id > self.cursor => {
                                 self.cursor = entry.id;
                                 return Some(Delivery::Notification(entry));
                             }
-                            Ok(_) => {}
+                            Ok(Live::Entry(_)) => {}
+                            Ok(Live::Gap) => {
+                                self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                            }
                             Err(RecvError::Lagged(missed)) => {
                                 metrics::caught_up();
                                 tracing::debug!(

@@ -228,14 +228,15 @@ pub trait Store: Send + Sync + 'static {
 #[async_trait]
 pub trait Follow: Send + Sync {
     /// Entries of `stream` after `after`, oldest first, at most `limit`, waiting up to
-    /// `wait` for the first one to be appended (empty when none was).
+    /// `wait` for the first one to be appended (an empty page when none was). Like
+    /// [`Store::after`], the page says when entries after `after` are gone.
     async fn wait_after(
         &self,
         stream: &str,
         after: EventId,
         limit: usize,
         wait: Duration,
-    ) -> Result<Vec<Arc<Entry>>, Error>;
+    ) -> Result<Page, Error>;
 }
 
 /// Whether a store works, as its latest operation found: the reason of the last failure

@@ -30,7 +30,7 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use common::Notification;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Script};
 
 use super::{Draft, Entry, Error, EventId, Follow, Health, Page, Retention, Store, StoredStream};
@@ -45,14 +45,22 @@ const IDLE_BLOCKING: usize = 16;
 /// Trims the stream `key` (named `name`) to its newest `cap` entries, exactly, and records
 /// in the hash `trimmed` the newest id it dropped. Redis does not record that id itself
 /// (`max-deleted-entry-id` counts `XDEL` only), and replay needs it to tell a position
-/// that lost entries from one that did not. In steady state an append drops one entry:
-/// O(1) per append.
+/// that lost entries from one that did not. The newest dropped id is found by reading the
+/// shorter side (the excess from the old end, or the kept entries from the new end); in
+/// steady state an append drops one entry: O(1) per append.
 const TRIM_TO: &str = r"
 local function trim_to(key, trimmed, name, cap)
   local excess = redis.call('XLEN', key) - cap
   if excess <= 0 then return 0 end
-  local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
-  redis.call('HSET', trimmed, name, gone[#gone][1])
+  local newest_gone
+  if excess <= cap then
+    local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
+    newest_gone = gone[#gone][1]
+  else
+    local kept = redis.call('XREVRANGE', key, '+', '-', 'COUNT', cap + 1)
+    newest_gone = kept[#kept][1]
+  end
+  redis.call('HSET', trimmed, name, newest_gone)
   return redis.call('XTRIM', key, 'MAXLEN', cap)
 end
 ";
@@ -73,9 +81,10 @@ end
 return ids
 ";
 
-/// Applies retention to one stream. `KEYS`: the stream key, the trimmed-through hash.
-/// `ARGV`: its name, its count cap (0: none), the oldest id kept ('': no age limit).
-/// Returns how many entries went.
+/// Applies retention to one stream. `KEYS`: the stream key, the trimmed-through hash, the
+/// set of stream names. `ARGV`: its name, its count cap (0: none), the oldest id kept
+/// (`ms-0`; '': no age limit). A stream left empty leaves the set (an append puts it back;
+/// its trimmed-through mark stays). Returns how many entries went.
 const TRIM: &str = r"
 local n = 0
 if tonumber(ARGV[2]) > 0 then n = trim_to(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])) end
@@ -86,6 +95,7 @@ if ARGV[3] ~= '' then
     n = n + redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
   end
 end
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) end
 return n
 ";
 
@@ -237,8 +247,9 @@ impl RedisStore {
             .await
     }
 
-    /// The stream's last issued id, highest trimmed id, and up to `limit` entries after
-    /// `after` (none for a `limit` of 0).
+    /// The stream's newest position (its last issued id, or its newest dropped id if that
+    /// is higher), its newest dropped id, and up to `limit` entries after `after` (none
+    /// for a `limit` of 0).
     async fn position_and_range(
         &self,
         stream: &str,
@@ -261,7 +272,10 @@ impl RedisStore {
             .iter()
             .map(|item| entry(stream, item))
             .collect::<Result<_, _>>()?;
-        Ok((redis_id(&last)?, redis_id(&trimmed)?, entries))
+        // A stream key deleted by hand (or evicted) restarts at 0-0 while its trimmed mark
+        // stays: the newest position is whichever is higher, so that a reset to it holds.
+        let trimmed = redis_id(&trimmed)?;
+        Ok((redis_id(&last)?.max(trimmed), trimmed, entries))
     }
 
     /// The names of every stream ever appended to.
@@ -434,11 +448,12 @@ impl Store for RedisStore {
                 reset_to: Some(self.head(stream).await?),
             });
         }
-        let (last, trimmed, entries) = self.position_and_range(stream, after, limit.max(1)).await?;
-        if after < trimmed || after > last {
+        let (newest, trimmed, entries) =
+            self.position_and_range(stream, after, limit.max(1)).await?;
+        if after < trimmed || after > newest {
             return Ok(Page {
                 entries: Vec::new(),
-                reset_to: Some(last),
+                reset_to: Some(newest),
             });
         }
         Ok(Page {
@@ -448,10 +463,10 @@ impl Store for RedisStore {
     }
 
     async fn head(&self, stream: &str) -> Result<EventId, Error> {
-        let (last, _, _) = self
+        let (newest, _, _) = self
             .position_and_range(stream, EventId::default(), 0)
             .await?;
-        Ok(last)
+        Ok(newest)
     }
 
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
@@ -481,9 +496,10 @@ impl Store for RedisStore {
             let mut trim = self.scripts.trim.prepare_invoke();
             trim.key(self.keys.stream(&stream))
                 .key(self.keys.trimmed())
+                .key(self.keys.streams())
                 .arg(&stream)
                 .arg(retention.cap(&stream).unwrap_or(0))
-                .arg(oldest_kept.map(|ms| ms.to_string()).unwrap_or_default());
+                .arg(oldest_kept.map(|ms| format!("{ms}-0")).unwrap_or_default());
             let mut conn = self.conn.clone();
             let n: u64 = self
                 .call("trim a stream", trim.invoke_async(&mut conn))
@@ -554,34 +570,44 @@ impl Follow for RedisStore {
         after: EventId,
         limit: usize,
         wait: Duration,
-    ) -> Result<Vec<Arc<Entry>>, Error> {
+    ) -> Result<Page, Error> {
+        // Waits for anything after `after`, then reads with the same atomic script as
+        // replay, which also says whether retention dropped entries after `after` before
+        // they could be read (the blocking read alone would skip them in silence).
         let mut conn = self.blocking_connection().await?;
-        let mut read = redis::cmd("XREAD");
-        read.arg("COUNT")
-            .arg(limit.max(1))
+        let mut wake = redis::cmd("XREAD");
+        wake.arg("COUNT")
+            .arg(1)
             .arg("BLOCK")
             .arg(wait.as_millis().max(1) as u64)
             .arg("STREAMS")
             .arg(self.keys.stream(stream))
             .arg(after.to_string());
-        let read = read.query_async::<Option<StreamReadReply>>(&mut conn);
-        let outcome = match tokio::time::timeout(wait + DEADLINE, read).await {
-            Ok(Ok(read)) => Ok(read),
+        let woken = wake.query_async::<Option<redis::Value>>(&mut conn);
+        let outcome = match tokio::time::timeout(wait + DEADLINE, woken).await {
+            Ok(Ok(woken)) => Ok(woken),
             Ok(Err(err)) => Err(anyhow!("Redis failed to read {stream}: {err}")),
             Err(_) => Err(anyhow!("Redis did not answer a read of {stream} in time")),
         };
-        // A connection that failed is dropped, not reused.
-        let read = self.health.track(outcome)?;
+        let woken = match self.health.track(outcome) {
+            Ok(woken) => woken,
+            Err(err) => {
+                // Dropped, and the idle ones with it: they went through the same outage.
+                self.blocking
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                return Err(err);
+            }
+        };
         self.put_back(conn);
-        let entries: Vec<Arc<Entry>> = read
-            .into_iter()
-            .flat_map(|read| read.keys)
-            .flat_map(|key| key.ids)
-            .map(|item| entry(stream, &item))
-            .collect::<Result<_, _>>()?;
-        for entry in &entries {
+        if woken.is_none() {
+            return Ok(Page::default());
+        }
+        let page = self.after(stream, after, limit).await?;
+        for entry in &page.entries {
             entry.first_delivery.published(appended_at(entry.id));
         }
-        Ok(entries)
+        Ok(page)
     }
 }
