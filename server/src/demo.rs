@@ -49,7 +49,9 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         if renewed.is_none_or(|at| at.elapsed() >= RENEW) {
-            let now_leading = match hub.lead(STREAM, &holder, LEASE).await {
+            // The lease runs from when it was asked for, not from the answer.
+            let asked = Instant::now();
+            let mut now_leading = match hub.lead(STREAM, &holder, LEASE).await {
                 Ok(held) => held,
                 Err(err) => {
                     tracing::warn!("demo counter: {err:#}");
@@ -57,11 +59,16 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
                 }
             };
             if now_leading && !leading {
-                last = stored_count(&hub).await;
+                match stored_count(&hub).await {
+                    Some(count) => last = count,
+                    // Not knowing where the count is, counting from 1 would repeat it.
+                    None => now_leading = false,
+                }
             }
-            (leading, renewed) = (now_leading, Some(Instant::now()));
+            (leading, renewed) = (now_leading, Some(asked));
         }
-        if !leading {
+        // A lease not renewed in time may be someone else's by now.
+        if !leading || renewed.is_some_and(|at| at.elapsed() >= LEASE - RENEW) {
             continue;
         }
         let draft = Draft {
@@ -77,16 +84,18 @@ pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
     }
 }
 
-/// The newest count stored (0 when there is none).
-async fn stored_count(hub: &Hub) -> u64 {
+/// The newest count stored (0 when there is none), or `None` when it cannot be read.
+async fn stored_count(hub: &Hub) -> Option<u64> {
     match hub.latest(STREAM, 1).await {
-        Ok(mut latest) => latest
-            .pop()
-            .and_then(|entry| entry.notification.title.parse::<u64>().ok())
-            .unwrap_or(0),
+        Ok(mut latest) => Some(
+            latest
+                .pop()
+                .and_then(|entry| entry.notification.title.parse::<u64>().ok())
+                .unwrap_or(0),
+        ),
         Err(err) => {
             tracing::warn!("demo counter: cannot read where it was: {err:#}");
-            0
+            None
         }
     }
 }

@@ -601,3 +601,48 @@ async fn entries_trimmed_before_the_reader_sees_them_give_live_subscribers_a_res
         "the 7 trimmed entries are reported, not skipped"
     );
 }
+
+/// Redis answers but refuses writes (out of memory here; a read-only replica or a failed
+/// save behave alike): publishes get `503` with the reason and `/healthz` stays degraded,
+/// though pings still succeed, until a write goes through again.
+#[tokio::test]
+async fn a_redis_that_refuses_writes_keeps_health_degraded_until_writes_work() {
+    let redis = RedisServer::start().unwrap();
+    let servers = instances(&redis.url, 1);
+    let url = &servers[0].url;
+    let client = client();
+    publish(&client, url, "full", "fits").await.unwrap();
+    let mut admin = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let set_maxmemory = |bytes: u64| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .clone()
+    };
+    let () = set_maxmemory(1).query_async(&mut admin).await.unwrap();
+    let refused = client
+        .post(format!("{url}/api/notifications"))
+        .json(&serde_json::json!({ "stream": "full", "title": "does not fit" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let reason: common::ErrorBody = refused.json().await.unwrap();
+    println!("a publish to a full Redis: {reason:?}");
+    assert!(reason.error.contains("OOM"), "{}", reason.error);
+    // Across several pings, health stays degraded.
+    for _ in 0..5 {
+        let health = client.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let () = set_maxmemory(0).query_async(&mut admin).await.unwrap();
+    publish(&client, url, "full", "fits again").await.unwrap();
+    let health = client.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+}

@@ -30,13 +30,17 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use common::Notification;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::io::tcp::socket2::TcpKeepalive;
+use redis::io::tcp::TcpSettings;
 use redis::streams::{StreamId, StreamRangeReply};
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Script};
+use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Script};
 
 use super::{Draft, Entry, Error, EventId, Follow, Health, Page, Retention, Store, StoredStream};
 
 /// The longest a call to Redis may take before it counts as failed.
 const DEADLINE: Duration = Duration::from_secs(3);
+/// How long a silent peer is given before its connection is dropped (see [`tcp_settings`]).
+const DEAD_PEER: Duration = Duration::from_secs(10);
 /// How often the health of an idle connection is checked.
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Blocking connections kept for reuse by stream followers.
@@ -141,6 +145,8 @@ pub struct RedisStore {
     retention: Retention,
     scripts: Scripts,
     health: Arc<Health>,
+    /// Why Redis refuses writes though it answers (see [`RedisStore::write`]).
+    refusal: Health,
 }
 
 /// The Lua scripts, loaded once per Redis (and again after a restart) by `EVALSHA`.
@@ -183,7 +189,10 @@ impl RedisStore {
     pub async fn connect(url: &str, prefix: &str, retention: Retention) -> anyhow::Result<Self> {
         // Messages show the URL without its password.
         let shown = redacted(url);
-        let client = Client::open(url).with_context(|| format!("`{shown}` is not a Redis URL"))?;
+        let info = url
+            .into_connection_info()
+            .with_context(|| format!("`{shown}` is not a Redis URL"))?;
+        let client = Client::open(info.set_tcp_settings(tcp_settings()))?;
         // One quick retry per reconnection: calls wait for a reconnection in progress, so
         // a long series of retries would hold publishes for its whole length while Redis
         // is away. A call after a failed reconnection starts the next one.
@@ -206,6 +215,7 @@ impl RedisStore {
             .await
             .context("Redis did not answer INFO")?;
         check_version(&version)?;
+        warn_if_evicting(&mut conn).await;
         let health = Arc::new(Health::default());
         tokio::spawn(ping(Arc::downgrade(&health), conn.clone()));
         Ok(Self {
@@ -223,6 +233,7 @@ impl RedisStore {
                 lead: Script::new(LEAD),
             },
             health,
+            refusal: Health::default(),
         })
     }
 
@@ -234,6 +245,31 @@ impl RedisStore {
     ) -> Result<T, Error> {
         let outcome = match tokio::time::timeout(DEADLINE, call).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(anyhow!("Redis failed to {what}: {err}")),
+            Err(_) => Err(anyhow!("Redis did not {what} within {DEADLINE:?}")),
+        };
+        self.health.track(outcome)
+    }
+
+    /// [`RedisStore::call`] for an append. Redis can be reachable and still refuse writes
+    /// (out of memory, a read-only replica after a failover, a failed disk save): such a
+    /// refusal is kept in `refusal` until an append succeeds, so that the pings, which
+    /// still succeed, do not hide it every second.
+    async fn write<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        let outcome = match tokio::time::timeout(DEADLINE, call).await {
+            Ok(Err(err)) if is_refusal(&err) => {
+                return self
+                    .refusal
+                    .track(Err(anyhow!("Redis refused to {what}: {err}")));
+            }
+            Ok(Ok(value)) => {
+                let _ = self.refusal.track(Ok(()));
+                Ok(value)
+            }
             Ok(Err(err)) => Err(anyhow!("Redis failed to {what}: {err}")),
             Err(_) => Err(anyhow!("Redis did not {what} within {DEADLINE:?}")),
         };
@@ -325,15 +361,73 @@ fn appended_at(id: EventId) -> Instant {
     Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
 }
 
-/// `url` without its password, for messages and logs.
+/// `url` without its credentials, for messages and logs: the password in
+/// `redis://user:password@host` and the `pass` of `redis+unix:///path?pass=…`. A URL that
+/// does not parse loses everything up to its last `@`.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        };
+    };
+    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "***".to_owned();
     }
+    if parsed.query_pairs().any(|(key, _)| key == "pass") {
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "pass" { "***".into() } else { value };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.to_string()
+}
+
+/// Sockets that notice a dead peer: keepalive probes on idle connections (a reader
+/// blocked in `XREAD` sends nothing), and a connection whose sent data stays
+/// unacknowledged for [`DEAD_PEER`] is given up (`TCP_USER_TIMEOUT`). Without them, a
+/// Redis host that vanishes without a reset (a crashed machine, a failover to another
+/// address, a dropped NAT entry) holds every call until the kernel's retransmissions end,
+/// some fifteen minutes; with them, the connection fails and is made again.
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new()
+        .with_time(DEAD_PEER / 2)
+        .with_interval(DEAD_PEER / 4);
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(DEAD_PEER)
+}
+
+/// Warns when Redis may evict keys under memory pressure: an evicted retention mark
+/// (`<prefix>:trimmed`) would let a replay skip a gap without a reset. Managed Redis
+/// services that disable `CONFIG` are not checked.
+async fn warn_if_evicting(conn: &mut ConnectionManager) {
+    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await;
+    if let Ok([_, policy]) = policy.as_deref() {
+        if policy != "noeviction" {
+            tracing::warn!(
+                "Redis evicts keys when full (maxmemory-policy {policy}): an evicted key \
+                 loses notifications without telling subscribers; set it to noeviction"
+            );
+        }
+    }
+}
+
+/// Whether `err` is Redis answering "no" rather than Redis out of reach.
+fn is_refusal(err: &redis::RedisError) -> bool {
+    !(err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal())
 }
 
 /// Refuses a Redis older than 6.2, which lacks `XTRIM MINID` and exclusive ranges.
@@ -420,7 +514,7 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn.clone();
         let ids: Vec<String> = self
-            .call("store notifications", append.invoke_async(&mut conn))
+            .write("store notifications", append.invoke_async(&mut conn))
             .await?;
         drafts
             .into_iter()
@@ -542,7 +636,7 @@ impl Store for RedisStore {
     }
 
     fn problem(&self) -> Option<String> {
-        self.health.problem()
+        self.refusal.problem().or_else(|| self.health.problem())
     }
 
     fn follow(&self) -> Option<&dyn Follow> {
@@ -609,5 +703,29 @@ impl Follow for RedisStore {
             entry.first_delivery.published(appended_at(entry.id));
         }
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "redis://:s3cret@10.0.0.5:6379/2",
+                "redis://:***@10.0.0.5:6379/2",
+            ),
+            ("rediss://app:s3cret@cache", "rediss://app:***@cache"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=s3cret",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            ("redis://:s3cret@127.0.0.1:99999", "***@127.0.0.1:99999"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
     }
 }
