@@ -19,22 +19,15 @@ use server::store::EventId;
 /// `n` instances on one Redis, under one key prefix (one hub).
 fn instances(redis: &str, n: usize) -> Vec<ServerProcess> {
     let prefix = unique_prefix();
-    (0..n).map(|_| instance(redis, &prefix)).collect()
+    let args = ["--publish-rate", "0", "--heartbeat-secs", "1"];
+    (0..n).map(|_| instance(redis, &prefix, &args)).collect()
 }
 
-/// One instance of the hub whose keys are under `prefix` in `redis`.
-fn instance(redis: &str, prefix: &str) -> ServerProcess {
+/// One instance of the hub whose keys are under `prefix` in `redis`, with `extra` flags.
+fn instance(redis: &str, prefix: &str, extra: &[&str]) -> ServerProcess {
     let unused_db = tempfile::tempdir().unwrap().keep().join("unused.db");
-    let args = [
-        "--redis",
-        redis,
-        "--redis-prefix",
-        prefix,
-        "--publish-rate",
-        "0",
-        "--heartbeat-secs",
-        "1",
-    ];
+    let mut args = vec!["--redis", redis, "--redis-prefix", prefix];
+    args.extend_from_slice(extra);
     let bin = Path::new(env!("CARGO_BIN_EXE_server"));
     ServerProcess::start(
         bin,
@@ -522,19 +515,7 @@ async fn next_count(
 async fn with_demo_on_every_instance_the_counter_counts_once_and_survives_its_instance() {
     let redis = shared_url();
     let prefix = unique_prefix();
-    let bin = Path::new(env!("CARGO_BIN_EXE_server"));
-    let start = |_| {
-        let unused_db = tempfile::tempdir().unwrap().keep().join("unused.db");
-        let args = ["--redis", &redis, "--redis-prefix", &prefix, "--demo"];
-        ServerProcess::start(
-            bin,
-            "127.0.0.1:0",
-            Path::new("/nonexistent"),
-            &unused_db,
-            &args,
-        )
-        .unwrap()
-    };
+    let start = |_| instance(&redis, &prefix, &["--demo"]);
     let first = start(0);
     // Counting before the others start: the first holds the lease.
     let response = reqwest::get(format!("{}/events?stream=counter", first.url))
