@@ -163,7 +163,10 @@ fn serve_refuses_to_start_without_a_working_redis_and_hides_its_password() {
     let unreachable = format!("redis://:s3cret@127.0.0.1:{free_port}");
     for (url, says) in [
         ("http://example.com", "is not a Redis URL"),
-        ("redis://:s3cret@127.0.0.1:99999", "`***@127.0.0.1:99999` is not a Redis URL"),
+        (
+            "redis://:s3cret@127.0.0.1:99999",
+            "`***@127.0.0.1:99999` is not a Redis URL",
+        ),
         (
             unreachable.as_str(),
             "cannot connect to Redis at redis://:***@127.0.0.1",
