@@ -93,7 +93,7 @@ fn describe() {
     );
     describe_counter!(
         names::REPLAYED,
-        "Notifications sent from the store to subscribers catching up."
+        "Notifications sent to subscribers catching up (from memory or the store)."
     );
     describe_counter!(
         names::RESETS,

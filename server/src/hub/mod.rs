@@ -19,6 +19,7 @@
 //! duplicate is [`Subscription`]'s job; it is the same with both.
 
 mod activity;
+mod feed;
 mod subscription;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,7 @@ use crate::metrics;
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
 use common::backoff::delays_between;
+use feed::Feed;
 
 pub use subscription::{Delivery, Live, Subscription};
 
@@ -44,6 +46,9 @@ const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
 /// Most entries a follower reads at once.
 const FOLLOW_BATCH: usize = 512;
+/// Entries of each stream with subscribers kept in memory, for subscribers that fall
+/// behind their buffer to catch up from (see [`Feed`]).
+const RECENT_PER_STREAM: usize = 4096;
 /// How long a follower's read waits for new entries before it checks that its stream
 /// still has subscribers.
 const FOLLOW_WAIT: Duration = Duration::from_secs(2);
@@ -68,7 +73,7 @@ struct Publish {
 
 /// The live channel of each stream that has subscribers (or had them recently).
 struct Channels {
-    by_stream: Mutex<HashMap<String, broadcast::Sender<Live>>>,
+    by_stream: Mutex<HashMap<String, Arc<Feed>>>,
     /// Capacity of each channel: how far a subscriber may fall behind before it goes
     /// back to the store.
     buffer: usize,
@@ -137,13 +142,13 @@ impl Hub {
         };
         let cursor = after.or(head).unwrap_or_default();
         // Joined before the first read of the store: see `Subscription`.
-        let live = self.channels.receiver(stream, |tx| {
+        let (feed, live) = self.channels.receiver(stream, |feed| {
             if let (true, Some(head)) = (followed, head) {
                 tokio::spawn(follow(
                     self.store.clone(),
                     self.channels.clone(),
                     stream.to_owned(),
-                    tx.clone(),
+                    feed.clone(),
                     head,
                 ));
             }
@@ -152,7 +157,7 @@ impl Hub {
             self.store.clone(),
             stream.to_owned(),
             cursor,
-            live,
+            (feed, live),
             self.heartbeat.subscribe(),
         ))
     }
@@ -261,45 +266,42 @@ impl Channels {
             .by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = by_stream.get(&entry.notification.stream) {
-            // No receiver is fine: nobody listens to this stream right now.
-            let _ = tx.send(Live::Entry(entry.clone()));
+        if let Some(feed) = by_stream.get(&entry.notification.stream) {
+            feed.send(entry.clone());
         }
     }
 
-    /// A receiver of `stream`'s live channel, made on first use (and then passed to
-    /// `made`). Made under the registry lock, so that [`Channels::drop_idle`] cannot drop
-    /// the channel between lookup and subscribe.
+    /// `stream`'s feed, made on first use (and then passed to `made`), and a receiver of
+    /// its channel. Both under the registry lock, so that [`Channels::drop_idle`] cannot
+    /// drop the feed between lookup and subscribe.
     fn receiver(
         &self,
         stream: &str,
-        made: impl FnOnce(&broadcast::Sender<Live>),
-    ) -> broadcast::Receiver<Live> {
+        made: impl FnOnce(&Arc<Feed>),
+    ) -> (Arc<Feed>, broadcast::Receiver<Live>) {
         let mut by_stream = self
             .by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        by_stream
-            .entry(stream.to_owned())
-            .or_insert_with(|| {
-                let tx = broadcast::channel(self.buffer).0;
-                made(&tx);
-                tx
-            })
-            .subscribe()
+        let feed = by_stream.entry(stream.to_owned()).or_insert_with(|| {
+            let feed = Arc::new(Feed::new(self.buffer, RECENT_PER_STREAM));
+            made(&feed);
+            feed
+        });
+        (feed.clone(), feed.subscribe())
     }
 
-    /// Whether `tx` is still `stream`'s channel and has subscribers; when it has none, it
+    /// Whether `feed` is still `stream`'s feed and has subscribers; when it has none, it
     /// is forgotten here, under the lock, so that the next subscriber makes a new one
     /// (with a new follower).
-    fn still_followed(&self, stream: &str, tx: &broadcast::Sender<Live>) -> bool {
+    fn still_followed(&self, stream: &str, feed: &Arc<Feed>) -> bool {
         let mut by_stream = self
             .by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match by_stream.get(stream) {
-            Some(current) if current.same_channel(tx) => {
-                if tx.receiver_count() > 0 {
+            Some(current) if Arc::ptr_eq(current, feed) => {
+                if feed.subscribers() > 0 {
                     return true;
                 }
                 by_stream.remove(stream);
@@ -315,8 +317,8 @@ impl Channels {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter(|(_, tx)| tx.receiver_count() > 0)
-            .map(|(stream, tx)| (stream.clone(), tx.receiver_count() as u64))
+            .filter(|(_, feed)| feed.subscribers() > 0)
+            .map(|(stream, feed)| (stream.clone(), feed.subscribers() as u64))
             .collect()
     }
 
@@ -325,7 +327,7 @@ impl Channels {
         self.by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, tx| tx.receiver_count() > 0);
+            .retain(|_, feed| feed.subscribers() > 0);
     }
 }
 
@@ -384,7 +386,7 @@ async fn follow(
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
     stream: String,
-    tx: broadcast::Sender<Live>,
+    feed: Arc<Feed>,
     mut cursor: EventId,
 ) {
     let Some(follow) = store.follow() else {
@@ -393,7 +395,7 @@ async fn follow(
     let retries = || delays_between(FOLLOW_RETRY.0, FOLLOW_RETRY.1, None);
     let mut delays = retries();
     let mut failing = false;
-    while channels.still_followed(&stream, &tx) {
+    while channels.still_followed(&stream, &feed) {
         match follow
             .wait_after(&stream, cursor, FOLLOW_BATCH, FOLLOW_WAIT)
             .await
@@ -403,18 +405,17 @@ async fn follow(
                     tracing::info!("following {stream} again from {cursor}");
                     delays = retries();
                 }
-                // No receiver is fine below: the last subscriber just left.
                 if let Some(newest) = read.reset_to {
                     tracing::warn!(
                         "entries of {stream} after {cursor} were dropped by retention before \
                          they could be read; its subscribers catch up from the store"
                     );
                     cursor = newest;
-                    let _ = tx.send(Live::Gap);
+                    feed.gap();
                 }
                 for entry in read.entries {
                     cursor = entry.id;
-                    let _ = tx.send(Live::Entry(entry));
+                    feed.send(entry);
                 }
             }
             Err(err) => {

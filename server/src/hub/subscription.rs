@@ -12,11 +12,13 @@
 //!
 //! - **Greeting**: the first delivery is a heartbeat, so a client knows at once that the
 //!   stream is open and how often to expect a sign of life.
-//! - **Replaying**: pages of stored entries after the cursor. If the store no longer has
-//!   every entry after the cursor (retention) or never issued it, a [`Delivery::Reset`]
-//!   tells the client and moves the cursor to where the store says to go on from.
+//! - **Replaying**: pages of entries after the cursor: from the stream's recent entries in
+//!   memory when they cover the cursor (see the hub's `Feed`), else from the store. If
+//!   the store no longer has every entry after the cursor (retention) or never issued it,
+//!   a [`Delivery::Reset`] tells the client and moves the cursor to where the store says
+//!   to go on from.
 //! - **Live**: entries from the channel; a subscriber too slow for its bounded buffer is
-//!   not cut off but goes back to replaying from the store.
+//!   not cut off but goes back to replaying (from memory while it can).
 //! - **Pausing** (not drawn): a read of the store failed (Redis away, say). The subscriber
 //!   keeps its connection and heartbeats, and reads again from the same position after
 //!   [`RETRY_READ`].
@@ -30,6 +32,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use super::feed::Feed;
 use crate::metrics;
 use crate::store::{Entry, EventId, Store};
 
@@ -83,18 +86,20 @@ pub struct Subscription {
     /// The id of the last entry delivered (or skipped over by a reset).
     cursor: EventId,
     phase: Phase,
+    /// The stream's feed (its recent entries) and a receiver of its channel.
+    feed: Arc<Feed>,
     live: broadcast::Receiver<Live>,
     heartbeat: watch::Receiver<()>,
 }
 
 impl Subscription {
     /// A subscription to `stream` that has seen everything up to `cursor`; `live` must
-    /// already be subscribed to the stream's channel.
+    /// already be subscribed to the channel of `feed`.
     pub(super) fn new(
         store: Arc<dyn Store>,
         stream: String,
         cursor: EventId,
-        live: broadcast::Receiver<Live>,
+        (feed, live): (Arc<Feed>, broadcast::Receiver<Live>),
         heartbeat: watch::Receiver<()>,
     ) -> Self {
         Self {
@@ -102,6 +107,7 @@ impl Subscription {
             stream,
             cursor,
             phase: Phase::Greeting,
+            feed,
             live,
             heartbeat,
         }
@@ -122,10 +128,19 @@ impl Subscription {
                     if let Some(entry) = page.pop_front() {
                         self.cursor = entry.id;
                         metrics::replayed();
+                        // A page from memory is ready at once: without this, a thousand
+                        // subscribers catching up would hold the workers until done, and
+                        // every other request (`/healthz`) would wait behind them.
+                        tokio::task::consume_budget().await;
                         return Some(Delivery::Notification(entry));
                     }
                     if !*more {
                         self.phase = Phase::Live;
+                        continue;
+                    }
+                    if let Some(recent) = self.feed.recent_after(self.cursor, REPLAY_PAGE) {
+                        *more = recent.len() == REPLAY_PAGE;
+                        *page = recent.into();
                         continue;
                     }
                     match self
