@@ -39,6 +39,9 @@ use crate::store::{Entry, EventId, Store};
 /// Entries read from the store per query while replaying.
 const REPLAY_PAGE: usize = 500;
 
+/// Entries a catching-up subscriber sends before it lets other tasks run.
+const YIELD_EVERY: u32 = 16;
+
 /// How long a subscriber waits to read the store again after a failed read.
 const RETRY_READ: Duration = Duration::from_secs(1);
 
@@ -90,6 +93,8 @@ pub struct Subscription {
     feed: Arc<Feed>,
     live: broadcast::Receiver<Live>,
     heartbeat: watch::Receiver<()>,
+    /// Entries replayed since the last yield (see [`YIELD_EVERY`]).
+    replayed_since_yield: u32,
 }
 
 impl Subscription {
@@ -110,6 +115,7 @@ impl Subscription {
             feed,
             live,
             heartbeat,
+            replayed_since_yield: 0,
         }
     }
 
@@ -128,10 +134,15 @@ impl Subscription {
                     if let Some(entry) = page.pop_front() {
                         self.cursor = entry.id;
                         metrics::replayed();
-                        // A page from memory is ready at once: without this, a thousand
-                        // subscribers catching up would hold the workers until done, and
-                        // every other request (`/healthz`) would wait behind them.
-                        tokio::task::consume_budget().await;
+                        // A page from memory is ready at once: without a yield now and
+                        // then, a thousand subscribers catching up would hold the workers
+                        // until done, and every other request (`/healthz`) would wait
+                        // behind them.
+                        self.replayed_since_yield += 1;
+                        if self.replayed_since_yield >= YIELD_EVERY {
+                            self.replayed_since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
                         return Some(Delivery::Notification(entry));
                     }
                     if !*more {
