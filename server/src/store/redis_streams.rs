@@ -14,8 +14,10 @@
 //! - **Replay**: a Lua script reads the stream's last issued id, its newest dropped id
 //!   and the entries after a position in one atomic step, so a trim in between cannot
 //!   hide a gap: a position below the newest dropped id gets a reset, as in SQLite.
-//! - **Live**: [`Follow::wait_after`] is `XREAD BLOCK` on a connection of its own (a
-//!   blocked connection can carry nothing else), taken from a small pool.
+//! - **Live**: [`Follow::wait_after`] waits with `XREAD BLOCK` on a connection of its own
+//!   (a blocked connection can carry nothing else; they come from a small pool), then
+//!   reads with the replay script, which also reports entries trimmed before they could
+//!   be read.
 //! - **Leases** (`<prefix>:lead:<job>`, `SET PX`) let one instance at a time run a job
 //!   that must not run twice, the demo counter.
 //!
@@ -141,7 +143,7 @@ pub struct RedisStore {
     /// Connections for `XREAD BLOCK`, idle between two reads.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     keys: Keys,
-    /// Count caps applied on every append (`MAXLEN ~`).
+    /// Count caps applied on every append (an exact `MAXLEN` in the append script).
     retention: Retention,
     scripts: Scripts,
     health: Arc<Health>,
@@ -243,12 +245,18 @@ impl RedisStore {
         what: &str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        let outcome = match tokio::time::timeout(DEADLINE, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(anyhow!("Redis failed to {what}: {err}")),
-            Err(_) => Err(anyhow!("Redis did not {what} within {DEADLINE:?}")),
-        };
-        self.health.track(outcome)
+        self.call_within(what, DEADLINE, call).await
+    }
+
+    /// [`RedisStore::call`] with a deadline of `limit`.
+    async fn call_within<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        let timed = tokio::time::timeout(limit, call).await;
+        self.health.track(described(what, limit, timed))
     }
 
     /// [`RedisStore::call`] for an append. Redis can be reachable and still refuse writes
@@ -260,20 +268,19 @@ impl RedisStore {
         what: &str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        let outcome = match tokio::time::timeout(DEADLINE, call).await {
-            Ok(Err(err)) if is_refusal(&err) => {
+        let timed = tokio::time::timeout(DEADLINE, call).await;
+        match &timed {
+            Ok(Err(err)) if is_refusal(err) => {
                 return self
                     .refusal
                     .track(Err(anyhow!("Redis refused to {what}: {err}")));
             }
-            Ok(Ok(value)) => {
+            Ok(Ok(_)) => {
                 let _ = self.refusal.track(Ok(()));
-                Ok(value)
             }
-            Ok(Err(err)) => Err(anyhow!("Redis failed to {what}: {err}")),
-            Err(_) => Err(anyhow!("Redis did not {what} within {DEADLINE:?}")),
-        };
-        self.health.track(outcome)
+            _ => {}
+        }
+        self.health.track(described(what, DEADLINE, timed))
     }
 
     /// Runs `command` with [`RedisStore::call`].
@@ -314,7 +321,8 @@ impl RedisStore {
         Ok((redis_id(&last)?.max(trimmed), trimmed, entries))
     }
 
-    /// The names of every stream ever appended to.
+    /// The names of the streams with entries (a stream that retention empties leaves the
+    /// set; its next append puts it back).
     async fn stream_names(&self) -> Result<Vec<String>, Error> {
         let mut list = redis::cmd("SMEMBERS");
         list.arg(self.keys.streams());
@@ -356,9 +364,13 @@ impl RedisStore {
 /// across machines as exact as their clocks agree): the start of the publish → delivery
 /// latency of entries that other instances published.
 fn appended_at(id: EventId) -> Instant {
-    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
-    let age = Duration::from_millis(now_ms.saturating_sub(id.major));
+    let age = Duration::from_millis(now_ms().saturating_sub(id.major));
     Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+/// Milliseconds since the Unix epoch: the unit of Redis stream ids.
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
 }
 
 /// `url` without its credentials, for messages and logs: the password in
@@ -422,6 +434,19 @@ async fn warn_if_evicting(conn: &mut ConnectionManager) {
     }
 }
 
+/// A call's outcome under a deadline of `limit`, with an error that says what failed.
+fn described<T>(
+    what: &str,
+    limit: Duration,
+    timed: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> Result<T, Error> {
+    match timed {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(anyhow!("Redis failed to {what}: {err}")),
+        Err(_) => Err(anyhow!("Redis did not {what} within {limit:?}")),
+    }
+}
+
 /// Whether `err` is Redis answering "no" rather than Redis out of reach.
 fn is_refusal(err: &redis::RedisError) -> bool {
     !(err.is_io_error()
@@ -455,16 +480,9 @@ async fn ping(health: Weak<Health>, mut conn: ConnectionManager) {
         let Some(health) = health.upgrade() else {
             return;
         };
-        let pong = tokio::time::timeout(
-            DEADLINE,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await;
-        let _ = health.track(match pong {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(anyhow!("Redis is unreachable: {err}")),
-            Err(_) => Err(anyhow!("Redis did not answer a ping within {DEADLINE:?}")),
-        });
+        let ping = redis::cmd("PING");
+        let timed = tokio::time::timeout(DEADLINE, ping.query_async::<String>(&mut conn)).await;
+        let _ = health.track(described("answer a ping", DEADLINE, timed));
     }
 }
 
@@ -581,10 +599,9 @@ impl Store for RedisStore {
 
     async fn prune(&self, retention: &Retention) -> Result<u64, Error> {
         let streams = self.stream_names().await?;
-        let oldest_kept = retention.max_age.map(|age| {
-            let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
-            now.saturating_sub(age.as_millis().try_into().unwrap_or(u64::MAX))
-        });
+        let oldest_kept = retention
+            .max_age
+            .map(|age| now_ms().saturating_sub(age.as_millis().try_into().unwrap_or(u64::MAX)));
         let mut deleted = 0;
         for stream in streams {
             let mut trim = self.scripts.trim.prepare_invoke();
@@ -678,12 +695,10 @@ impl Follow for RedisStore {
             .arg(self.keys.stream(stream))
             .arg(after.to_string());
         let woken = wake.query_async::<Option<redis::Value>>(&mut conn);
-        let outcome = match tokio::time::timeout(wait + DEADLINE, woken).await {
-            Ok(Ok(woken)) => Ok(woken),
-            Ok(Err(err)) => Err(anyhow!("Redis failed to read {stream}: {err}")),
-            Err(_) => Err(anyhow!("Redis did not answer a read of {stream} in time")),
-        };
-        let woken = match self.health.track(outcome) {
+        let woken = self
+            .call_within(&format!("read {stream}"), wait + DEADLINE, woken)
+            .await;
+        let woken = match woken {
             Ok(woken) => woken,
             Err(err) => {
                 // Dropped, and the idle ones with it: they went through the same outage.
