@@ -14,8 +14,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast;
 
-use super::Live;
 use crate::store::{Entry, EventId};
+
+/// What a stream's live channel carries.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A newly stored entry, in id order.
+    Entry(Arc<Entry>),
+    /// Entries were dropped before they could be sent (see the hub's followers): each
+    /// subscriber goes back to the store, which knows whether it lost any.
+    Gap,
+}
 
 /// A stream's channel and recent entries. Fed by one task at a time (the writer, or the
 /// stream's follower), in id order.

@@ -38,7 +38,8 @@ use activity::Activity;
 use common::backoff::delays_between;
 use feed::Feed;
 
-pub use subscription::{Delivery, Live, Subscription};
+pub use feed::Live;
+pub use subscription::{Delivery, Subscription};
 
 /// Most publishes stored in one transaction.
 const MAX_BATCH: usize = 512;
@@ -74,8 +75,8 @@ struct Publish {
 /// The live channel of each stream that has subscribers (or had them recently).
 struct Channels {
     by_stream: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Capacity of each channel: how far a subscriber may fall behind before it goes
-    /// back to the store.
+    /// Capacity of each channel: how far a subscriber may fall behind before it catches
+    /// up from the feed's recent entries or the store.
     buffer: usize,
 }
 

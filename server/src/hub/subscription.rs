@@ -32,7 +32,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use super::feed::Feed;
+use super::feed::{Feed, Live};
 use crate::metrics;
 use crate::store::{Entry, EventId, Store};
 
@@ -57,16 +57,6 @@ pub enum Delivery {
     Heartbeat,
 }
 
-/// What a stream's live channel carries.
-#[derive(Debug, Clone)]
-pub enum Live {
-    /// A newly stored entry, in id order.
-    Entry(Arc<Entry>),
-    /// Entries were dropped before they could be sent (see the hub's followers): each
-    /// subscriber goes back to the store, which knows whether it lost any.
-    Gap,
-}
-
 /// Where a subscription is; see the module documentation.
 enum Phase {
     Greeting,
@@ -80,6 +70,16 @@ enum Phase {
     Pausing {
         until: Instant,
     },
+}
+
+impl Phase {
+    /// Replaying from the cursor, with nothing read yet.
+    fn catching_up() -> Self {
+        Self::Replaying {
+            page: VecDeque::new(),
+            more: true,
+        }
+    }
 }
 
 /// One subscriber of one stream. Read it with [`Subscription::next`] or as a stream.
@@ -124,10 +124,7 @@ impl Subscription {
         loop {
             match &mut self.phase {
                 Phase::Greeting => {
-                    self.phase = Phase::Replaying {
-                        page: VecDeque::new(),
-                        more: true,
-                    };
+                    self.phase = Phase::catching_up();
                     return Some(Delivery::Heartbeat);
                 }
                 Phase::Replaying { page, more } => {
@@ -182,7 +179,7 @@ impl Subscription {
                 Phase::Pausing { until } => {
                     tokio::select! {
                         () = tokio::time::sleep_until(*until) => {
-                            self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                            self.phase = Phase::catching_up();
                         }
                         changed = self.heartbeat.changed() => {
                             changed.ok()?;
@@ -199,7 +196,7 @@ impl Subscription {
                             }
                             Ok(Live::Entry(_)) => {}
                             Ok(Live::Gap) => {
-                                self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                                self.phase = Phase::catching_up();
                             }
                             Err(RecvError::Lagged(missed)) => {
                                 metrics::caught_up();
@@ -207,7 +204,7 @@ impl Subscription {
                                     "a subscriber of {} fell {missed} behind; catching up from the store",
                                     self.stream
                                 );
-                                self.phase = Phase::Replaying { page: VecDeque::new(), more: true };
+                                self.phase = Phase::catching_up();
                             }
                             Err(RecvError::Closed) => return None,
                         },
