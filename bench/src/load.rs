@@ -161,6 +161,9 @@ pub async fn open(
     stats: Arc<Stats>,
     limit: Duration,
 ) -> Connections {
+    // Counts are shared by every `open` of a run: wait for this call's own `n`.
+    let settled = || stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed);
+    let before = settled();
     let gate = Arc::new(Semaphore::new(256));
     let tasks = (0..n)
         .map(|_| {
@@ -181,9 +184,7 @@ pub async fn open(
         })
         .collect();
     let deadline = Instant::now() + limit;
-    while stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n as u64
-        && Instant::now() < deadline
-    {
+    while settled() < before + n as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Connections(tasks)

@@ -178,15 +178,21 @@ pub async fn notification_fan_out(
     run.stats.count(true);
     let url = format!("{}{}", run.target.url, run.target.kind.publish_path());
     let acked = publish_at_rate(&[url], rate, total, &times).await;
-    // Let the last publishes reach everyone.
-    let expected = run.stats.connected.load(Ordering::Relaxed) * acked;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run.stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    run.stats.count(false);
+    let expected = delivered_to_all(&run.stats, acked).await;
     let cpu_s = run.target.cpu_seconds() - cpu;
     Ok(run.finish(n, window, cpu_s, expected))
+}
+
+/// Lets the last of `acked` publishes reach every connected subscriber (10 s at most),
+/// then stops counting; returns how many deliveries were expected.
+async fn delivered_to_all(stats: &Stats, acked: u64) -> u64 {
+    let expected = stats.connected.load(Ordering::Relaxed) * acked;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stats.count(false);
+    expected
 }
 
 /// Sends `total` publishes titled `b-0`, `b-1`, … at `rate` a second (each on its own
@@ -453,13 +459,6 @@ pub async fn fan_out_across_instances(
             .await,
         );
     }
-    // `load::open` returns when the shared count reaches its own share: wait for all.
-    let deadline = Instant::now() + CONNECT_LIMIT;
-    while stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n as u64
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     tokio::time::sleep(SETTLE).await;
     let cpu_before = cpu(&targets);
     stats.count(true);
@@ -468,12 +467,7 @@ pub async fn fan_out_across_instances(
         .map(|t| format!("{}{}", t.url, Kind::Hub.publish_path()))
         .collect();
     let acked = publish_at_rate(&urls, rate, total, &times).await;
-    let expected = stats.connected.load(Ordering::Relaxed) * acked;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stats.count(false);
+    let expected = delivered_to_all(&stats, acked).await;
     let mut run = FanOut::measure(Kind::Hub, n, &stats, window);
     run.cpu_s = cpu(&targets) - cpu_before;
     run.rss_before = rss_before;
