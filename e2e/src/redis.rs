@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, OnceLock};
 
 use anyhow::{bail, Context};
 
@@ -26,7 +26,6 @@ pub struct RedisServer {
     /// Linux kills the server when the thread that started it ends (`PR_SET_PDEATHSIG`).
     tied_to_thread: bool,
     child: Option<Child>,
-    log: Arc<Mutex<String>>,
 }
 
 impl RedisServer {
@@ -54,7 +53,6 @@ impl RedisServer {
                 durable,
                 tied_to_thread,
                 child: None,
-                log: Arc::default(),
             };
             match server.restart() {
                 Ok(()) => return Ok(server),
@@ -104,8 +102,7 @@ impl RedisServer {
             .context("cannot start redis-server")?;
         let output = child.stdout.take().expect("stdout is piped");
         match crate::announced(output, "Ready to accept connections") {
-            Ok((_, log)) => {
-                self.log = log;
+            Ok(_) => {
                 self.child = Some(child);
                 Ok(())
             }
@@ -115,14 +112,6 @@ impl RedisServer {
                 bail!("redis-server on port {} did not start", self.port)
             }
         }
-    }
-
-    /// Everything the server has logged since it last started.
-    pub fn log(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -171,7 +160,7 @@ pub fn shared_url() -> String {
             match rx.recv() {
                 Ok(Ok(url)) => url,
                 Ok(Err(err)) => panic!(
-                    "{err}: tests need redis-server 7 or newer (scripts/setup.sh installs it \
+                    "{err}: tests need redis-server 6.2 or newer (scripts/setup.sh installs it \
                      on Debian; elsewhere install Redis, or set HUB_REDIS_SERVER or \
                      HUB_TEST_REDIS)"
                 ),
