@@ -22,6 +22,14 @@ async fn items(browser: &Browser) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
+/// Waits until the page's notification stream is live.
+async fn notifications_live(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .wait_text("notifications-state", WAIT, |t| t == "live")
+        .await?;
+    Ok(())
+}
+
 /// Waits until some listed notification contains `text`; returns the list.
 async fn wait_for_item(browser: &Browser, text: &str) -> anyhow::Result<Vec<String>> {
     eventually(&format!("a notification with {text:?}"), WAIT, || async {
@@ -82,18 +90,14 @@ async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> 
     let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
     let browser = Browser::start().await?;
     browser.client.goto(&server.url).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
 
     browser.click("trigger-button").await?;
     let triggered = wait_for_item(&browser, "Triggered at").await?;
     assert_eq!(triggered.len(), 1, "{triggered:?}");
 
     browser.client.refresh().await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     let after_reload = wait_for_item(&browser, "Triggered at").await?;
     assert_eq!(
         after_reload, triggered,
@@ -130,9 +134,7 @@ async fn notifications_survive_reloads_and_arrive_while_the_page_is_closed() -> 
         .await?;
 
     // The form: a custom notification, and a server-side refusal shown inline.
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     browser
         .type_into("trigger-title", "Build 42 is green")
         .await?;
@@ -272,9 +274,7 @@ async fn an_empty_form_on_another_stream_is_titled_with_the_server_time() -> any
         .client
         .goto(&format!("{}/?stream=ops", server.url))
         .await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     browser.click("trigger-button").await?;
     let listed = wait_for_item(&browser, "Triggered at").await?;
     let time = listed[0]
@@ -333,9 +333,7 @@ async fn eight_tabs_share_one_connection_and_survive_the_leader_closing() -> any
     let client = &browser.client;
     // The first tab connects (and leads); seven more open one after another.
     client.goto(&page).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     let mut tabs = vec![client.window().await?];
     for _ in 1..TABS {
         let tab = client.new_window(true).await?.handle;
@@ -345,9 +343,7 @@ async fn eight_tabs_share_one_connection_and_survive_the_leader_closing() -> any
     }
     for tab in &tabs {
         client.switch_to_window(tab.clone()).await?;
-        browser
-            .wait_text("notifications-state", WAIT, |t| t == "live")
-            .await?;
+        notifications_live(&browser).await?;
         browser
             .wait_text("clock-state", WAIT, |t| t == "live")
             .await?;
@@ -425,9 +421,7 @@ async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<
     let browser = Browser::start().await?;
     let client = &browser.client;
     client.goto(&page).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     wait_for_item(&browser, "before the first visit").await?;
     unread(&browser, 0).await?;
 
@@ -484,9 +478,7 @@ async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()
         )
         .await?;
     client.refresh().await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     wait_for_item(&browser, "stored").await?;
     publish(&server, "junk", "live after the junk").await?;
     wait_for_item(&browser, "live after the junk").await?;
@@ -586,9 +578,7 @@ async fn a_401_on_trigger_asks_for_a_token_that_then_publishes_and_opens_private
     browser.click("token-save").await?;
     // The publish went out with the token, and the cookie opened the private stream.
     wait_for_item(&browser, "with a token").await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     let kept = browser
         .client
         .execute(
@@ -613,16 +603,12 @@ async fn when_the_leader_tab_freezes_another_takes_over() -> anyhow::Result<()> 
     let browser = Browser::start().await?;
     let client = &browser.client;
     client.goto(&page).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     let leader = client.window().await?;
     let follower = client.new_window(true).await?.handle;
     client.switch_to_window(follower.clone()).await?;
     client.goto(&page).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
 
     // Freeze the leader, as Chrome freezes background tabs: its JavaScript stops, its lock
     // stays held. The follower hears nothing from it and takes over.
@@ -675,9 +661,7 @@ async fn with_two_instances_on_redis_a_trigger_through_one_appears_from_the_othe
     let proxy = e2e::proxy::SplitProxy::start(&a.url, &b.url).await?;
     let browser = Browser::start().await?;
     browser.client.goto(&proxy.url).await?;
-    browser
-        .wait_text("notifications-state", WAIT, |t| t == "live")
-        .await?;
+    notifications_live(&browser).await?;
     browser
         .type_into("trigger-title", "published through B")
         .await?;

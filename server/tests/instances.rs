@@ -39,6 +39,18 @@ fn instance(redis: &str, prefix: &str, extra: &[&str]) -> ServerProcess {
     .unwrap()
 }
 
+/// A publish through `url` that must be refused with `503`: its JSON reason.
+async fn refused_publish(client: &reqwest::Client, url: &str, stream: &str) -> common::ErrorBody {
+    let refused = client
+        .post(format!("{url}/api/notifications"))
+        .json(&serde_json::json!({ "stream": stream, "title": "refused" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    refused.json().await.unwrap()
+}
+
 /// Publishes through `url`; the stored notification, or `None` when it was not
 /// acknowledged (refused, or the instance is gone).
 async fn publish(
@@ -172,16 +184,20 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Received>>) -> Vec<Received>
     all
 }
 
-/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
-async fn blocked_readers(redis: &str) -> u64 {
-    let mut conn = redis::Client::open(redis)
+/// A connection of the test's own to `redis`, to look into it or reconfigure it.
+async fn redis_admin(redis: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
+async fn blocked_readers(redis: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("clients")
-        .query_async(&mut conn)
+        .query_async(&mut redis_admin(redis).await)
         .await
         .unwrap();
     info.lines()
@@ -448,14 +464,7 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
     .unwrap();
     println!("/healthz while Redis is down: {degraded:?}");
     assert!(degraded.store.contains("Redis"), "{}", degraded.store);
-    let refused = client
-        .post(format!("{}/api/notifications", urls[0]))
-        .json(&serde_json::json!({ "stream": "rr", "title": "while down" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    let reason: common::ErrorBody = refused.json().await.unwrap();
+    let reason = refused_publish(&client, &urls[0], "rr").await;
     println!("a publish while Redis is down: 503 {reason:?}");
     assert!(reason.error.contains("Redis"), "{}", reason.error);
     let metrics = client
@@ -593,11 +602,7 @@ async fn a_redis_that_refuses_writes_keeps_health_degraded_until_writes_work() {
     let url = &servers[0].url;
     let client = client();
     publish(&client, url, "full", "fits").await.unwrap();
-    let mut admin = redis::Client::open(redis.url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = redis_admin(&redis.url).await;
     let set_maxmemory = |bytes: u64| {
         redis::cmd("CONFIG")
             .arg("SET")
@@ -606,14 +611,7 @@ async fn a_redis_that_refuses_writes_keeps_health_degraded_until_writes_work() {
             .clone()
     };
     let () = set_maxmemory(1).query_async(&mut admin).await.unwrap();
-    let refused = client
-        .post(format!("{url}/api/notifications"))
-        .json(&serde_json::json!({ "stream": "full", "title": "does not fit" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    let reason: common::ErrorBody = refused.json().await.unwrap();
+    let reason = refused_publish(&client, url, "full").await;
     println!("a publish to a full Redis: {reason:?}");
     assert!(reason.error.contains("OOM"), "{}", reason.error);
     // Across several pings, health stays degraded.
