@@ -49,6 +49,7 @@ pub async fn serve() -> anyhow::Result<()> {
     let channels = Channels::default();
     loop {
         let (socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
         tokio::spawn(connection(socket, channels.clone()));
     }
 }
