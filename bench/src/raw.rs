@@ -49,6 +49,7 @@ pub async fn serve() -> anyhow::Result<()> {
     let channels = Channels::default();
     loop {
         let (socket, _) = listener.accept().await?;
+        // Like our server: a frame leaves at once, not after the client's delayed ACK.
         socket.set_nodelay(true)?;
         tokio::spawn(connection(socket, channels.clone()));
     }
@@ -117,11 +118,19 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
     };
     drop(buf);
     socket.write_all(HEAD).await?;
+    let mut ready = Vec::new();
     loop {
         match rx.recv().await {
-            Ok(frame) => socket.write_all(&frame).await?,
+            Ok(frame) => ready.extend_from_slice(&frame),
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         }
+        // Every frame already waiting goes out in the same write: with TCP_NODELAY, a
+        // write per frame would be a segment per frame.
+        while let Ok(frame) = rx.try_recv() {
+            ready.extend_from_slice(&frame);
+        }
+        socket.write_all(&ready).await?;
+        ready.clear();
     }
 }
