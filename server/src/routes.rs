@@ -2,14 +2,16 @@
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use common::paths;
+use tokio::time::Instant;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tracing::{Instrument, Level};
 
 use crate::handlers::{
     event_stream, health, notification_api, session, streams_overview, time_stream,
@@ -21,6 +23,12 @@ use crate::{assets, auth, error, limits, metrics, sse};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole HTTP surface: SSE streams, API and the web app as fallback.
+///
+/// Every request goes through the same middleware ([`around`]); only the trace differs.
+/// Streams get [`trace_stream`], everything else tower-http's `TraceLayer`, which also
+/// wraps the response body and, on every poll of it, enters the request's span and reads
+/// the clock twice: for an SSE stream that is every event, and it was 17 % of the
+/// server's CPU in the fan-out benchmark (1,000 clock streams at 10 ms).
 pub fn app(state: AppState) -> Router {
     // Long-lived streams: each holds one of the server's stream slots while it is open.
     let streams = Router::new()
@@ -45,14 +53,29 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limits::publish_rate,
         ));
-    Router::new()
-        .merge(streams)
+    let rest = Router::new()
         .merge(publishing)
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::METRICS, get(metrics::render))
         .route(paths::SESSION, post(session::open).delete(session::close))
-        .fallback_service(assets::router(&state.config.assets))
+        .fallback_service(assets::router(&state.config.assets));
+    let rest = around(rest, &state)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state.clone());
+    around(streams, &state)
+        .layer(middleware::from_fn(trace_stream))
+        .with_state(state)
+        .fallback_service(rest)
+}
+
+/// The middleware every request passes, outermost last.
+fn around(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -62,12 +85,23 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(metrics::count_requests))
         .layer(middleware::from_fn(limits::request_size))
         .layer(cors(&state.config.cors_origins))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .with_state(state)
+}
+
+/// The trace of a stream request, as `TraceLayer` logs other requests: [`request_span`]
+/// around everything up to the response head, then one line with the status and how
+/// long the stream took to start. The body, the stream itself, is left as it is.
+async fn trace_stream(request: Request, next: Next) -> Response {
+    let span = request_span(&request);
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            latency = ?started.elapsed(),
+            status = response.status().as_u16(),
+            "finished processing request"
+        );
+    });
+    response
 }
 
 /// Longest URI a log line shows; the rest is cut (a 10,000-character URL is one bad
