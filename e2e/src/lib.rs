@@ -128,7 +128,7 @@ impl ServerProcess {
             .arg("--db")
             .arg(db)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,server=debug,tower_http=debug")
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
