@@ -1,6 +1,7 @@
 //! The physical-limit baseline: a minimal tokio server that formats each event once and
 //! writes the same bytes to every subscribed socket. No framework, no chunked encoding, no
-//! storage, no per-subscriber state beyond a channel receiver and the socket.
+//! storage, no per-subscriber state beyond a channel receiver, the socket and a buffer
+//! that gathers the frames waiting for it into one write.
 //!
 //! It answers the same paths as our server for the workloads that have a baseline:
 //! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` and

@@ -128,7 +128,10 @@ impl ServerProcess {
             .arg("--db")
             .arg(db)
             .args(args)
-            .env("RUST_LOG", "info,server=debug,tower_http=debug")
+            .env(
+                "RUST_LOG",
+                "info,server::routes=debug,tower_http::trace=debug",
+            )
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;

@@ -24,8 +24,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole HTTP surface: SSE streams, API and the web app as fallback.
 ///
-/// Every request is logged at `debug`: at `info`, a line per publish cost a quarter of
-/// the acknowledged publishes a second in the publish benchmark. Failures (5xx) are
+/// Every request is logged at `debug`: at `info`, a line per publish cost up to a quarter
+/// of the acknowledged publishes a second in the publish benchmark. Failures (5xx) are
 /// logged at `error`.
 ///
 /// Every request goes through the same middleware ([`around`]); only the trace differs.
@@ -91,10 +91,11 @@ fn around(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(cors(&state.config.cors_origins))
 }
 
-/// The trace of a stream request, as `TraceLayer` logs other requests: [`request_span`]
-/// around everything up to the response head, then one line with the status and how
-/// long the stream took to start (`error` for a 5xx, else `debug`). The body, the stream
-/// itself, is left as it is.
+/// The trace of a stream request: [`request_span`] around everything up to the response
+/// head, then one line (target `server::routes`) with the status and how long the stream
+/// took to start, `error` for a 5xx, else `debug`. The body, the stream itself, is left
+/// as it is, so what is logged while it runs (a subscriber falling behind) names the
+/// stream but is outside the request's span.
 async fn trace_stream(request: Request, next: Next) -> Response {
     let span = request_span(&request);
     let started = Instant::now();

@@ -101,7 +101,7 @@ pub async fn serve(
                 Ok((socket, peer)) => {
                     // Events are small writes that must leave at once: with Nagle's
                     // algorithm each waited for the client's delayed ACK (the fan-out
-                    // benchmark's p99 went from 0.9-1.6 s to 0.1 s without it). hyper
+                    // benchmark's p99 went from 0.8-1.6 s to 0.1 s without it). hyper
                     // already writes the frames that are ready together in one writev.
                     let _ = socket.set_nodelay(true);
                     let service = hyper::service::service_fn(connection_service(router.clone(), peer));

@@ -70,6 +70,23 @@ async fn metrics_count_what_happened_and_need_the_token() {
     let _replaying = read_notifications(replaying, 3).await;
     let refused = client.get(at("/events?stream=m")).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 429);
+    // Streams and the rest are routed apart (each with its own trace); both pass the
+    // middleware once: one count, one CORS header.
+    let health = client
+        .get(at("/healthz"))
+        .header("origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(
+        health
+            .headers()
+            .get_all("access-control-allow-origin")
+            .iter()
+            .count(),
+        1
+    );
 
     let text = client
         .get(at("/metrics"))
@@ -99,6 +116,14 @@ async fn metrics_count_what_happened_and_need_the_token() {
         ),
         3.0
     );
+    for (series, count) in [
+        (r#"{route="/events",status="200"}"#, 2.0),
+        (r#"{route="/events",status="429"}"#, 1.0),
+        (r#"{route="/healthz",status="200"}"#, 1.0),
+    ] {
+        let series = format!("notify_hub_http_requests_total{series}");
+        assert_eq!(value(&text, &series), count, "{series}");
+    }
     assert_eq!(
         value(&text, "notify_hub_publish_to_first_delivery_seconds_count"),
         3.0
