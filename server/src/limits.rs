@@ -200,12 +200,12 @@ pub struct PublishRate {
 
 impl PublishRate {
     /// `per_second` publishes a second per client, `burst` at once; `None`: no limit.
-    pub fn new(per_second: Option<NonZeroU32>, burst: NonZeroU32) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(per_second: Option<NonZeroU32>, burst: NonZeroU32) -> Self {
+        Self {
             limiter: per_second.map(|rate| {
                 RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst.max(rate)))
             }),
-        })
+        }
     }
 
     /// Lets `client` publish now, or says how long it has to wait.

@@ -20,7 +20,7 @@ pub struct AppState(Arc<Shared>);
 
 /// The state itself; reached through [`AppState`].
 pub struct Shared {
-    pub config: Arc<Config>,
+    pub config: Config,
     /// The clock tickers behind `/sse/time`.
     pub tickers: Tickers,
     /// Notification streams: publish, subscribe, history.
@@ -30,9 +30,9 @@ pub struct Shared {
     /// The open streams against their maxima.
     pub stream_slots: Arc<StreamSlots>,
     /// Each client's publish rate.
-    pub publish_rate: Arc<PublishRate>,
+    pub publish_rate: PublishRate,
     /// Who may publish and read what.
-    pub auth: Arc<Auth>,
+    pub auth: Auth,
 }
 
 impl AppState {
@@ -45,10 +45,10 @@ impl AppState {
             config.private_streams.clone(),
         )?;
         Ok(Self(Arc::new(Shared {
-            auth: Arc::new(auth),
+            auth,
             stream_slots: StreamSlots::new(config.max_connections, config.max_connections_per_ip),
             publish_rate: PublishRate::new(config.publish_rate, config.publish_burst),
-            config: Arc::new(config),
+            config,
             tickers: Tickers::default(),
             hub,
             shutdown,
