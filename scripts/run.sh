@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-scripts/build-web.sh
+trunk build --release
 cargo build --release -p server
-exec target/release/server serve "$@"
+exec "$HUB_TARGET/release/server" serve "$@"

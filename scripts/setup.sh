@@ -5,28 +5,34 @@
 # Where rustup cannot fetch the wasm32 std (an offline Debian machine), it installs Debian's
 # `rustc-web` toolchain, builds the wasm32 std once from `rust-web-src`, and links it into
 # rustup as the toolchain `web`; the other scripts then run cargo with RUSTUP_TOOLCHAIN=web.
-# Then: wasm-bindgen-cli (the exact version in Cargo.lock), wasm-opt (binaryen from npm),
-# and with --with-test-tools Chromium and chromedriver for the browser tests and
-# redis-server for the Redis store's tests (Debian packages). (No trunk: scripts/build-web.sh does the
-# few steps it did, and installing it cost five minutes of a first run.)
+# Then: trunk (the web build and the development loop, at a pinned version), wasm-bindgen-cli
+# (the exact version in Cargo.lock), wasm-opt (binaryen from npm, the version Trunk.toml
+# pins), and with --with-test-tools Chromium and chromedriver for the browser tests and
+# redis-server for the Redis store's tests (Debian packages).
 #
 # A second run only checks and takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-BINARYEN_VERSION=132.0.0
+# 0.22 declares rust-version 1.96.1, newer than the toolchains these machines have.
+TRUNK_VERSION=0.21.14
+BINARYEN_VERSION=$(sed -n 's/^wasm_opt = "version_\([0-9]*\)"$/\1.0.0/p' Trunk.toml)
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
 SETUP_START=$SECONDS
 log() { printf '\033[1msetup [%dm%02ds]:\033[0m %s\n' $(((SECONDS - SETUP_START) / 60)) $(((SECONDS - SETUP_START) % 60)) "$*"; }
-# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen,
-# opt-level 1) builds wasm-bindgen-cli in under 3 minutes on 2 cores. Cargo prints a line
-# per crate it compiles, so a first run shows that it is working and how far it has got.
+# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen) builds
+# them in minutes on 2 cores. wasm-bindgen-cli gets opt-level 1 (it rewrites every wasm the
+# builds and tests make, so an unoptimised one would cost seconds each time); trunk gets
+# opt-level 0 (measured: 9 min 05 s at opt-level 1; the heavy lifting of a build is done by
+# cargo, wasm-bindgen and wasm-opt, not by trunk itself). The target folder is removed once both are in. Cargo prints a line per crate it compiles, so a first run shows that it is working and how
+# far it has got.
+INSTALL_TARGET=$HUB_TOOLS/install-target
 cheap_install() {
-  local total=$1; shift
-  cargo install --config profile.release.opt-level=1 --config profile.release.codegen-units=16 \
-    --config profile.release.lto=false --config profile.release.debug=false "$@" 2>&1 \
+  local opt_level=$1 total=$2; shift 2
+  cargo install --config profile.release.opt-level="$opt_level" --config profile.release.codegen-units=16 \
+    --config profile.release.lto=false --config profile.release.debug=false --target-dir "$INSTALL_TARGET" "$@" 2>&1 \
     | { n=0; while IFS= read -r line; do
           case "$line" in *Compiling*) n=$((n + 1)) ;; *Downloaded*|*Locking*|*Adding*|*Updating*) continue ;; esac
           printf '  [%d/~%d crates, %dm%02ds] %s\n' "$n" "$total" $(((SECONDS - SETUP_START) / 60)) \
@@ -105,8 +111,14 @@ downloads_pid=$!
 if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
   log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 165 crates, ~3 minutes, once)"
   # Not --locked: its lockfile pins crates newer than some registry mirrors carry.
-  cheap_install 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cheap_install 1 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
+if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
+  log "cargo install trunk $TRUNK_VERSION (about 385 crates, ~5 minutes, once)"
+  # rustls only: no OpenSSL to build, and no start-up check against the registry.
+  cheap_install 0 385 --force --locked trunk --version "$TRUNK_VERSION" --no-default-features --features rustls
+fi
+rm -rf "$INSTALL_TARGET"
 wait "$downloads_pid" || { echo "setup: installing wasm-opt or Chromium failed (see above)" >&2; exit 1; }
 if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v chromedriver >/dev/null; then
   echo "setup: chromedriver not found; install Chrome/Chromium and the matching chromedriver" >&2
@@ -117,4 +129,5 @@ if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v "${HUB_REDIS_SERVER:-redis-server}
     "macOS: brew install redis) or set HUB_REDIS_SERVER to its path" >&2
   exit 1
 fi
+cargo fetch -q
 log "toolchain ready ($HUB_WASM_MODE) in $((SECONDS - SETUP_START)) s"

@@ -24,7 +24,7 @@ step "clippy: frontend (wasm32)"
 cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "build: web app and server"
-scripts/build-web.sh
+trunk build --release
 cargo build -p server -p e2e --bins
 
 # Starts a server in the background and sets the variable named $1 to the URL it reports
@@ -42,17 +42,17 @@ start_server() {
   export "${var?}"
 }
 
-step "tests: unit, integration (real server, SQLite and Redis) and end to end (real Chromium)"
+step "tests: unit, integration (real server, SQLite and Redis), end to end (real Chromium) and the trunk serve loop"
 # One Redis for the whole run, on a free port with a temporary folder; killed at the end.
-start_server HUB_TEST_REDIS target/debug/test-redis
+start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
 run_tests --workspace --exclude frontend -- --show-output
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
-start_server HUB_TEST_SERVER target/debug/server serve --addr 127.0.0.1:0 --assets dist \
+start_server HUB_TEST_SERVER "$HUB_TARGET/debug/server" serve --addr 127.0.0.1:0 --assets dist \
   --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1
 # A server that never answers, or holds the body back: the wrapper's hanging-network cases.
-start_server HUB_STALLING_SERVER target/debug/stalling-server
+start_server HUB_STALLING_SERVER "$HUB_TARGET/debug/stalling-server"
 # The runner's whole-suite limit (20 s by default) is less than the suite's waits add up to.
 export WASM_BINDGEN_TEST_TIMEOUT=180
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner

@@ -2,15 +2,11 @@
 //! workload with small N against the debug server, failing if a connection failed or a
 //! notification was lost. Its figures say nothing about speed (debug builds, tiny N).
 
-use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn the_quick_bench_runs_every_workload_and_loses_nothing() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let hub = std::env::var_os("HUB_SERVER_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| workspace.join("target/debug/server"));
+    let hub = e2e::server_bin();
     let out = tempfile::tempdir().unwrap();
     let results = out.path().join("results.md");
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))

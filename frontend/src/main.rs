@@ -1,4 +1,4 @@
-//! Entry point of the wasm bundle that `scripts/build-web.sh` builds: mounts the app on `<body>`.
+//! Entry point of the wasm bundle that trunk builds (`index.html` names it): mounts the app on `<body>`.
 
 fn main() {
     console_error_panic_hook::set_once();

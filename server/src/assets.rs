@@ -1,8 +1,8 @@
 //! The built web app: static files from the assets folder (`dist/` by default).
 //!
-//! Content-hashed files (`name-<hash>.ext`, as `scripts/build-web.sh` writes them) are
-//! cached forever; everything else is revalidated.
-//! Precompressed `.br`/`.gz` siblings are served when present. If the app is not built,
+//! Content-hashed files (`name-<hash>.ext`, as `trunk build` names them) are cached
+//! forever; everything else is revalidated. The precompressed `.gz` siblings that the
+//! build's hook writes (`scripts/web-bundle.sh`) are served to browsers that accept gzip. If the app is not built,
 //! `/` answers with a page that names the command that builds it.
 
 use std::path::{Path, PathBuf};
@@ -17,13 +17,12 @@ use tower_http::services::ServeDir;
 use crate::error::ApiError;
 
 /// The command that builds the web app into `dist/`.
-pub const BUILD_COMMAND: &str = "scripts/build-web.sh";
+pub const BUILD_COMMAND: &str = "trunk build --release";
 
 /// A router that serves `dir`, to be used as the app's fallback.
 pub fn router(dir: &Path) -> Router {
     let missing = dir.to_path_buf();
     let files = ServeDir::new(dir)
-        .precompressed_br()
         .precompressed_gzip()
         .fallback(axum::routing::any(move || not_found(missing.clone())));
     Router::new()
@@ -105,8 +104,8 @@ async fn cache_control(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether a path names a file whose name carries a content hash, as `scripts/build-web.sh` writes them:
-/// `frontend-0123456789abcdef.js`, `frontend-0123456789abcdef_bg.wasm`.
+/// Whether a path names a file whose name carries a content hash, as `trunk build` writes
+/// them: `frontend-0123456789abcdef.js`, `frontend-0123456789abcdef_bg.wasm`.
 fn is_content_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
     let stem = name.split('.').next().unwrap_or_default();

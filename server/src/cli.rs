@@ -188,7 +188,7 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ADDR", default_value = defaults::ADDR)]
     addr: SocketAddr,
-    /// Folder with the built web app (`scripts/build-web.sh` writes `dist/`).
+    /// Folder with the built web app (`trunk build --release` writes `dist/`).
     #[arg(long, env = "ASSETS", default_value = defaults::ASSETS)]
     assets: PathBuf,
     /// Seconds between SSE keep-alive comments.

@@ -40,7 +40,7 @@ pub mod defaults {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub addr: SocketAddr,
-    /// Folder with the built web app (`scripts/build-web.sh` writes `dist/`).
+    /// Folder with the built web app (`trunk build --release` writes `dist/`).
     pub assets: PathBuf,
     /// Interval of SSE keep-alive comments, which stop proxies from closing idle streams.
     pub keep_alive: Duration,

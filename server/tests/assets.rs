@@ -77,6 +77,6 @@ async fn an_unbuilt_app_gets_a_page_naming_the_build_command() {
     let response = reqwest::get(server.at("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let page = response.text().await.unwrap();
-    assert!(page.contains("scripts/build-web.sh"), "{page}");
+    assert!(page.contains("trunk build --release"), "{page}");
     server.stop().await.unwrap();
 }

@@ -4,10 +4,12 @@
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
 //! Tests of the Redis store start a real `redis-server` through [`redis`]; the browser
-//! test of several instances puts [`proxy`] in front of them.
+//! test of several instances puts [`proxy`] in front of them. The development loop's test
+//! runs `trunk serve` in a copy of the workspace through [`trunk`].
 
 pub mod proxy;
 pub mod redis;
+pub mod trunk;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-/// The workspace root (this crate lives in `e2e/`).
+/// The workspace root (this crate lives in `tests/`).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -28,21 +30,32 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `server` binary under test.
+/// The `server` binary under test: `HUB_SERVER_BIN`, or the one cargo built beside this test
+/// (`<target dir>/debug/deps/<test>` → `<target dir>/debug/server`), so a `CARGO_TARGET_DIR`
+/// set anywhere is respected.
 pub fn server_bin() -> PathBuf {
     std::env::var_os("HUB_SERVER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/debug/server"))
+        .unwrap_or_else(|| profile_dir().join("server"))
 }
 
-/// The built web app (`scripts/build-web.sh`).
+/// The folder of the binaries of the profile this test was built with (`target/debug`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let deps = exe.parent().expect("a test binary lives in deps/");
+    deps.parent()
+        .expect("deps/ lives in the profile folder")
+        .to_path_buf()
+}
+
+/// The built web app (`trunk build --release`).
 pub fn dist() -> anyhow::Result<PathBuf> {
     let dist = std::env::var_os("HUB_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("dist"));
     if !dist.join("index.html").is_file() {
         bail!(
-            "no built app in {}: run `scripts/build-web.sh` first",
+            "no built app in {}: run `trunk build --release` first",
             dist.display()
         );
     }
@@ -92,6 +105,17 @@ fn announced(
     Ok((found, log))
 }
 
+/// Appends every line of a process's `output` to `log`, on a thread of its own, so the
+/// process never blocks on a full pipe.
+fn drain(output: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|l| push_line(&log, &l))
+    });
+}
+
 fn push_line(log: &Mutex<String>, line: &str) {
     let mut log = log
         .lock()
@@ -99,6 +123,9 @@ fn push_line(log: &Mutex<String>, line: &str) {
     log.push_str(line);
     log.push('\n');
 }
+
+/// The log filter test servers run with: `info`, and a line per request.
+pub const REQUEST_LOGS: &str = "info,server::routes=debug,tower_http::trace=debug";
 
 /// A running `server serve` process, killed (SIGKILL) when dropped. Shared by every test
 /// that needs the real binary: the end-to-end tests here and the server's CLI tests.
@@ -122,16 +149,26 @@ impl ServerProcess {
         db: &Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_logging(bin, addr, assets, db, args, REQUEST_LOGS)
+    }
+
+    /// [`ServerProcess::start`] with the log filter `rust_log` (`RUST_LOG`), e.g. `debug`
+    /// to check what the most talkative level writes.
+    pub fn start_logging(
+        bin: &Path,
+        addr: &str,
+        assets: &Path,
+        db: &Path,
+        args: &[&str],
+        rust_log: &str,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["serve", "--addr", addr, "--assets"])
             .arg(assets)
             .arg("--db")
             .arg(db)
             .args(args)
-            .env(
-                "RUST_LOG",
-                "info,server::routes=debug,tower_http::trace=debug",
-            )
+            .env("RUST_LOG", rust_log)
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;

@@ -164,7 +164,7 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
     let assets = tempfile::tempdir()?;
     for page in ["messages.html", "time.html"] {
         std::fs::copy(
-            Path::new(&workspace()).join("e2e/seed").join(page),
+            Path::new(&workspace()).join("tests/seed").join(page),
             assets.path().join(page),
         )?;
     }
