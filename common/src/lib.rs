@@ -131,6 +131,22 @@ pub struct Heartbeat {
     pub interval_ms: u64,
 }
 
+impl Heartbeat {
+    /// How long a client may hear nothing on a stream with these heartbeats before it calls
+    /// the connection dead: two intervals, so that one late beat is not a false alarm.
+    pub fn silence_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.interval_ms.saturating_mul(2))
+    }
+
+    /// The silence limit to apply when a client asked for `asked` and the stream's
+    /// heartbeats allow `self`: the tighter of the two, so a slow heartbeat never loosens
+    /// what the client asked for.
+    pub fn tighten(&self, asked: Option<std::time::Duration>) -> std::time::Duration {
+        let allowed = self.silence_limit();
+        asked.map_or(allowed, |asked| asked.min(allowed))
+    }
+}
+
 /// The JSON body of every 4xx/5xx answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ErrorBody {
@@ -181,5 +197,18 @@ mod tests {
             assert_eq!(level.as_str().parse::<Level>(), Ok(level));
         }
         assert!("fatal".parse::<Level>().is_err());
+    }
+
+    #[test]
+    fn heartbeats_tighten_an_asked_silence_limit_but_never_loosen_it() {
+        use std::time::Duration;
+        let default_beat = Heartbeat {
+            interval_ms: 15_000,
+        };
+        let fast_beat = Heartbeat { interval_ms: 1_000 };
+        let asked = Some(Duration::from_secs(3));
+        assert_eq!(default_beat.tighten(asked), Duration::from_secs(3));
+        assert_eq!(fast_beat.tighten(asked), Duration::from_secs(2));
+        assert_eq!(default_beat.tighten(None), Duration::from_secs(30));
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! Networks that hang are bounded: an attempt that brings no event within the connect
 //! timeout (no answer at all, or headers whose body a buffering proxy holds back) and a
-//! connection that goes silent for longer than its limit (twice the server's heartbeat
-//! interval) both count as failed attempts and are reopened after the same backoff. A
+//! connection that goes silent for longer than its limit (the one the app asks for, or
+//! twice the server's heartbeat interval where that is tighter) both count as failed attempts and are reopened after the same backoff. A
 //! connection is `Live` only once an event (a heartbeat counts) has arrived, and when it
 //! keeps failing its state says why, from a plain request to the same URL. The connection
 //! closes when the reactive owner that opened it is dropped.
@@ -179,7 +179,8 @@ impl Subscription {
     }
 
     /// Treat a connection that stays silent this long as dead and reopen it. Heartbeat
-    /// events (`heartbeat`, data `{"interval_ms": N}`) set it to twice their interval.
+    /// events (`heartbeat`, data `{"interval_ms": N}`) may tighten it to twice their
+    /// interval ([`Heartbeat::tighten`]), never loosen it; without it, they set it.
     pub fn silence_limit(mut self, limit: Duration) -> Self {
         self.silence_limit = Some(limit);
         self
@@ -209,6 +210,7 @@ impl Subscription {
             source: RefCell::new(None),
             retry: RefCell::new(None),
             watchdog: RefCell::new(None),
+            asked_silence: self.silence_limit,
             silence_limit: Cell::new(self.silence_limit),
             connect_timeout: self.connect_timeout,
             live: Cell::new(false),
@@ -256,6 +258,9 @@ struct Shared {
     source: RefCell<Option<Source>>,
     retry: RefCell<Option<Timeout>>,
     watchdog: RefCell<Option<Timeout>>,
+    /// The limit the app asked for ([`Subscription::silence_limit`]).
+    asked_silence: Option<Duration>,
+    /// The limit in force: the asked one, tightened by the heartbeats heard.
     silence_limit: Cell<Option<Duration>>,
     connect_timeout: Duration,
     /// Whether the current attempt has brought an event yet.
@@ -423,9 +428,9 @@ fn open(shared: &Rc<Shared>) {
                 .and_then(|e| e.data().as_string())
                 .and_then(|data| serde_json::from_str::<Heartbeat>(&data).ok());
             if let Some(beat) = beat {
-                shared.silence_limit.set(Some(Duration::from_millis(
-                    beat.interval_ms.saturating_mul(2),
-                )));
+                shared
+                    .silence_limit
+                    .set(Some(beat.tighten(shared.asked_silence)));
             }
             shared.got_event();
         }),

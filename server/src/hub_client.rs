@@ -144,7 +144,7 @@ pub async fn listen(
                         }
                         events::HEARTBEAT => {
                             if let Ok(beat) = serde_json::from_str::<Heartbeat>(&event.data) {
-                                silence = Duration::from_millis(beat.interval_ms.saturating_mul(2));
+                                silence = beat.silence_limit();
                             }
                         }
                         events::RESET => {

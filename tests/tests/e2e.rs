@@ -677,3 +677,41 @@ async fn with_two_instances_on_redis_a_trigger_through_one_appears_from_the_othe
     assert_eq!(subscribers(&b, "messages").await?, 0);
     browser.close().await
 }
+
+/// At the default heartbeat (15 s), a server that freezes (SIGSTOP: the socket stays open,
+/// nothing more arrives) is noticed within 5 s, because the clock ticks every second and
+/// the page's silence limit (3 s) is not loosened by the slow heartbeat; once the server
+/// runs again, the page is live again.
+#[tokio::test]
+async fn at_the_default_heartbeat_a_frozen_server_is_noticed_within_five_seconds(
+) -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+    browser.client.goto(&server.url).await?;
+    notifications_live(&browser).await?;
+    browser
+        .wait_text("clock-state", WAIT, |t| t == "live")
+        .await?;
+
+    let pid = server.pid() as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let frozen_at = std::time::Instant::now();
+    let noticed = browser
+        .wait_text("notifications-state", Duration::from_secs(5), |t| {
+            t != "live"
+        })
+        .await;
+    let noticed_after = frozen_at.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let state = noticed?;
+    println!(
+        "a frozen server was noticed after {:.1} s (pill: {state})",
+        noticed_after.as_secs_f64()
+    );
+    assert!(noticed_after < Duration::from_secs(5), "{noticed_after:?}");
+    notifications_live(&browser).await?;
+    browser.close().await
+}
