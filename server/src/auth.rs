@@ -18,6 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::headers::authorization::Bearer;
+use axum_extra::headers::{Authorization, HeaderMapExt};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -219,46 +222,61 @@ pub fn token(parts: &Parts) -> Option<String> {
         })
 }
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header (the scheme in any case, as RFC 7235
+/// has it), parsed by `headers` for every caller, the metrics token's included.
 pub fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    Some(token.trim().to_owned()).filter(|t| !t.is_empty())
+    let authorization = headers.typed_get::<Authorization<Bearer>>()?;
+    Some(authorization.token().to_owned()).filter(|t| !t.is_empty())
 }
 
 /// The session cookie's token.
 fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
-        })
+    let jar = CookieJar::from_headers(headers);
+    let value = jar.get(COOKIE)?.value();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// The value of `name` in a query string.
+/// The query's pairs, decoded the one way every reader and the redaction use.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(query).unwrap_or_default()
+}
+
+/// The first non-empty value of `name` in a query string.
 fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
+    query_pairs(query)
         .into_iter()
         .find_map(|(key, value)| (key == name && !value.is_empty()).then_some(value))
 }
 
-/// `query` with the value of `access_token` replaced, for logs and traces.
+/// `query` with the value of every pair whose key decodes to `access_token` replaced, for
+/// logs and traces. Each pair is decoded as [`token`] decodes it, so a spelling the reader
+/// accepts (`access%5Ftoken`, a repeated key) is one the redaction catches.
 pub fn redact_query(query: &str) -> String {
     query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((QUERY, _)) => format!("{QUERY}=REDACTED"),
-            _ => pair.to_owned(),
+        .map(|pair| {
+            let is_token = query_pairs(pair).iter().any(|(key, _)| key == QUERY);
+            match pair.split_once('=') {
+                _ if !is_token => pair.to_owned(),
+                Some((key, _)) => format!("{key}=REDACTED"),
+                None => pair.to_owned(),
+            }
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The session cookie holding `token` for `max_age`, or, with `None`, the one that clears
+/// it: `HttpOnly` (no script reads it) and `SameSite=Strict` (no other site sends it).
+pub fn session_cookie(token: Option<&str>, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((COOKIE, token.unwrap_or_default().to_owned()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build()
 }
 
 /// `401` with `WWW-Authenticate: Bearer` (and `error="invalid_token"` for a bad one).
@@ -307,5 +325,24 @@ mod tests {
             redact_query("stream=a&access_token=eyJ.secret&lastEventId=3"),
             "stream=a&access_token=REDACTED&lastEventId=3"
         );
+    }
+
+    #[test]
+    fn every_spelling_the_reader_accepts_is_redacted() {
+        for query in [
+            "access%5Ftoken=eyJ.secret",
+            "%61ccess_token=eyJ.secret",
+            "access_token=&access_token=eyJ.secret",
+            "access_token=eyJ%2Esecret",
+        ] {
+            let parts = axum::http::Request::get(format!("/events?{query}"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            assert!(token(&parts).is_some(), "the reader accepts {query}");
+            let redacted = redact_query(query);
+            assert!(!redacted.contains("secret"), "{query} -> {redacted}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Counters and histograms are recorded where things happen (publish, delivery, replay,
 //! refusals, HTTP answers). Figures that are states rather than events (subscribers per
-//! stream, the process's memory and open files) are read when Prometheus scrapes. Stream
+//! stream, the process's memory and open files) are read when Prometheus scrapes
+//! ([`record_states`], called by the page's handler, `handlers/metrics_page.rs`). Stream
 //! labels are bounded: the [`TOP_STREAMS`] streams with most subscribers get their own
 //! series, the rest are summed as `other`.
 
@@ -11,15 +12,15 @@ use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use common::StreamSummary;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+/// What every metric's name starts with.
+const PREFIX: &str = "notify_hub_";
 
 /// Metric names, as they appear in `/metrics` (the README explains each).
 pub mod names {
@@ -30,13 +31,13 @@ pub mod names {
     pub const DELIVERED: &str = "notify_hub_delivered_total";
     pub const REPLAYED: &str = "notify_hub_replayed_total";
     pub const RESETS: &str = "notify_hub_resets_total";
-    pub const CAUGHT_UP: &str = "notify_hub_lagged_subscribers_total";
+    pub const LAGGED: &str = "notify_hub_lagged_subscribers_total";
     pub const STORE_APPEND: &str = "notify_hub_store_append_seconds";
     pub const STORE_UP: &str = "notify_hub_store_up";
     pub const FIRST_DELIVERY: &str = "notify_hub_publish_to_first_delivery_seconds";
     pub const HTTP_REQUESTS: &str = "notify_hub_http_requests_total";
-    pub const RSS: &str = "notify_hub_process_resident_memory_bytes";
-    pub const OPEN_FDS: &str = "notify_hub_process_open_fds";
+    // The process's own figures (`notify_hub_process_resident_memory_bytes`,
+    // `notify_hub_process_open_fds`, …) are named by `metrics-process`.
 }
 
 /// Streams with their own `stream` label; the others are summed as `other`.
@@ -100,7 +101,7 @@ fn describe() {
         "Resets sent: a subscriber asked for more than the store keeps."
     );
     describe_counter!(
-        names::CAUGHT_UP,
+        names::LAGGED,
         "Subscribers that fell behind their live buffer and caught up from the store."
     );
     describe_histogram!(
@@ -118,15 +119,7 @@ fn describe() {
         "Time from a publish to its first write to a subscriber."
     );
     describe_counter!(names::HTTP_REQUESTS, "HTTP answers by route and status.");
-    describe_gauge!(
-        names::RSS,
-        Unit::Bytes,
-        "Resident memory of the server process."
-    );
-    describe_gauge!(
-        names::OPEN_FDS,
-        "Open file descriptors of the server process (sockets included)."
-    );
+    PROCESS.describe();
 }
 
 /// Handles of the hot-path metrics, made once (after [`install`]) instead of looked up on
@@ -177,9 +170,9 @@ pub fn reset() {
     counter!(names::RESETS).increment(1);
 }
 
-/// A subscriber fell behind its live buffer and goes back to the store.
-pub fn caught_up() {
-    counter!(names::CAUGHT_UP).increment(1);
+/// A subscriber fell behind its live buffer and goes back to catching up.
+pub fn lagged() {
+    counter!(names::LAGGED).increment(1);
 }
 
 /// A stream refused by a limit; `reason` is `server_full` or `client_limit`.
@@ -207,79 +200,43 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
 /// The `stream` labels set at the last scrape, so that streams gone since drop to 0.
 static LABELLED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
-/// The handler of `GET /metrics`: the Prometheus text format. With `--metrics-token`, the
-/// scraper must send it as `Authorization: Bearer`.
-pub async fn render(State(state): State<AppState>, request: Request) -> Response {
-    if let Some(token) = &state.config.metrics_token {
-        let sent = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if sent != Some(token.as_str()) {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "/metrics needs the metrics token")
-                .header(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer"),
-                )
-                .into_response();
-        }
+/// The process figures (memory, open files, CPU, threads), read from the OS at each scrape
+/// by `metrics-process` under our prefix.
+static PROCESS: LazyLock<metrics_process::Collector> =
+    LazyLock::new(|| metrics_process::Collector::new(PREFIX));
+
+/// Sets the gauges that describe the present: open streams, subscribers per stream
+/// (`streams` as the hub's overview gives them), and the process's own figures.
+pub fn record_states(streams_open: usize, streams: &[StreamSummary]) {
+    gauge!(names::STREAMS_OPEN).set(streams_open as f64);
+    let mut by_subscribers: Vec<(&str, u64)> = streams
+        .iter()
+        .filter(|s| s.subscribers > 0)
+        .map(|s| (s.name.as_str(), s.subscribers))
+        .collect();
+    by_subscribers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let other: u64 = by_subscribers.iter().skip(TOP_STREAMS).map(|s| s.1).sum();
+    by_subscribers.truncate(TOP_STREAMS);
+    let mut labelled = LABELLED.lock().unwrap_or_else(PoisonError::into_inner);
+    let now: HashSet<String> = by_subscribers.iter().map(|s| s.0.to_owned()).collect();
+    for gone in labelled
+        .iter()
+        .flatten()
+        .filter(|name| !now.contains(*name))
+    {
+        gauge!(names::SUBSCRIBERS, "stream" => gone.clone()).set(0.0);
     }
-    record_states(&state).await;
+    for (name, subscribers) in by_subscribers {
+        gauge!(names::SUBSCRIBERS, "stream" => name.to_owned()).set(subscribers as f64);
+    }
+    gauge!(names::SUBSCRIBERS, "stream" => "other").set(other as f64);
+    *labelled = Some(now);
+    PROCESS.collect();
+}
+
+/// Everything recorded, in the Prometheus text format.
+pub fn render() -> String {
     let handle = install();
     handle.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
-}
-
-/// Sets the gauges that describe the present: subscribers per stream, open streams, and
-/// the process's memory and open files.
-async fn record_states(state: &AppState) {
-    gauge!(names::STREAMS_OPEN).set(state.stream_slots.open() as f64);
-    if let Ok(overview) = state.hub.overview().await {
-        let mut by_subscribers: Vec<(String, u64)> = overview
-            .streams
-            .into_iter()
-            .filter(|s| s.subscribers > 0)
-            .map(|s| (s.name, s.subscribers))
-            .collect();
-        by_subscribers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let other: u64 = by_subscribers.iter().skip(TOP_STREAMS).map(|s| s.1).sum();
-        by_subscribers.truncate(TOP_STREAMS);
-        let mut labelled = LABELLED.lock().unwrap_or_else(PoisonError::into_inner);
-        let now: HashSet<String> = by_subscribers.iter().map(|s| s.0.clone()).collect();
-        for gone in labelled
-            .iter()
-            .flatten()
-            .filter(|name| !now.contains(*name))
-        {
-            gauge!(names::SUBSCRIBERS, "stream" => gone.clone()).set(0.0);
-        }
-        for (name, subscribers) in by_subscribers {
-            gauge!(names::SUBSCRIBERS, "stream" => name).set(subscribers as f64);
-        }
-        gauge!(names::SUBSCRIBERS, "stream" => "other").set(other as f64);
-        *labelled = Some(now);
-    }
-    if let Some(rss) = proc_status_kib("VmRSS:") {
-        gauge!(names::RSS).set((rss * 1024) as f64);
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        gauge!(names::OPEN_FDS).set(fds.count() as f64);
-    }
-}
-
-/// A `kB` field of `/proc/self/status` (Linux); `None` elsewhere.
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    handle.render()
 }

@@ -14,7 +14,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::{Instrument, Level};
 
 use crate::handlers::{
-    event_stream, health, notification_api, session, streams_overview, time_stream,
+    event_stream, health, metrics_page, notification_api, session, streams_overview, time_stream,
 };
 use crate::state::AppState;
 use crate::{assets, auth, error, limits, metrics, sse};
@@ -61,7 +61,7 @@ pub fn app(state: AppState) -> Router {
         .merge(publishing)
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
-        .route(paths::METRICS, get(metrics::render))
+        .route(paths::METRICS, get(metrics_page::render))
         .route(paths::SESSION, post(session::open).delete(session::close))
         .fallback_service(assets::router(&state.config.assets));
     let rest = around(rest, &state)

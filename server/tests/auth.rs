@@ -366,3 +366,77 @@ fn listening_beyond_loopback_without_auth_logs_a_warning() {
     .unwrap();
     assert!(!guarded.log().contains("without auth"), "{}", guarded.log());
 }
+
+/// Every spelling of the query token that the server accepts (its name percent-encoded,
+/// the value percent-encoded, the key repeated), the header and the cookie: each is let in,
+/// and at `RUST_LOG=debug`, the most talkative level, none of them puts the token in the log.
+#[tokio::test]
+async fn no_spelling_of_a_token_reaches_the_log_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_logging(
+        Path::new(BIN),
+        "127.0.0.1:0",
+        Path::new("/nonexistent"),
+        &dir.path().join("hub.db"),
+        &["--jwt-secret", SECRET, "--private-stream", "alerts.*"],
+        "debug",
+    )
+    .unwrap();
+    let reader = mint(SECRET, &["--sub", "ops", "--subscribe", "alerts.*"]);
+    let encoded = reader.replace('.', "%2E");
+    let client = reqwest::Client::new();
+    let events = format!("{}/events?stream=alerts.disk", server.url);
+    for spelling in [
+        format!("access_token={reader}"),
+        format!("access%5Ftoken={reader}"),
+        format!("access%5ftoken={reader}"),
+        format!("%61ccess_token={reader}"),
+        format!("%61%63%63%65%73%73%5F%74%6F%6B%65%6E={reader}"),
+        format!("access_token={encoded}"),
+        format!("access_token=&access_token={reader}"),
+    ] {
+        let (code, reason) = status(client.get(format!("{events}&{spelling}"))).await;
+        assert_eq!(code, 200, "{spelling} is accepted: {reason}");
+    }
+    assert_eq!(
+        status(client.get(&events).bearer_auth(&reader)).await.0,
+        200
+    );
+    assert_eq!(
+        status(
+            client
+                .get(&events)
+                .header("authorization", format!("bearer {reader}"))
+        )
+        .await
+        .0,
+        200
+    );
+    let cookie = format!("{}={reader}", server::auth::COOKIE);
+    assert_eq!(
+        status(client.get(&events).header("cookie", &cookie))
+            .await
+            .0,
+        200
+    );
+    // A token the server refuses is not echoed either.
+    let foreign = mint("another-secret-of-32-characters!", &["--subscribe", "*"]);
+    let (code, reason) = status(client.get(format!("{events}&access%5Ftoken={foreign}"))).await;
+    assert_eq!(code, 401);
+    assert!(!reason.contains(&foreign), "{reason}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = server.log();
+    assert!(log.contains("DEBUG"), "the log is at debug:\n{log}");
+    let signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
+    for secret in [signature(&reader), signature(&encoded), signature(&foreign)] {
+        assert!(
+            !log.contains(&secret),
+            "a token leaked into the log:\n{log}"
+        );
+    }
+    println!(
+        "auth: 7 query spellings, the header and the cookie accepted; {} debug log lines, no token in them",
+        log.lines().count()
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod event_stream;
 pub mod health;
+pub mod metrics_page;
 pub mod notification_api;
 pub mod session;
 pub mod streams_overview;

@@ -5,10 +5,13 @@
 //! `notify_hub_token` (`HttpOnly; SameSite=Strict`, expiring with the token); the page's
 //! streams then carry it by themselves. `DELETE` clears it.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum_extra::extract::cookie::CookieJar;
 
 use crate::auth::{self, Claims};
 use crate::error::ApiError;
@@ -29,30 +32,16 @@ pub async fn open(State(state): State<AppState>, parts: Parts) -> Result<Respons
         .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
     })?;
     let claims: Claims = state.auth.verify(&token)?;
-    let max_age = claims
-        .exp
-        .saturating_sub(auth::expiry_in(std::time::Duration::ZERO));
-    let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
-        auth::COOKIE
-    );
-    let cookie = HeaderValue::from_str(&cookie)
-        .map_err(|_| ApiError::bad_request("the token has characters a cookie cannot hold"))?;
-    Ok(([(header::SET_COOKIE, cookie)], Json(claims)).into_response())
+    let max_age = claims.exp.saturating_sub(auth::expiry_in(Duration::ZERO));
+    let jar = CookieJar::new().add(auth::session_cookie(
+        Some(&token),
+        Duration::from_secs(max_age),
+    ));
+    Ok((jar, Json(claims)).into_response())
 }
 
 /// The handler of `DELETE /api/session`: clears the cookie.
 pub async fn close() -> Response {
-    let cookie = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        auth::COOKIE
-    );
-    (
-        StatusCode::NO_CONTENT,
-        [(
-            header::SET_COOKIE,
-            HeaderValue::from_str(&cookie).expect("a fixed cookie"),
-        )],
-    )
-        .into_response()
+    let jar = CookieJar::new().add(auth::session_cookie(None, Duration::ZERO));
+    (StatusCode::NO_CONTENT, jar).into_response()
 }

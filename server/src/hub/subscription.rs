@@ -199,7 +199,7 @@ impl Subscription {
                                 self.phase = Phase::catching_up();
                             }
                             Err(RecvError::Lagged(missed)) => {
-                                metrics::caught_up();
+                                metrics::lagged();
                                 tracing::debug!(
                                     "a subscriber of {} fell {missed} behind; catching up from the store",
                                     self.stream

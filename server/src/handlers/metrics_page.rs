@@ -1,0 +1,36 @@
+//! `GET /metrics`: the Prometheus text page of [`crate::metrics`], behind the metrics
+//! token when one is set.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::state::AppState;
+
+/// The handler of `GET /metrics`. With `--metrics-token`, the scraper must send it as
+/// `Authorization: Bearer`, compared in constant time, so the answer's timing says nothing
+/// of how much of a guess matched.
+pub async fn render(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let sent = auth::bearer(request.headers()).unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "/metrics needs the metrics token")
+                .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+                .into_response();
+        }
+    }
+    let streams = match state.hub.overview().await {
+        Ok(overview) => overview.streams,
+        Err(_) => Vec::new(),
+    };
+    metrics::record_states(state.stream_slots.open(), &streams);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}
