@@ -7,8 +7,9 @@
 # rustup as the toolchain `web`; the other scripts then run cargo with RUSTUP_TOOLCHAIN=web.
 # Then: trunk (the web build and the development loop, at a pinned version), wasm-bindgen-cli
 # (the exact version in Cargo.lock), wasm-opt (binaryen from npm, the version Trunk.toml
-# pins), and with --with-test-tools Chromium and chromedriver for the browser tests and
-# redis-server for the Redis store's tests (Debian packages).
+# pins), and with --with-test-tools Chromium and chromedriver for the browser tests,
+# redis-server for the Redis store's tests (Debian packages) and axe-core (npm) for the
+# accessibility check.
 #
 # A second run only checks and takes about a second.
 set -euo pipefail
@@ -18,6 +19,7 @@ source scripts/env.sh
 # 0.22 declares rust-version 1.96.1, newer than the toolchains these machines have.
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=$(sed -n 's/^wasm_opt = "version_\([0-9]*\)"$/\1.0.0/p' Trunk.toml)
+AXE_VERSION=4.14.1
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
 SETUP_START=$SECONDS
@@ -96,6 +98,10 @@ downloads() {
     log "npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
     npm install -s --prefix "$HUB_TOOLS/binaryen" --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >/dev/null
     ln -sf "$HUB_TOOLS/binaryen/node_modules/.bin/wasm-opt" "$HUB_TOOLS/bin/wasm-opt"
+  fi
+  if [ "$WITH_TEST_TOOLS" = 1 ] && [ ! -f "$HUB_TOOLS/axe/node_modules/axe-core/axe.min.js" ]; then
+    log "npm install axe-core@$AXE_VERSION (the browser tests' accessibility check)"
+    npm install -s --prefix "$HUB_TOOLS/axe" --no-audit --no-fund "axe-core@$AXE_VERSION" >/dev/null
   fi
   if [ "$WITH_TEST_TOOLS" = 1 ] && command -v apt-get >/dev/null && have_root; then
     apt_install chromium chromium-driver redis-server

@@ -715,3 +715,111 @@ async fn at_the_default_heartbeat_a_frozen_server_is_noticed_within_five_seconds
     notifications_live(&browser).await?;
     browser.close().await
 }
+
+/// axe-core's browser bundle, which `scripts/setup.sh --with-test-tools` installs from npm
+/// (`HUB_AXE_JS` may point at another copy).
+fn axe_source() -> anyhow::Result<String> {
+    let path = std::env::var_os("HUB_AXE_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("HUB_TOOLS")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    Path::new(&std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/notify-hub")
+                });
+            cache.join("axe/node_modules/axe-core/axe.min.js")
+        });
+    std::fs::read_to_string(&path).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot read axe-core at {} ({err}): run scripts/setup.sh --with-test-tools",
+            path.display()
+        )
+    })
+}
+
+/// From a phone's 320 px to a desktop's 1920 px, in light and dark mode, with long
+/// notifications listed: the page never scrolls sideways, and axe-core finds no
+/// accessibility violation (contrast, names, landmarks, …) in the running app.
+#[tokio::test]
+async fn the_page_fits_every_width_and_has_no_accessibility_violations() -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    for (stream, title, level) in [
+        (
+            "alerts.disk-space-on-a-host-with-a-long-name",
+            "Disk almost full",
+            "warning",
+        ),
+        ("messages", "Deploy finished", "success"),
+        (
+            "messages",
+            "Disk almost full on a-host-with-a-very-long-name-that-does-not-break",
+            "warning",
+        ),
+        ("messages", "Build failed", "error"),
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/notifications", server.url))
+            .json(&serde_json::json!({"stream": stream, "title": title, "level": level, "body": "x".repeat(120)}))
+            .send()
+            .await?;
+        assert!(response.status().is_success());
+    }
+    let axe = axe_source()?;
+    let browser = Browser::start().await?;
+    browser.client.goto(&server.url).await?;
+    wait_for_item(&browser, "Build failed").await?;
+    let mut checked = Vec::new();
+    for scheme in ["light", "dark"] {
+        browser
+            .devtools(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            )
+            .await?;
+        for width in [320, 375, 768, 1280, 1920] {
+            browser
+                .devtools(
+                    "Emulation.setDeviceMetricsOverride",
+                    serde_json::json!({"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600}),
+                )
+                .await?;
+            notifications_live(&browser).await?;
+            // A phone's browser widens its layout viewport to whatever overflows, so the
+            // page's width is held against the screen's, not the window's.
+            let page = browser
+                .client
+                .execute("return document.documentElement.scrollWidth;", vec![])
+                .await?
+                .as_u64()
+                .unwrap_or(u64::MAX);
+            assert!(
+                page <= width,
+                "{scheme}, {width} px: the page is {page} px wide, it scrolls sideways"
+            );
+            let violations = browser
+                .client
+                .execute_async(
+                    &format!(
+                        "{axe}\n;const done = arguments[arguments.length - 1];\
+                         axe.run(document).then(r => done(r.violations.map(v =>\
+                           v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))));"
+                    ),
+                    vec![],
+                )
+                .await?;
+            assert_eq!(
+                violations.as_array().map(Vec::len),
+                Some(0),
+                "{scheme}, {width} px: {violations}"
+            );
+            checked.push(format!("{scheme} {width}"));
+        }
+    }
+    println!(
+        "no sideways scroll and 0 axe-core violations at: {}",
+        checked.join(", ")
+    );
+    browser.close().await
+}
