@@ -220,7 +220,7 @@ impl TabGroup {
     }
 
     /// Gives the lock up, if held: the next tab in the queue leads.
-    pub fn release(&self) {
+    fn release(&self) {
         if let Some(resolve) = self.release.borrow_mut().take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }

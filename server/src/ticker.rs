@@ -56,14 +56,6 @@ impl Tickers {
         stream::once(async { now() })
             .chain(BroadcastStream::new(ticks).filter_map(|tick| async move { tick.ok() }))
     }
-
-    /// How many ticker tasks are running: one per interval in use.
-    pub fn running(&self) -> usize {
-        self.tickers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 /// Sends a tick every `every` until nobody listens, then removes itself from the registry.
@@ -89,6 +81,11 @@ async fn run_ticker(tickers: Registry, every: Duration, tx: broadcast::Sender<Ti
 mod tests {
     use super::*;
 
+    /// How many ticker tasks are running: one per interval in use.
+    fn running(tickers: &Tickers) -> usize {
+        tickers.tickers.lock().unwrap().len()
+    }
+
     #[tokio::test]
     async fn one_ticker_per_interval_and_it_stops_when_unused() {
         let tickers = Tickers::default();
@@ -96,7 +93,7 @@ mod tests {
         let mut a = tickers.subscribe(every);
         let mut b = tickers.subscribe(every);
         let _other = tickers.subscribe(Duration::from_millis(20));
-        assert_eq!(tickers.running(), 2);
+        assert_eq!(running(&tickers), 2);
 
         let (tick_a, tick_b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
         assert!(Arc::ptr_eq(&tick_a, &tick_b), "formatted once, shared");
@@ -108,6 +105,6 @@ mod tests {
 
         drop((a, b, _other));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(tickers.running(), 0);
+        assert_eq!(running(&tickers), 0);
     }
 }
