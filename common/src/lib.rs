@@ -34,6 +34,24 @@ pub mod paths {
     pub const SSE_STREAMS: &str = "/sse/streams";
 }
 
+/// Query parameters the server reads, named once for the server, the web app and the CLI.
+pub mod query {
+    /// The stream to follow, publish to or read the history of (default `messages`).
+    pub const STREAM: &str = "stream";
+    /// The id to resume after: `EventSource` cannot set the `Last-Event-ID` header on a
+    /// new connection, so the web app sends it here.
+    pub const LAST_EVENT_ID: &str = "lastEventId";
+    /// The server clock's interval on a notification stream, in ms.
+    pub const CLOCK_MS: &str = "clock_ms";
+    /// A token, for clients that cannot send a header (the least safe form).
+    pub const ACCESS_TOKEN: &str = "access_token";
+}
+
+/// The header a reconnecting client names the last id it received in: SSE's own
+/// `Last-Event-ID`, in lower case (header names are case-insensitive, and HTTP/2 sends
+/// them in lower case).
+pub const LAST_EVENT_ID_HEADER: &str = "last-event-id";
+
 /// Names of the SSE events the server sends.
 ///
 /// Notifications use the default `message` event (no `event:` line) so that plain

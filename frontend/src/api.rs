@@ -90,7 +90,7 @@ impl Api {
             Some(id) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 let id = String::from(js_sys::encode_uri_component(id));
-                format!("{url}{sep}lastEventId={id}")
+                format!("{url}{sep}{}={id}", common::query::LAST_EVENT_ID)
             }
         }
     }
@@ -100,8 +100,9 @@ impl Api {
     /// The newest `limit` notifications of `stream`, oldest first.
     pub async fn history(&self, stream: &str, limit: usize) -> Result<Vec<Notification>, Failure> {
         let url = self.url(&format!(
-            "{}?stream={stream}&limit={limit}",
-            paths::NOTIFICATIONS
+            "{}?{}={stream}&limit={limit}",
+            paths::NOTIFICATIONS,
+            common::query::STREAM
         ));
         let response = authorized(Request::get(&url))
             .send()
@@ -121,7 +122,11 @@ impl Api {
 
     /// Presses the seed demo's trigger: "Triggered at <server time>" to `stream`.
     pub async fn trigger(&self, stream: &str) -> Result<Notification, Failure> {
-        let url = self.url(&format!("{}?stream={stream}", paths::TRIGGER));
+        let url = self.url(&format!(
+            "{}?{}={stream}",
+            paths::TRIGGER,
+            common::query::STREAM
+        ));
         let response = authorized(Request::post(&url))
             .send()
             .await

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use common::{events, paths, Notification};
+use common::{events, paths, query, Notification};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -146,7 +146,12 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         }
     };
     let connection = {
-        let path = format!("{}?stream={stream}&clock_ms={CLOCK_MS}", paths::EVENTS);
+        let path = format!(
+            "{}?{}={stream}&{}={CLOCK_MS}",
+            paths::EVENTS,
+            query::STREAM,
+            query::CLOCK_MS
+        );
         let url = api.url(&path);
         let api = api.clone();
         Subscription::new(move |last| api.resume_url(&path, last))

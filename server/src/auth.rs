@@ -29,7 +29,7 @@ use crate::error::ApiError;
 /// The cookie `POST /api/session` sets.
 pub const COOKIE: &str = "notify_hub_token";
 /// The query parameter a token may come in.
-pub const QUERY: &str = "access_token";
+pub const QUERY: &str = common::query::ACCESS_TOKEN;
 /// Clock skew allowed between the token's minter and the hub.
 const LEEWAY_SECS: u64 = 5;
 

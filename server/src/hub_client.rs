@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{events, paths, Draft, Heartbeat, NewNotification, Notification};
+use common::{events, paths, query, Draft, Heartbeat, NewNotification, Notification};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
@@ -100,12 +100,12 @@ pub async fn listen(
     let mut connected_once = false;
     let mut delays = common::backoff::reconnect_delays(None);
     loop {
-        let mut request = client.get(&url).query(&[("stream", stream)]);
+        let mut request = client.get(&url).query(&[(query::STREAM, stream)]);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         if let Some(id) = &last_event_id {
-            request = request.header("Last-Event-ID", id);
+            request = request.header(common::LAST_EVENT_ID_HEADER, id);
         }
         match request.send().await {
             Err(err) if !connected_once => return Err(connect_error(&url, err)),

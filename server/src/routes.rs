@@ -17,7 +17,7 @@ use crate::handlers::{
     event_stream, health, metrics_page, notification_api, session, streams_overview, time_stream,
 };
 use crate::state::AppState;
-use crate::{assets, auth, error, limits, metrics, sse};
+use crate::{assets, auth, error, limits, metrics};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -148,6 +148,6 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
-            HeaderName::from_static(sse::LAST_EVENT_ID),
+            HeaderName::from_static(common::LAST_EVENT_ID_HEADER),
         ])
 }

@@ -15,19 +15,13 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{events, Heartbeat};
+use common::{events, Heartbeat, LAST_EVENT_ID_HEADER};
 use futures::{stream, Stream, StreamExt};
 use tokio_stream::wrappers::IntervalStream;
 
 use crate::hub::Delivery;
 use crate::metrics;
 use crate::state::AppState;
-
-/// The header browsers send when they reconnect.
-pub const LAST_EVENT_ID: &str = "last-event-id";
-
-/// The query parameter a fresh `EventSource` (after a page reload) uses instead.
-pub const LAST_EVENT_ID_QUERY: &str = "lastEventId";
 
 /// The data of a `reset` event.
 const RESET_DATA: &str =
@@ -167,10 +161,14 @@ pub fn last_event_id<'a>(
 ) -> Option<&'a str> {
     let non_blank = |id: &'a str| Some(id.trim()).filter(|id| !id.is_empty());
     headers
-        .get(LAST_EVENT_ID)
+        .get(LAST_EVENT_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(non_blank)
-        .or_else(|| query.get(LAST_EVENT_ID_QUERY).and_then(|id| non_blank(id)))
+        .or_else(|| {
+            query
+                .get(common::query::LAST_EVENT_ID)
+                .and_then(|id| non_blank(id))
+        })
 }
 
 #[cfg(test)]
@@ -179,12 +177,13 @@ mod tests {
 
     #[test]
     fn a_blank_header_does_not_hide_the_query_id() {
-        let query: HashMap<String, String> = [(LAST_EVENT_ID_QUERY.into(), "7".into())].into();
+        let query: HashMap<String, String> =
+            [(common::query::LAST_EVENT_ID.into(), "7".into())].into();
         let mut headers = HeaderMap::new();
         assert_eq!(last_event_id(&headers, &query), Some("7"));
-        headers.insert(LAST_EVENT_ID, HeaderValue::from_static("  "));
+        headers.insert(LAST_EVENT_ID_HEADER, HeaderValue::from_static("  "));
         assert_eq!(last_event_id(&headers, &query), Some("7"));
-        headers.insert(LAST_EVENT_ID, HeaderValue::from_static("9"));
+        headers.insert(LAST_EVENT_ID_HEADER, HeaderValue::from_static("9"));
         assert_eq!(last_event_id(&headers, &query), Some("9"));
         assert_eq!(last_event_id(&headers, &HashMap::new()), Some("9"));
         assert_eq!(last_event_id(&HeaderMap::new(), &HashMap::new()), None);

@@ -47,7 +47,7 @@ fn page_stream() -> String {
     web_sys::window()
         .and_then(|w| w.location().search().ok())
         .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
-        .and_then(|params| params.get("stream"))
+        .and_then(|params| params.get(common::query::STREAM))
         .filter(|name| is_valid_stream_name(name))
         .unwrap_or_else(|| DEFAULT_STREAM.to_owned())
 }

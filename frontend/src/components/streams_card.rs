@@ -74,7 +74,7 @@ pub fn StreamsCard(
 /// One stream's row.
 #[component]
 fn StreamRow(summary: StreamSummary, current: bool) -> impl IntoView {
-    let href = format!("?stream={}", summary.name);
+    let href = format!("?{}={}", common::query::STREAM, summary.name);
     let label = summary.name.clone();
     view! {
         <tr class:current=current data-testid="stream-row" data-stream=summary.name>

@@ -34,7 +34,7 @@ pub async fn subscribe(
     let stream = stream_param(&query)?;
     state.auth.may_subscribe(&parts, stream)?;
     let headers = &parts.headers;
-    let clock_ms = params::whole_number(&query, "clock_ms", time_stream::INTERVAL_MS)?;
+    let clock_ms = params::whole_number(&query, common::query::CLOCK_MS, time_stream::INTERVAL_MS)?;
     let after = sse::last_event_id(headers, &query).map(EventId::parse_or_unknown);
     let subscription = state
         .hub

@@ -17,6 +17,8 @@ use crate::error::ApiError;
 
 /// The `stream` query parameter, checked; `messages` when absent.
 fn stream_param(query: &HashMap<String, String>) -> Result<&str, ApiError> {
-    let stream = query.get("stream").map_or(DEFAULT_STREAM, String::as_str);
+    let stream = query
+        .get(common::query::STREAM)
+        .map_or(DEFAULT_STREAM, String::as_str);
     common::validate::stream_name(stream).map_err(ApiError::invalid)
 }
