@@ -49,7 +49,7 @@ enum Command {
 #[derive(Args, Debug)]
 struct ServerUrl {
     /// Base URL of the server.
-    #[arg(long, env = "NOTIFY_HUB_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "NOTIFY_HUB_URL", default_value_t = format!("http://{}", defaults::ADDR))]
     url: String,
     /// Token (JWT) sent as Authorization: Bearer, when the server checks tokens.
     #[arg(long, env = "NOTIFY_HUB_TOKEN", hide_env_values = true)]
@@ -71,25 +71,15 @@ struct TokenArgs {
     /// Private-stream pattern it may read (repeat for several).
     #[arg(long, value_parser = auth::check_pattern)]
     subscribe: Vec<String>,
-    /// How long it is valid: 90s, 30m, 1h, 7d.
+    /// How long it is valid: 90s, 30m, 1h, 7d, 1h 30m.
     #[arg(long, default_value = "1h", value_parser = ttl)]
     ttl: Duration,
 }
 
-/// A duration such as `90s`, `30m`, `1h` or `7d`.
+/// A duration such as `90s`, `30m`, `1h` or `7d` (humantime's syntax).
 fn ttl(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m, 1h or 7d"))?;
-    let secs = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}`: the unit is s, m, h or d")),
-    };
-    Ok(Duration::from_secs(number.saturating_mul(secs)))
+    humantime::parse_duration(text)
+        .map_err(|err| format!("`{text}` is not a duration like 90s, 30m, 1h or 7d: {err}"))
 }
 
 /// Flags of `publish`.
