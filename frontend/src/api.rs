@@ -12,6 +12,7 @@ use common::{paths, ErrorBody, History, NewNotification, Notification};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
+use crate::connection_state::Trouble;
 use crate::storage;
 
 /// Where the user's token is kept for the tab's lifetime.
@@ -27,7 +28,7 @@ pub struct Failure {
 impl Failure {
     /// The server wants a (better) token: `401` or `403`.
     pub fn needs_token(&self) -> bool {
-        matches!(self.status, Some(401 | 403))
+        self.status.map(Trouble::from_status) == Some(Trouble::NotAllowed)
     }
 }
 

@@ -15,7 +15,7 @@
 //! keeps failing its state says why, from a plain request to the same URL. The connection
 //! closes when the reactive owner that opened it is dropped.
 //!
-//! With [`Subscription::shared`], the tabs of the app that follow the same URL share one
+//! With [`ConnectionOptions::shared`], the tabs of the app that follow the same URL share one
 //! connection: see [`crate::tab_group`]. The wrapper then has one of three roles: alone
 //! (no group), leader (holds the `EventSource` and posts what it receives) or follower
 //! (receives from the leader, and takes over when the leader goes).
@@ -33,59 +33,8 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{EventSource, MessageEvent};
 
+use crate::connection_state::{ConnectionState, Trouble};
 use crate::tab_group::{self, GroupMessage, TabGroup};
-
-/// What the user sees of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// The first connection attempt is under way.
-    Connecting,
-    /// The stream is open and events flow.
-    Live,
-    /// The connection dropped; a new attempt is under way or scheduled.
-    Reconnecting,
-    /// Several attempts in a row failed, for this reason; attempts go on (the browser's at
-    /// the server's `retry:` interval, ours with a growing delay).
-    Offline(Trouble),
-}
-
-/// Why a connection is not live, as a plain request to its URL found out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trouble {
-    /// No answer at all: the server is down or the network is.
-    Unreachable,
-    /// The server (or a proxy) said no: `401` or `403`.
-    NotAllowed,
-    /// Any other error status.
-    ServerError(u16),
-    /// Connected, but no event arrived in time (a hanging server or a buffering proxy).
-    NoEvents,
-}
-
-impl ConnectionState {
-    /// The one-word kind, for styling.
-    pub fn kind(self) -> &'static str {
-        match self {
-            ConnectionState::Connecting => "connecting",
-            ConnectionState::Live => "live",
-            ConnectionState::Reconnecting => "reconnecting",
-            ConnectionState::Offline(_) => "offline",
-        }
-    }
-
-    /// The words shown in the status pill.
-    pub fn label(self) -> String {
-        match self {
-            ConnectionState::Offline(Trouble::Unreachable) => "offline: server unreachable".into(),
-            ConnectionState::Offline(Trouble::NotAllowed) => "offline: not allowed".into(),
-            ConnectionState::Offline(Trouble::ServerError(status)) => {
-                format!("offline: server error ({status})")
-            }
-            ConnectionState::Offline(Trouble::NoEvents) => "offline: server not answering".into(),
-            other => other.kind().into(),
-        }
-    }
-}
 
 /// Failed attempts in a row after which a connection counts as offline.
 const OFFLINE_AFTER: u32 = 3;
@@ -103,17 +52,27 @@ pub struct SseMessage {
     pub data: String,
 }
 
+impl From<&SseMessage> for GroupMessage {
+    fn from(message: &SseMessage) -> Self {
+        GroupMessage::Event {
+            event: message.event.clone(),
+            id: message.id.clone(),
+            data: message.data.clone(),
+        }
+    }
+}
+
 /// The reactive view of a connection that components read. Cheap to copy.
 #[derive(Clone, Copy)]
 pub struct Connection {
     pub state: ReadSignal<ConnectionState>,
     /// The id of the last event received: where a reconnect resumes.
     pub last_event_id: ReadSignal<Option<String>>,
-    shared: StoredValue<Weak<Shared>, LocalStorage>,
+    shared: StoredValue<Weak<Core>, LocalStorage>,
 }
 
 impl Connection {
-    /// Opens a connection made with [`Subscription::connect_later`], resuming after
+    /// Opens a connection made with [`ConnectionOptions::connect_later`], resuming after
     /// `last_event_id` (`None`: from now on). Does nothing once its owner is gone.
     pub fn start(&self, last_event_id: Option<String>) {
         let Some(shared) = self.shared.try_get_value().and_then(|weak| weak.upgrade()) else {
@@ -136,8 +95,8 @@ impl Connection {
 /// Builds the URL to connect to, given the id to resume after (if any).
 pub type UrlFn = Box<dyn Fn(Option<&str>) -> String>;
 
-/// What to connect to and how; [`Subscription::connect`] opens it.
-pub struct Subscription {
+/// What to connect to and how; [`ConnectionOptions::connect`] opens it.
+pub struct ConnectionOptions {
     url: UrlFn,
     events: Vec<&'static str>,
     silence_limit: Option<Duration>,
@@ -145,7 +104,7 @@ pub struct Subscription {
     group: Option<String>,
 }
 
-impl Subscription {
+impl ConnectionOptions {
     /// A subscription to the URL that `url` builds (it gets the id to resume after).
     pub fn new(url: impl Fn(Option<&str>) -> String + 'static) -> Self {
         Self {
@@ -194,12 +153,12 @@ impl Subscription {
         connection
     }
 
-    /// Like [`Subscription::connect`], but the connection stays in `Connecting` until
+    /// Like [`ConnectionOptions::connect`], but the connection stays in `Connecting` until
     /// [`Connection::start`] says where to resume (e.g. once history has loaded).
     pub fn connect_later(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
         let (state, set_state) = signal(ConnectionState::Connecting);
         let (last_event_id, set_last_event_id) = signal(None);
-        let shared = Rc::new(Shared {
+        let shared = Rc::new(Core {
             url: self.url,
             events: self.events,
             on_event: Box::new(on_event),
@@ -247,7 +206,7 @@ impl Subscription {
 }
 
 /// Everything one connection needs across reconnects. Listeners hold it weakly.
-struct Shared {
+struct Core {
     url: UrlFn,
     events: Vec<&'static str>,
     on_event: Box<dyn Fn(SseMessage)>,
@@ -258,7 +217,7 @@ struct Shared {
     source: RefCell<Option<Source>>,
     retry: RefCell<Option<Timeout>>,
     watchdog: RefCell<Option<Timeout>>,
-    /// The limit the app asked for ([`Subscription::silence_limit`]).
+    /// The limit the app asked for ([`ConnectionOptions::silence_limit`]).
     asked_silence: Option<Duration>,
     /// The limit in force: the asked one, tightened by the heartbeats heard.
     silence_limit: Cell<Option<Duration>>,
@@ -294,7 +253,7 @@ pub(crate) fn reconnect_delays() -> ReconnectDelays {
     common::backoff::reconnect_delays(Some(js_sys::Math::random().to_bits()))
 }
 
-impl Shared {
+impl Core {
     /// Stops for good: closes the socket and cancels any scheduled reconnect.
     fn close(&self) {
         self.retry.borrow_mut().take();
@@ -378,8 +337,7 @@ async fn diagnose(url: &str) -> Trouble {
     drop(timer);
     abort.abort();
     match request {
-        Ok(response) if matches!(response.status(), 401 | 403) => Trouble::NotAllowed,
-        Ok(response) if !response.ok() => Trouble::ServerError(response.status()),
+        Ok(response) if !response.ok() => Trouble::from_status(response.status()),
         Ok(_) => Trouble::NoEvents,
         Err(_) if timed_out.get() => Trouble::NoEvents,
         Err(_) => Trouble::Unreachable,
@@ -399,7 +357,7 @@ impl Drop for Source {
 }
 
 /// Opens a new `EventSource`, resuming after the last id seen.
-fn open(shared: &Rc<Shared>) {
+fn open(shared: &Rc<Core>) {
     let url = shared
         .last_event_id
         .with_untracked(|last| (shared.url)(last.as_deref()));
@@ -469,7 +427,7 @@ fn open(shared: &Rc<Shared>) {
 }
 
 /// Hands one received event to the owner and remembers its id.
-fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
+fn deliver(shared: &Weak<Core>, event: web_sys::Event) {
     let (Some(shared), Ok(event)) = (shared.upgrade(), event.dyn_into::<MessageEvent>()) else {
         return;
     };
@@ -493,7 +451,7 @@ fn deliver(shared: &Weak<Shared>, event: web_sys::Event) {
 
 /// Hands an event the group's leader received to the owner, and remembers its id: where
 /// this tab resumes if it takes over.
-fn receive(shared: &Rc<Shared>, message: SseMessage) {
+fn receive(shared: &Rc<Core>, message: SseMessage) {
     if !message.id.is_empty() {
         shared.set_last_event_id.set(Some(message.id.clone()));
     }
@@ -501,7 +459,7 @@ fn receive(shared: &Rc<Shared>, message: SseMessage) {
 }
 
 /// What another tab of the group said.
-fn from_group(shared: &Rc<Shared>, message: GroupMessage) {
+fn from_group(shared: &Rc<Core>, message: GroupMessage) {
     match (shared.role.get(), message) {
         (Role::Leader, GroupMessage::Hello) => shared.post(&GroupMessage::State {
             state: shared.state.get_untracked(),
@@ -525,7 +483,7 @@ fn from_group(shared: &Rc<Shared>, message: GroupMessage) {
 
 /// Queues this tab for the group's lock (`steal`: takes it now). Once granted, the tab
 /// connects, resuming after the last id the group received, and beacons its state.
-fn request_lead(shared: &Rc<Shared>, steal: bool) {
+fn request_lead(shared: &Rc<Core>, steal: bool) {
     let group = shared.group.borrow();
     let Some(group) = group.as_ref() else { return };
     let (on_lead, on_lost) = (Rc::downgrade(shared), Rc::downgrade(shared));
@@ -569,7 +527,7 @@ fn request_lead(shared: &Rc<Shared>, steal: bool) {
 
 /// (Re)starts a follower's countdown: a leader silent for [`tab_group::LEADER_SILENCE`]
 /// is replaced by this tab.
-fn watch_leader(shared: &Rc<Shared>) {
+fn watch_leader(shared: &Rc<Core>) {
     let weak = Rc::downgrade(shared);
     let timer = Timeout::new(tab_group::LEADER_SILENCE.as_millis() as u32, move || {
         if let Some(shared) = weak.upgrade().filter(|s| s.role.get() == Role::Follower) {
@@ -582,7 +540,7 @@ fn watch_leader(shared: &Rc<Shared>) {
 
 /// (Re)starts the countdown after which an attempt without a first event, or a live
 /// connection that went silent, is dropped and reopened after the backoff.
-fn arm_watchdog(shared: &Rc<Shared>) {
+fn arm_watchdog(shared: &Rc<Core>) {
     let limit = if shared.live.get() {
         let Some(limit) = shared.silence_limit.get() else {
             shared.watchdog.borrow_mut().take();
@@ -607,7 +565,7 @@ fn arm_watchdog(shared: &Rc<Shared>) {
 }
 
 /// Reopens after the next backoff delay.
-fn schedule_reopen(shared: &Rc<Shared>) {
+fn schedule_reopen(shared: &Rc<Core>) {
     let delay = shared
         .delays
         .borrow_mut()

@@ -2,7 +2,7 @@
 //! signals, for any component.
 //!
 //! One connection carries both (`/events?stream=…&clock_ms=1000`), and the tabs of the
-//! browser that show the same stream share it ([`Subscription::shared`]): a page costs
+//! browser that show the same stream share it ([`ConnectionOptions::shared`]): a page costs
 //! one of the browser's six connections per host, however many tabs are open.
 //!
 //! History first, then the live stream from the newest entry of that history, so that
@@ -21,9 +21,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, Api};
+use crate::connection_state::{ConnectionState, Trouble};
 use crate::desktop;
-use crate::event_source::{self, Connection, ConnectionState, SseMessage, Subscription, Trouble};
-use crate::feed::Feed;
+use crate::event_source::{self, Connection, ConnectionOptions, SseMessage};
+use crate::notification_list::NotificationList;
 use crate::storage;
 
 /// How many notifications the list keeps.
@@ -41,7 +42,7 @@ const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Clone, Copy)]
 pub struct NotificationFeed {
     stream: StoredValue<Arc<str>>,
-    feed: RwSignal<Feed>,
+    feed: RwSignal<NotificationList>,
     announcement: RwSignal<String>,
     server_time: RwSignal<Option<String>>,
     /// Why the history cannot be loaded (the live connection waits for it meanwhile).
@@ -61,7 +62,7 @@ impl NotificationFeed {
     }
 
     /// The list: newest first, with unread marks.
-    pub fn feed(&self) -> Signal<Feed> {
+    pub fn feed(&self) -> Signal<NotificationList> {
         self.feed.into()
     }
 
@@ -103,7 +104,7 @@ fn read_key(stream: &str) -> String {
 /// Loads `stream`'s history and follows it live, for as long as the calling owner lives.
 pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     let api = use_context::<Api>().unwrap_or_default();
-    let feed = RwSignal::new(Feed::new(CAP));
+    let feed = RwSignal::new(NotificationList::new(CAP));
     let announcement = RwSignal::new(String::new());
     let server_time = RwSignal::new(None);
     let history_trouble = RwSignal::new(None);
@@ -124,7 +125,7 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         move |message: SseMessage| match message.event.as_str() {
             events::TIME => server_time.set(Some(message.data)),
             events::RESET => {
-                feed.update(Feed::begin_reload);
+                feed.update(NotificationList::begin_reload);
                 let (api, stream) = (api.clone(), stream.clone());
                 spawn_local(async move {
                     if let Some(history) = load_history(&api, &stream, feed, history_trouble).await
@@ -154,7 +155,7 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         );
         let url = api.url(&path);
         let api = api.clone();
-        Subscription::new(move |last| api.resume_url(&path, last))
+        ConnectionOptions::new(move |last| api.resume_url(&path, last))
             .events(&["message", events::RESET, events::TIME])
             .silence_limit(SILENCE_LIMIT)
             .shared(url)
@@ -201,7 +202,7 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
 async fn load_history(
     api: &Api,
     stream: &str,
-    feed: RwSignal<Feed>,
+    feed: RwSignal<NotificationList>,
     trouble: RwSignal<Option<Trouble>>,
 ) -> Option<Vec<Notification>> {
     let mut delays = event_source::reconnect_delays();
@@ -216,11 +217,11 @@ async fn load_history(
                 return Some(history);
             }
             Err(failure) => {
-                trouble.try_set(Some(match failure.status {
-                    None => Trouble::Unreachable,
-                    Some(401 | 403) => Trouble::NotAllowed,
-                    Some(status) => Trouble::ServerError(status),
-                }));
+                trouble.try_set(Some(
+                    failure
+                        .status
+                        .map_or(Trouble::Unreachable, Trouble::from_status),
+                ));
                 let pause = delays.next().unwrap_or(common::backoff::MAX_DELAY);
                 leptos::logging::warn!("history of {stream}: {failure}; retrying in {pause:?}");
                 let until = js_sys::Date::now() + pause.as_millis() as f64;

@@ -25,7 +25,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-use crate::event_source::{ConnectionState, SseMessage, Trouble};
+use crate::connection_state::ConnectionState;
 
 /// How often the leader tells the group it is alive (with its connection state).
 pub const BEACON_EVERY: Duration = Duration::from_secs(1);
@@ -69,19 +69,7 @@ impl GroupMessage {
                 vec!["event".into(), event.clone(), id.clone(), data.clone()]
             }
             GroupMessage::State { state } => {
-                let (kind, detail) = match state {
-                    ConnectionState::Offline(Trouble::Unreachable) => {
-                        ("offline", "unreachable".into())
-                    }
-                    ConnectionState::Offline(Trouble::NotAllowed) => {
-                        ("offline", "not-allowed".into())
-                    }
-                    ConnectionState::Offline(Trouble::NoEvents) => ("offline", "no-events".into()),
-                    ConnectionState::Offline(Trouble::ServerError(status)) => {
-                        ("offline", status.to_string())
-                    }
-                    other => (other.kind(), String::new()),
-                };
+                let (kind, detail) = state.code();
                 vec!["state".into(), kind.into(), detail]
             }
             GroupMessage::Hello => vec!["hello".into()],
@@ -107,32 +95,11 @@ impl GroupMessage {
                 data: part(3)?,
             },
             "state" => GroupMessage::State {
-                state: match (part(1)?.as_str(), part(2)?.as_str()) {
-                    ("connecting", _) => ConnectionState::Connecting,
-                    ("live", _) => ConnectionState::Live,
-                    ("reconnecting", _) => ConnectionState::Reconnecting,
-                    ("offline", "unreachable") => ConnectionState::Offline(Trouble::Unreachable),
-                    ("offline", "not-allowed") => ConnectionState::Offline(Trouble::NotAllowed),
-                    ("offline", "no-events") => ConnectionState::Offline(Trouble::NoEvents),
-                    ("offline", status) => {
-                        ConnectionState::Offline(Trouble::ServerError(status.parse().ok()?))
-                    }
-                    _ => return None,
-                },
+                state: ConnectionState::from_code(&part(1)?, &part(2)?)?,
             },
             "hello" => GroupMessage::Hello,
             _ => return None,
         })
-    }
-}
-
-impl From<&SseMessage> for GroupMessage {
-    fn from(message: &SseMessage) -> Self {
-        GroupMessage::Event {
-            event: message.event.clone(),
-            id: message.id.clone(),
-            data: message.data.clone(),
-        }
     }
 }
 
@@ -238,6 +205,7 @@ impl Drop for TabGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection_state::Trouble;
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use frontend::api::Api;
 use frontend::components::{NotificationPanel, ServerClock};
-use frontend::event_source::{ConnectionState, SseMessage, Subscription, Trouble};
+use frontend::connection_state::{ConnectionState, Trouble};
+use frontend::event_source::{ConnectionOptions, SseMessage};
 use frontend::notification_feed::use_notification_feed;
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
@@ -40,7 +41,7 @@ async fn wrapper_receives_events_and_reports_live() {
     let sink = received.clone();
     let api = Api::new(SERVER);
     let connection = owner.with(|| {
-        Subscription::new(move |last| api.resume_url("/sse/time?interval_ms=20", last))
+        ConnectionOptions::new(move |last| api.resume_url("/sse/time?interval_ms=20", last))
             .events(&[common::events::TIME])
             .connect(move |message| sink.borrow_mut().push(message))
     });
@@ -84,7 +85,7 @@ async fn wrapper_reopens_when_the_browser_gives_up_and_loses_nothing() {
     let (seen, sink) = (urls.clone(), received.clone());
     let api = Api::new(SERVER);
     let connection = owner.with(|| {
-        Subscription::new(move |last| {
+        ConnectionOptions::new(move |last| {
             let path = if seen.borrow().is_empty() {
                 "/sse/time?interval_ms=20&count=3"
             } else {
@@ -189,7 +190,7 @@ async fn wrapper_receives_notifications_and_resumes_after_the_server_ends_the_st
     let api = Api::new(SERVER);
     let path = format!("/events?stream={stream}");
     let connection = owner.with(|| {
-        Subscription::new(move |last| api.resume_url(&path, last))
+        ConnectionOptions::new(move |last| api.resume_url(&path, last))
             .events(&["message"])
             .connect_later(move |message| sink.borrow_mut().push(message.id))
     });
@@ -268,7 +269,7 @@ async fn a_silent_connection_is_dropped_and_resumed_by_the_watchdog() {
     let (seen, sink) = (urls.clone(), received.clone());
     let api = Api::new(SERVER);
     owner.with(|| {
-        Subscription::new(move |last| {
+        ConnectionOptions::new(move |last| {
             let url = api.resume_url("/sse/time?interval_ms=60000", last);
             seen.borrow_mut().push(url.clone());
             url
@@ -302,7 +303,7 @@ async fn a_server_that_keeps_refusing_shows_as_offline() {
     let owner = Owner::new();
     let api = Api::new(SERVER);
     let connection = owner.with(|| {
-        Subscription::new(move |_| api.url("/no-such-stream"))
+        ConnectionOptions::new(move |_| api.url("/no-such-stream"))
             .events(&["message"])
             .connect(|_| {})
     });
@@ -326,7 +327,7 @@ async fn attempts_against(path: &'static str) -> (Vec<ConnectionState>, usize) {
     let attempts = Rc::new(RefCell::new(0));
     let counter = attempts.clone();
     let connection = owner.with(|| {
-        Subscription::new(move |_| {
+        ConnectionOptions::new(move |_| {
             *counter.borrow_mut() += 1;
             format!("{STALLING}{path}")
         })
@@ -361,7 +362,7 @@ async fn a_connect_that_never_answers_is_given_up_and_retried_with_backoff() {
 async fn headers_without_a_body_never_show_as_live() {
     let owner = Owner::new();
     let connection = owner.with(|| {
-        Subscription::new(move |_| format!("{STALLING}/held"))
+        ConnectionOptions::new(move |_| format!("{STALLING}/held"))
             .events(&["message"])
             .connect_timeout(Duration::from_millis(300))
             .connect(|_| {})
@@ -395,7 +396,7 @@ fn shared_tab(
     let path = format!("/events?stream={stream}");
     let key = key.to_owned();
     let connection = owner.with(|| {
-        Subscription::new(move |last| api.resume_url(&path, last))
+        ConnectionOptions::new(move |last| api.resume_url(&path, last))
             .events(&["message"])
             .shared(key)
             .connect_later(move |message| sink.borrow_mut().push(message.id))
@@ -464,7 +465,7 @@ async fn a_garbage_resume_id_gets_a_reset_not_an_endless_error() {
     let api = Api::new(SERVER);
     let path = format!("/events?stream={stream}");
     let connection = owner.with(|| {
-        Subscription::new(move |last| api.resume_url(&path, last))
+        ConnectionOptions::new(move |last| api.resume_url(&path, last))
             .events(&["message", common::events::RESET])
             .connect_later(move |message| sink.borrow_mut().push(message.event))
     });

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::feed::FeedItem;
+use crate::notification_list::ListedNotification;
 
 /// The current time, refreshed now and then, for relative times ("2 min ago").
 #[derive(Clone, Copy)]
@@ -10,7 +10,7 @@ pub struct Now(pub ReadSignal<f64>);
 
 /// A list entry for `item`; reads [`Now`] from context to keep its age current.
 #[component]
-pub fn NotificationItem(item: FeedItem) -> impl IntoView {
+pub fn NotificationItem(item: ListedNotification) -> impl IntoView {
     let n = item.notification;
     let created = js_sys::Date::parse(&n.created_at);
     let now = use_context::<Now>().map(|now| now.0);

@@ -5,15 +5,15 @@ use leptos::prelude::*;
 
 use crate::components::{NotificationItem, StatusPill};
 use crate::desktop;
-use crate::feed::Feed;
 use crate::notification_feed::NotificationFeed;
+use crate::notification_list::NotificationList;
 
 /// The panel for one stream's feed (see [`crate::notification_feed::use_notification_feed`]).
 #[component]
 pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
     let stream = notifications.stream();
     let feed = notifications.feed();
-    let unread = move || feed.with(Feed::unread);
+    let unread = move || feed.with(NotificationList::unread);
     view! {
         <section class="card notifications" aria-labelledby="notifications-title">
             <header class="card-header">

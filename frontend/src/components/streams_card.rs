@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use crate::api::Api;
 use crate::components::StatusPill;
-use crate::event_source::Subscription;
+use crate::event_source::ConnectionOptions;
 
 /// The overview arrives every 2 s: three missed updates mean a dead connection.
 const SILENCE_LIMIT: Duration = Duration::from_secs(6);
@@ -24,7 +24,7 @@ pub fn StreamsCard(
     let api = use_context::<Api>().unwrap_or_default();
     let overview = RwSignal::new(None::<StreamsOverview>);
     let url = api.url(paths::SSE_STREAMS);
-    let connection = Subscription::new({
+    let connection = ConnectionOptions::new({
         let url = url.clone();
         move |_| url.clone()
     })

@@ -10,23 +10,23 @@ use common::Notification;
 
 /// One notification in the list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FeedItem {
+pub struct ListedNotification {
     pub notification: Notification,
     pub unread: bool,
 }
 
 /// The list shown by the notification panel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Feed {
+pub struct NotificationList {
     /// Newest first.
-    items: Vec<FeedItem>,
+    items: Vec<ListedNotification>,
     cap: usize,
     /// While history is reloaded (after a reset): how many items arrived live meanwhile;
     /// they stay listed when the reloaded history does not have them yet.
     arrived_while_reloading: Option<usize>,
 }
 
-impl Feed {
+impl NotificationList {
     /// An empty feed that keeps at most `cap` notifications.
     pub fn new(cap: usize) -> Self {
         Self {
@@ -37,7 +37,7 @@ impl Feed {
     }
 
     /// Newest first.
-    pub fn items(&self) -> &[FeedItem] {
+    pub fn items(&self) -> &[ListedNotification] {
         &self.items
     }
 
@@ -61,11 +61,11 @@ impl Feed {
                 .position(|n| n.id == id)
                 .map_or(0, |seen| seen + 1),
         };
-        let mut older: Vec<FeedItem> = history
+        let mut older: Vec<ListedNotification> = history
             .into_iter()
             .enumerate()
             .filter(|(_, n)| !self.contains(&n.id))
-            .map(|(index, notification)| FeedItem {
+            .map(|(index, notification)| ListedNotification {
                 notification,
                 unread: index >= first_unread,
             })
@@ -75,17 +75,17 @@ impl Feed {
         self.items.truncate(self.cap);
     }
 
-    /// Starts a reload (after a reset): what arrives live until [`Feed::reload`] is kept.
+    /// Starts a reload (after a reset): what arrives live until [`NotificationList::reload`] is kept.
     pub fn begin_reload(&mut self) {
         self.arrived_while_reloading.get_or_insert(0);
     }
 
     /// Replaces the list with freshly loaded history (oldest first), as after a reset.
     /// Entries listed before keep their unread mark; the others are unread. What arrived
-    /// live since [`Feed::begin_reload`] and is not in `history` (it is newer) stays on top.
+    /// live since [`NotificationList::begin_reload`] and is not in `history` (it is newer) stays on top.
     pub fn reload(&mut self, history: Vec<Notification>) {
         let arrived = self.arrived_while_reloading.take().unwrap_or(0);
-        let mut newer: Vec<FeedItem> = self.items[..arrived.min(self.items.len())]
+        let mut newer: Vec<ListedNotification> = self.items[..arrived.min(self.items.len())]
             .iter()
             .filter(|item| !history.iter().any(|n| n.id == item.notification.id))
             .cloned()
@@ -95,9 +95,9 @@ impl Feed {
                 .iter()
                 .any(|item| item.notification.id == id && !item.unread)
         };
-        let mut items: Vec<FeedItem> = history
+        let mut items: Vec<ListedNotification> = history
             .into_iter()
-            .map(|notification| FeedItem {
+            .map(|notification| ListedNotification {
                 unread: !was_read(&notification.id),
                 notification,
             })
@@ -115,7 +115,7 @@ impl Feed {
         }
         self.items.insert(
             0,
-            FeedItem {
+            ListedNotification {
                 notification,
                 unread: true,
             },
@@ -171,7 +171,7 @@ mod tests {
         }
     }
 
-    fn ids(feed: &Feed) -> Vec<(&str, bool)> {
+    fn ids(feed: &NotificationList) -> Vec<(&str, bool)> {
         feed.items()
             .iter()
             .map(|i| (i.notification.id.as_str(), i.unread))
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn history_then_live_newest_first_without_duplicates() {
-        let mut feed = Feed::new(3);
+        let mut feed = NotificationList::new(3);
         feed.load_history(vec![n("a"), n("b"), n("c")], Some("a"));
         assert_eq!(ids(&feed), [("c", true), ("b", true), ("a", false)]);
         assert!(
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_reload_takes_the_servers_order_and_keeps_read_marks() {
-        let mut feed = Feed::new(10);
+        let mut feed = NotificationList::new(10);
         feed.load_history(vec![n("a"), n("b")], None);
         feed.push(n("x"));
         feed.reload(vec![n("b"), n("c"), n("d")]);
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn what_arrives_live_while_history_reloads_is_kept() {
-        let mut feed = Feed::new(10);
+        let mut feed = NotificationList::new(10);
         feed.load_history(vec![n("a"), n("b")], None);
         feed.begin_reload();
         feed.push(n("d"));
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn another_tabs_read_mark_marks_that_one_and_older() {
-        let mut feed = Feed::new(10);
+        let mut feed = NotificationList::new(10);
         feed.load_history(vec![n("a"), n("b"), n("c")], Some("zzz"));
         feed.mark_read_through("b");
         assert_eq!(ids(&feed), [("c", true), ("b", false), ("a", false)]);
@@ -239,10 +239,10 @@ mod tests {
 
     #[test]
     fn unread_marks_depend_on_what_this_browser_saw() {
-        let mut first_visit = Feed::new(10);
+        let mut first_visit = NotificationList::new(10);
         first_visit.load_history(vec![n("a"), n("b")], None);
         assert_eq!(first_visit.unread(), 0);
-        let mut long_gone = Feed::new(10);
+        let mut long_gone = NotificationList::new(10);
         long_gone.load_history(vec![n("a"), n("b")], Some("zzz"));
         assert_eq!(long_gone.unread(), 2);
     }
