@@ -39,6 +39,20 @@ pub struct Draft {
     pub level: Level,
 }
 
+impl Draft {
+    /// The notification this draft became once stored as `id` at `created_at`.
+    pub fn stored(self, id: String, created_at: String) -> crate::Notification {
+        crate::Notification {
+            id,
+            stream: self.stream,
+            title: self.title,
+            body: self.body,
+            level: self.level,
+            created_at,
+        }
+    }
+}
+
 /// Whether `name` is a valid stream name: 1 to 64 of `A-Z a-z 0-9 _ . -`.
 pub fn is_valid_stream_name(name: &str) -> bool {
     (1..=64).contains(&name.len())

@@ -243,11 +243,11 @@ pub trait Follow: Send + Sync {
 /// until an operation succeeds again. It logs each change once (not every failed publish)
 /// and keeps the `notify_hub_store_up` gauge in step.
 #[derive(Debug, Default)]
-pub struct Health {
+pub struct StoreHealth {
     problem: Mutex<Option<String>>,
 }
 
-impl Health {
+impl StoreHealth {
     /// Records an operation's outcome and passes it on.
     pub fn track<T>(&self, outcome: Result<T, Error>) -> Result<T, Error> {
         let mut problem = self.problem.lock().unwrap_or_else(PoisonError::into_inner);

@@ -22,7 +22,7 @@
 //!   that must not run twice, the demo counter.
 //!
 //! Every call has a deadline: while Redis is away, publishes fail fast (`503`) instead of
-//! hanging, and [`Health`] says why until a call succeeds again. A background ping keeps
+//! hanging, and [`StoreHealth`] says why until a call succeeds again. A background ping keeps
 //! that state current when nothing else talks to Redis.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -37,7 +37,9 @@ use redis::io::tcp::TcpSettings;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Script};
 
-use super::{Draft, Entry, Error, EventId, Follow, Health, Page, Retention, Store, StoredStream};
+use super::{
+    Draft, Entry, Error, EventId, Follow, Page, Retention, Store, StoreHealth, StoredStream,
+};
 
 /// The longest a call to Redis may take before it counts as failed.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -146,9 +148,9 @@ pub struct RedisStore {
     /// Count caps applied on every append (an exact `MAXLEN` in the append script).
     retention: Retention,
     scripts: Scripts,
-    health: Arc<Health>,
+    health: Arc<StoreHealth>,
     /// Why Redis refuses writes though it answers (see [`RedisStore::write`]).
-    refusal: Health,
+    refusal: StoreHealth,
 }
 
 /// The Lua scripts, loaded once per Redis (and again after a restart) by `EVALSHA`.
@@ -218,7 +220,7 @@ impl RedisStore {
             .context("Redis did not answer INFO")?;
         check_version(&version)?;
         warn_if_evicting(&mut conn).await;
-        let health = Arc::new(Health::default());
+        let health = Arc::new(StoreHealth::default());
         tokio::spawn(ping(Arc::downgrade(&health), conn.clone()));
         Ok(Self {
             client,
@@ -235,7 +237,7 @@ impl RedisStore {
                 lead: Script::new(LEAD),
             },
             health,
-            refusal: Health::default(),
+            refusal: StoreHealth::default(),
         })
     }
 
@@ -472,7 +474,7 @@ fn check_version(info: &str) -> anyhow::Result<()> {
 
 /// Pings Redis every [`PING_EVERY`] while the store (its `health`) exists, so that
 /// `/healthz` and `/metrics` notice Redis going and coming back even when idle.
-async fn ping(health: Weak<Health>, mut conn: ConnectionManager) {
+async fn ping(health: Weak<StoreHealth>, mut conn: ConnectionManager) {
     let mut every = tokio::time::interval(PING_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -540,14 +542,7 @@ impl Store for RedisStore {
             .map(|(draft, id)| {
                 Ok(Entry::new(
                     redis_id(&id)?,
-                    Notification {
-                        id,
-                        stream: draft.stream,
-                        title: draft.title,
-                        body: draft.body,
-                        level: draft.level,
-                        created_at: created_at.clone(),
-                    },
+                    draft.stored(id, created_at.clone()),
                 ))
             })
             .collect()

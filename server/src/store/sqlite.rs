@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use common::Notification;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Draft, Entry, Error, EventId, Health, Page, Retention, Store, StoredStream};
+use super::{Draft, Entry, Error, EventId, Page, Retention, Store, StoreHealth, StoredStream};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -39,7 +39,7 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// As the latest append found: what fails here is writing (a full disk, a read-only
     /// file), not reading.
-    health: Health,
+    health: StoreHealth,
 }
 
 impl SqliteStore {
@@ -68,7 +68,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
-            health: Health::default(),
+            health: StoreHealth::default(),
         })
     }
 
@@ -166,14 +166,7 @@ impl Store for SqliteStore {
                     let id = id_of(tx.last_insert_rowid());
                     entries.push(Entry::new(
                         id,
-                        Notification {
-                            id: id.to_string(),
-                            stream: draft.stream,
-                            title: draft.title,
-                            body: draft.body,
-                            level: draft.level,
-                            created_at: created_at.clone(),
-                        },
+                        draft.stored(id.to_string(), created_at.clone()),
                     ));
                 }
             }
