@@ -206,9 +206,19 @@ static PROCESS: LazyLock<metrics_process::Collector> =
     LazyLock::new(|| metrics_process::Collector::new(PREFIX));
 
 /// Sets the gauges that describe the present: open streams, subscribers per stream
-/// (`streams` as the hub's overview gives them), and the process's own figures.
-pub fn record_states(streams_open: usize, streams: &[StreamSummary]) {
+/// (`streams` as the hub's overview gives them; `None` when the store could not say, which
+/// leaves those gauges as they were), and the process's own figures.
+pub fn record_states(streams_open: usize, streams: Option<&[StreamSummary]>) {
     gauge!(names::STREAMS_OPEN).set(streams_open as f64);
+    if let Some(streams) = streams {
+        record_subscribers(streams);
+    }
+    PROCESS.collect();
+}
+
+/// The subscriber gauges: the [`TOP_STREAMS`] busiest streams by name, the rest as
+/// `other`, and 0 for streams labelled at the last scrape that have none now.
+fn record_subscribers(streams: &[StreamSummary]) {
     let mut by_subscribers: Vec<(&str, u64)> = streams
         .iter()
         .filter(|s| s.subscribers > 0)
@@ -231,7 +241,6 @@ pub fn record_states(streams_open: usize, streams: &[StreamSummary]) {
     }
     gauge!(names::SUBSCRIBERS, "stream" => "other").set(other as f64);
     *labelled = Some(now);
-    PROCESS.collect();
 }
 
 /// Everything recorded, in the Prometheus text format.

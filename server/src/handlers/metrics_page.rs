@@ -23,11 +23,11 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
                 .into_response();
         }
     }
-    let streams = match state.hub.overview().await {
-        Ok(overview) => overview.streams,
-        Err(_) => Vec::new(),
-    };
-    metrics::record_states(state.stream_slots.open(), &streams);
+    let overview = state.hub.overview().await.ok();
+    metrics::record_states(
+        state.stream_slots.open(),
+        overview.as_ref().map(|o| o.streams.as_slice()),
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(),
