@@ -254,13 +254,11 @@ fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
 pub fn redact_query(query: &str) -> String {
     query
         .split('&')
-        .map(|pair| {
-            let is_token = query_pairs(pair).iter().any(|(key, _)| key == QUERY);
-            match pair.split_once('=') {
-                _ if !is_token => pair.to_owned(),
-                Some((key, _)) => format!("{key}=REDACTED"),
-                None => pair.to_owned(),
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if query_pairs(pair).iter().any(|(k, _)| k == QUERY) => {
+                format!("{key}=REDACTED")
             }
+            _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")
