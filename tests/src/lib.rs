@@ -96,21 +96,23 @@ fn announced(
             break rest.trim().to_owned();
         }
     };
-    let drained = log.clone();
-    std::thread::spawn(move || {
-        lines
-            .map_while(Result::ok)
-            .for_each(|l| push_line(&drained, &l))
-    });
+    drain_lines(lines, log.clone());
     Ok((found, log))
 }
 
 /// Appends every line of a process's `output` to `log`, on a thread of its own, so the
 /// process never blocks on a full pipe.
 fn drain(output: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
+    drain_lines(BufReader::new(output).lines(), log);
+}
+
+/// [`drain`] for output whose first lines were already read.
+fn drain_lines(
+    lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static,
+    log: Arc<Mutex<String>>,
+) {
     std::thread::spawn(move || {
-        BufReader::new(output)
-            .lines()
+        lines
             .map_while(Result::ok)
             .for_each(|l| push_line(&log, &l))
     });
