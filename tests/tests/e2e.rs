@@ -717,19 +717,19 @@ async fn at_the_default_heartbeat_a_frozen_server_is_noticed_within_five_seconds
 }
 
 /// axe-core's browser bundle, which `scripts/setup.sh --with-test-tools` installs from npm
-/// (`HUB_AXE_JS` may point at another copy).
+/// into `HUB_TOOLS` (the scripts set it; `HUB_AXE_JS` may point at another copy).
 fn axe_source() -> anyhow::Result<String> {
     let path = std::env::var_os("HUB_AXE_JS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("HUB_TOOLS")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| {
-                    Path::new(&std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/notify-hub")
-                });
-            cache.join("axe/node_modules/axe-core/axe.min.js")
-        });
+        .or_else(|| {
+            std::env::var_os("HUB_TOOLS")
+                .map(|tools| Path::new(&tools).join("axe/node_modules/axe-core/axe.min.js"))
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "neither HUB_AXE_JS nor HUB_TOOLS is set: run scripts/test.sh, or source scripts/env.sh first"
+            )
+        })?;
     std::fs::read_to_string(&path).map_err(|err| {
         anyhow::anyhow!(
             "cannot read axe-core at {} ({err}): run scripts/setup.sh --with-test-tools",
