@@ -2,9 +2,7 @@
 //! ([`common::ErrorBody`]).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -73,26 +71,4 @@ impl IntoResponse for ApiError {
         response.headers_mut().extend(self.headers);
         response
     }
-}
-
-/// Middleware: an error answer without a body of ours (from a layer or hyper-level
-/// rejection: a timeout, a wrong method, a body too large) gets the JSON body every other
-/// error has, naming the status.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        return response;
-    }
-    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
-    let (mut parts, _) = response.into_parts();
-    let mut answer = ApiError::new(status, reason).into_response();
-    // Keep headers such as `Allow` and `Retry-After`.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    answer
-        .headers_mut()
-        .extend(parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))));
-    answer
 }

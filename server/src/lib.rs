@@ -2,7 +2,8 @@
 //!
 //! One binary serves the browser app, the SSE streams and the publish API on one port.
 //! Where things live:
-//! - [`routes`]: every route and middleware, built in one place by [`routes::app`].
+//! - [`routes`]: every route and the middleware around them, built in one place by
+//!   [`routes::app`]; [`middleware`]: those layers, each thin over the part that decides.
 //! - [`handlers`]: one module per endpoint family (parse, call, answer).
 //! - [`sse`]: how responses are encoded as `text/event-stream`.
 //! - [`hub`]: where notification streams fan out (publish, subscribe, replay → live).
@@ -12,6 +13,7 @@
 //! - [`assets`]: the built web app (static files).
 //! - [`config`]: every setting and its default; [`state`]: what handlers share.
 //! - [`params`], [`error`], [`timestamp`]: query parameters, error answers, time format.
+//! - [`limits`], [`auth`], [`metrics`]: request limits, tokens, what is measured.
 //! - [`serve`]: binding, graceful shutdown.
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
 
@@ -26,6 +28,7 @@ pub mod hub;
 pub mod hub_client;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
 pub mod params;
 pub mod routes;
 pub mod serve;

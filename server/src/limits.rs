@@ -4,85 +4,27 @@
 //! `429` with `Retry-After`, open streams unaffected); publishes beyond a client's rate
 //! ([`PublishRate`]: `429` with `Retry-After`). The router adds the request timeout
 //! (`408`), the accept loop in [`crate::serve`] the time allowed for the request headers.
+//!
+//! The rules and their counters live here; [`crate::middleware`] applies them to requests.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::state::AppState;
 
 /// Longest request URI (path and query) accepted.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Largest total size of the request headers (names and values) accepted.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-/// Middleware: `414` for a URI longer than [`MAX_URI_BYTES`], `431` for headers larger
-/// than [`MAX_HEADER_BYTES`].
-pub async fn request_size(request: Request, next: Next) -> Response {
-    let length = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
-    if length > MAX_URI_BYTES {
-        return ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            format!("the request URI is {length} bytes; at most {MAX_URI_BYTES} are accepted"),
-        )
-        .into_response();
-    }
-    let headers: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if headers > MAX_HEADER_BYTES {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "the request headers are {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"
-            ),
-        )
-        .into_response();
-    }
-    next.run(request).await
-}
-
-/// Who a request comes from: the peer's IP, or, behind a reverse proxy that the operator
-/// trusts (`trust_proxy`), the last address in `X-Forwarded-For` (the one that proxy
-/// added; anything before it the client could have written itself).
-pub fn client_ip(request: &Request, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy {
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|ip| ip.trim().parse().ok())
-            .next_back();
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-}
 
 /// Seconds a refused client is told to wait (`Retry-After`) when the server is full.
 pub const FULL_RETRY_AFTER_SECS: u64 = 5;
@@ -175,23 +117,6 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Middleware for the stream routes: a stream takes a slot (or is refused with `503`/`429`
-/// and `Retry-After`) and holds it for as long as its response body lives.
-pub async fn stream_slots(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let ip = client_ip(&request, state.config.trust_proxy);
-    let slot = match state.stream_slots.take(ip) {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let response = next.run(request).await;
-    response.map(|body| {
-        Body::from_stream(body.into_data_stream().map(move |chunk| {
-            let _held = &slot;
-            chunk
-        }))
-    })
-}
-
 /// Publishes per second allowed per client, with a burst, over a `governor` rate limiter
 /// keyed by client (its IP, or with auth the token's subject).
 pub struct PublishRate {
@@ -225,38 +150,5 @@ impl PublishRate {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-    }
-}
-
-/// Middleware for the publishing routes: `429` with `Retry-After` for a client (its token's
-/// subject, or its IP) over its publish rate.
-pub async fn publish_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST && request.uri().path() != common::paths::TRIGGER {
-        return next.run(request).await;
-    }
-    // With auth, a client is its token's subject; else its address.
-    let (parts, body) = request.into_parts();
-    let subject = state
-        .auth
-        .enabled()
-        .then(|| state.auth.claims(&parts).ok().and_then(|claims| claims.sub))
-        .flatten();
-    let request = Request::from_parts(parts, body);
-    let client = match subject {
-        Some(sub) => format!("token of {sub}"),
-        None => client_ip(&request, state.config.trust_proxy)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
-    };
-    match state.publish_rate.check(&client) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many publishes from {client}; retry in {} ms",
-                wait.as_millis()
-            ),
-        )
-        .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
-        .into_response(),
     }
 }

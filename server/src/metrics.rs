@@ -12,9 +12,7 @@ use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
 use common::StreamSummary;
 use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -66,7 +64,6 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
             describe();
-            store_up(true);
             handle
         })
         .clone()
@@ -180,21 +177,15 @@ pub fn refused(reason: &'static str) {
     counter!(names::REFUSED, "reason" => reason).increment(1);
 }
 
-/// Middleware: counts every answer by route (the route pattern, so labels stay bounded)
-/// and status.
-pub async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
+/// An answer with `status` to a request on `route` (the route pattern, so that labels
+/// stay bounded).
+pub fn answered(route: String, status: StatusCode) {
     counter!(
         names::HTTP_REQUESTS,
         "route" => route,
-        "status" => response.status().as_u16().to_string()
+        "status" => status.as_u16().to_string()
     )
     .increment(1);
-    response
 }
 
 /// The `stream` labels set at the last scrape, so that streams gone since drop to 0.

@@ -79,10 +79,14 @@ pub fn delivery_frame(delivery: Delivery, heartbeat: &Bytes) -> Bytes {
     match delivery {
         Delivery::Notification(entry) => {
             metrics::delivered();
-            if let Some(latency) = entry.first_delivery.take() {
+            if let Some(latency) = entry.fan_out.first_delivery() {
                 metrics::first_delivery(latency);
             }
-            entry.frame.clone()
+            entry.fan_out.wire(|| {
+                let json =
+                    serde_json::to_string(&entry.notification).expect("notifications serialize");
+                frame(None, Some(&entry.notification.id), &json)
+            })
         }
         Delivery::Heartbeat => heartbeat.clone(),
         Delivery::Reset(restart) => {

@@ -23,6 +23,7 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
                 .into_response();
         }
     }
+    metrics::store_up(state.hub.store_problem().is_none());
     let overview = state.hub.overview().await.ok();
     metrics::record_states(
         state.stream_slots.open(),

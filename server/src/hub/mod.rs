@@ -1,60 +1,47 @@
 //! Where streams fan out: the hub owns the store and the live channels, and every read or
 //! write of notifications goes through it (publish, subscribe, history, retention).
 //!
-//! Publishing is group commit: publishes queue for one writer task, which stores every
-//! publish waiting at that moment in one transaction (one disk flush for the batch). A
-//! publisher is answered once its entry is stored. Live channels are fed in one of two
-//! ways, by the store:
+//! Publishing is group commit ([`writer`]): publishes queue for one writer task, which
+//! stores every publish waiting at that moment in one transaction (one disk flush for the
+//! batch). A publisher is answered once its entry is stored. The live channels
+//! ([`channels`]) are fed in one of two ways, by the store:
 //!
 //! - **Local** (SQLite): the writer sends the stored entries to their streams' channels,
 //!   in id order; one that hangs up after queueing cannot leave an entry stored but
 //!   never sent.
-//! - **Followed** (a store shared by instances, [`Follow`]): other instances append too,
-//!   so each stream with subscribers here has one follower task that reads the store
-//!   after the last id it saw and sends what it reads. It starts from the stream's head
-//!   read before its first subscriber joined, keeps its position across store outages
-//!   (retrying with backoff), and ends when the stream has no subscribers left.
+//! - **Followed** (a store shared by instances,
+//!   [`SharedStore`](crate::store::SharedStore)): other instances append too, so each
+//!   stream with subscribers here has one [`follower`] task that reads the store after the
+//!   last id it saw and sends what it reads. It starts from the stream's head read before
+//!   its first subscriber joined, keeps its position across store outages (retrying with
+//!   backoff), and ends when the stream has no subscribers left.
 //!
 //! How a subscriber switches from stored history to live entries without a gap or a
 //! duplicate is [`Subscription`]'s job; it is the same with both.
 
 mod activity;
+mod channels;
 mod feed;
+mod follower;
 mod subscription;
+mod writer;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use common::{StreamSummary, StreamsOverview};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use common::{StreamSummary, StreamsOverview};
-
-use crate::metrics;
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
-use common::backoff::delays_between;
-use feed::Feed;
+use channels::Channels;
+use writer::{Publish, Writer};
 
 pub use feed::Live;
 pub use subscription::{Delivery, Subscription};
-
-/// Most publishes stored in one transaction.
-const MAX_BATCH: usize = 512;
-/// Publishes that may wait for the writer before publishers wait to queue.
-const QUEUE: usize = 4096;
-/// Most entries a follower reads at once.
-const FOLLOW_BATCH: usize = 512;
-/// Entries of each stream with subscribers kept in memory, for subscribers that fall
-/// behind their buffer to catch up from (see [`Feed`]).
-const RECENT_PER_STREAM: usize = 4096;
-/// How long a follower's read waits for new entries before it checks that its stream
-/// still has subscribers.
-const FOLLOW_WAIT: Duration = Duration::from_secs(2);
-/// A follower's first and longest wait before it reads again after a failed read.
-const FOLLOW_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// The fan-out hub. One per server; shared by all handlers.
 pub struct Hub {
@@ -65,21 +52,6 @@ pub struct Hub {
     heartbeat: Arc<watch::Sender<()>>,
 }
 
-/// A queued publish and where its outcome goes.
-struct Publish {
-    draft: Draft,
-    received: Instant,
-    done: oneshot::Sender<Result<Arc<Entry>, Error>>,
-}
-
-/// The live channel of each stream that has subscribers (or had them recently).
-struct Channels {
-    by_stream: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Capacity of each channel: how far a subscriber may fall behind before it catches
-    /// up from the feed's recent entries or the store.
-    buffer: usize,
-}
-
 impl Hub {
     /// A hub over `store` whose subscribers get a heartbeat every `heartbeat` and may fall
     /// `buffer` entries behind the live stream before they catch up from the store.
@@ -87,13 +59,10 @@ impl Hub {
         let (tx, _) = watch::channel(());
         let tx = Arc::new(tx);
         tokio::spawn(beat(Arc::downgrade(&tx), heartbeat));
-        let channels = Arc::new(Channels {
-            by_stream: Mutex::default(),
-            buffer: buffer.max(1),
-        });
+        let channels = Arc::new(Channels::new(buffer));
         let activity = Arc::new(Activity::default());
-        let (publishes, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(
+        let (publishes, queue) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(writer::write_batches(
             Writer {
                 store: store.clone(),
                 channels: channels.clone(),
@@ -136,7 +105,7 @@ impl Hub {
     ) -> Result<Subscription, Error> {
         // A follower must start at or before what the subscriber's first read of the store
         // sees: from a head read now, before the subscriber joins.
-        let followed = self.store.follow().is_some();
+        let followed = self.store.shared().is_some();
         let head = match after {
             Some(_) if !followed => None,
             _ => Some(self.store.head(stream).await?),
@@ -145,7 +114,7 @@ impl Hub {
         // Joined before the first read of the store: see `Subscription`.
         let (feed, live) = self.channels.receiver(stream, |feed| {
             if let (true, Some(head)) = (followed, head) {
-                tokio::spawn(follow(
+                tokio::spawn(follower::run(
                     self.store.clone(),
                     self.channels.clone(),
                     stream.to_owned(),
@@ -256,176 +225,6 @@ impl Hub {
                 Err(err) => tracing::warn!("retention failed: {err:#}"),
             }
             self.channels.drop_idle();
-        }
-    }
-}
-
-impl Channels {
-    /// Sends `entry` to the live subscribers of its stream, if it has any.
-    fn send(&self, entry: &Arc<Entry>) {
-        let by_stream = self
-            .by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(feed) = by_stream.get(&entry.notification.stream) {
-            feed.send(entry.clone());
-        }
-    }
-
-    /// `stream`'s feed, made on first use (and then passed to `made`), and a receiver of
-    /// its channel. Both under the registry lock, so that [`Channels::drop_idle`] cannot
-    /// drop the feed between lookup and subscribe.
-    fn receiver(
-        &self,
-        stream: &str,
-        made: impl FnOnce(&Arc<Feed>),
-    ) -> (Arc<Feed>, broadcast::Receiver<Live>) {
-        let mut by_stream = self
-            .by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let feed = by_stream.entry(stream.to_owned()).or_insert_with(|| {
-            let feed = Arc::new(Feed::new(self.buffer, RECENT_PER_STREAM));
-            made(&feed);
-            feed
-        });
-        (feed.clone(), feed.subscribe())
-    }
-
-    /// Whether `feed` is still `stream`'s feed and has subscribers; when it has none, it
-    /// is forgotten here, under the lock, so that the next subscriber makes a new one
-    /// (with a new follower).
-    fn still_followed(&self, stream: &str, feed: &Arc<Feed>) -> bool {
-        let mut by_stream = self
-            .by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match by_stream.get(stream) {
-            Some(current) if Arc::ptr_eq(current, feed) => {
-                if feed.subscribers() > 0 {
-                    return true;
-                }
-                by_stream.remove(stream);
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// The number of live subscribers of each stream that has any.
-    fn subscribers(&self) -> HashMap<String, u64> {
-        self.by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(_, feed)| feed.subscribers() > 0)
-            .map(|(stream, feed)| (stream.clone(), feed.subscribers() as u64))
-            .collect()
-    }
-
-    /// Forgets channels nobody listens to.
-    fn drop_idle(&self) {
-        self.by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, feed| feed.subscribers() > 0);
-    }
-}
-
-/// What the writer task works with.
-struct Writer {
-    store: Arc<dyn Store>,
-    channels: Arc<Channels>,
-    activity: Arc<Activity>,
-}
-
-/// The writer: takes every publish waiting (up to [`MAX_BATCH`]), stores them in one
-/// transaction, sends the entries live in id order (unless the store is followed), and
-/// answers each publisher. A failed append stores nothing (the transaction rolls back),
-/// is reported to its publishers and by the store's health, and the next batch simply
-/// tries again. Ends when the hub is gone.
-async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
-    let local = writer.store.follow().is_none();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (drafts, waiting): (Vec<Draft>, Vec<_>) = batch
-            .drain(..)
-            .map(|p| (p.draft, (p.received, p.done)))
-            .unzip();
-        let started = Instant::now();
-        match writer.store.append(drafts).await {
-            Ok(entries) => {
-                metrics::stored(entries.len(), started.elapsed());
-                for (entry, (received, done)) in entries.into_iter().zip(waiting) {
-                    entry.first_delivery.published(received);
-                    if local {
-                        writer.channels.send(&entry);
-                    }
-                    writer.activity.record(&entry.notification.stream);
-                    // A publisher that hung up still had its entry stored and sent.
-                    let _ = done.send(Ok(entry));
-                }
-            }
-            Err(err) => {
-                let reason = format!("{err:#}");
-                for (_, done) in waiting {
-                    let _ = done.send(Err(anyhow!("the store failed: {reason}")));
-                }
-            }
-        }
-    }
-}
-
-/// A stream's follower (for a followed store, see the module documentation): reads what
-/// is appended to `stream` after `cursor` and sends it to `tx`, until the stream has no
-/// subscribers here. A failed read is retried from the same position after a backoff
-/// with jitter, so an outage of the store loses and doubles nothing. Entries that
-/// retention dropped before the follower read them (a long outage, a burst larger than a
-/// stream's cap) are a [`Live::Gap`]: every subscriber then catches up from the store,
-/// which tells those that lost entries with a reset.
-async fn follow(
-    store: Arc<dyn Store>,
-    channels: Arc<Channels>,
-    stream: String,
-    feed: Arc<Feed>,
-    mut cursor: EventId,
-) {
-    let Some(follow) = store.follow() else {
-        return;
-    };
-    let retries = || delays_between(FOLLOW_RETRY.0, FOLLOW_RETRY.1, None);
-    let mut delays = retries();
-    let mut failing = false;
-    while channels.still_followed(&stream, &feed) {
-        match follow
-            .wait_after(&stream, cursor, FOLLOW_BATCH, FOLLOW_WAIT)
-            .await
-        {
-            Ok(read) => {
-                if std::mem::take(&mut failing) {
-                    tracing::info!("following {stream} again from {cursor}");
-                    delays = retries();
-                }
-                if let Some(newest) = read.reset_to {
-                    tracing::warn!(
-                        "entries of {stream} after {cursor} were dropped by retention before \
-                         they could be read; its subscribers catch up from the store"
-                    );
-                    cursor = newest;
-                    feed.gap();
-                }
-                for entry in read.entries {
-                    cursor = entry.id;
-                    feed.send(entry);
-                }
-            }
-            Err(err) => {
-                let delay = delays.next().unwrap_or(FOLLOW_RETRY.1);
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!("following {stream} after {cursor} failed, retrying: {err:#}");
-                }
-                tokio::time::sleep(delay).await;
-            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! One small interface, [`Store`], with two backends: SQLite ([`sqlite`]), the embedded
 //! default, and Redis Streams ([`redis_streams`]), which several instances share. Ids are
 //! ordered pairs, and a page read says by itself whether the position it was read from is
-//! gone. A store that other instances append to as well also implements [`Follow`]: the
+//! gone. A store that other instances append to as well also implements [`SharedStore`]: the
 //! hub then takes live entries from the store rather than from its own appends.
 
 pub mod redis_streams;
@@ -70,35 +70,35 @@ impl FromStr for EventId {
     }
 }
 
-/// A stored notification, with its SSE frame encoded once for every subscriber it goes to.
+/// A stored notification.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Entry {
     pub id: EventId,
     pub notification: Notification,
-    /// The notification as an SSE event: its id, and its JSON as the data.
-    pub frame: Bytes,
-    /// For the publish → first delivery latency of live entries.
-    pub first_delivery: FirstDelivery,
+    /// What fan-out keeps with the entry while it goes to subscribers.
+    pub fan_out: FanOut,
 }
 
-/// When a live entry was published, kept until its first write to a subscriber measures
-/// the fan-out latency. Not part of the entry's identity: entries compare equal whatever
-/// it holds.
+/// What fan-out keeps with an entry: when it was published, until its first write to a
+/// subscriber measures the publish → first delivery latency, and its encoding on the wire,
+/// made once by whoever sends it (the SSE layer) however many subscribers it goes to. Not
+/// part of the entry's identity: entries compare equal whatever it holds.
 #[derive(Debug, Default)]
-pub struct FirstDelivery {
+pub struct FanOut {
     published: OnceLock<Instant>,
-    done: AtomicBool,
+    first_delivered: AtomicBool,
+    wire: OnceLock<Bytes>,
 }
 
-impl PartialEq for FirstDelivery {
+impl PartialEq for FanOut {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for FirstDelivery {}
+impl Eq for FanOut {}
 
-impl FirstDelivery {
+impl FanOut {
     /// Marks the entry as published (received by the hub) at `at`.
     pub fn published(&self, at: Instant) {
         let _ = self.published.set(at);
@@ -106,21 +106,23 @@ impl FirstDelivery {
 
     /// The time since it was published, the first time this is asked; `None` afterwards
     /// and for entries read back from the store.
-    pub fn take(&self) -> Option<Duration> {
+    pub fn first_delivery(&self) -> Option<Duration> {
         let at = self.published.get()?;
-        (!self.done.swap(true, Ordering::Relaxed)).then(|| at.elapsed())
+        (!self.first_delivered.swap(true, Ordering::Relaxed)).then(|| at.elapsed())
+    }
+
+    /// The entry on the wire: `encode`d by the first sender, shared by the others.
+    pub fn wire(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.wire.get_or_init(encode).clone()
     }
 }
 
 impl Entry {
     pub fn new(id: EventId, notification: Notification) -> Arc<Self> {
-        let json = serde_json::to_string(&notification).expect("notifications serialize");
-        let frame = crate::sse::frame(None, Some(&notification.id), &json);
         Arc::new(Self {
             id,
             notification,
-            frame,
-            first_delivery: FirstDelivery::default(),
+            fan_out: FanOut::default(),
         })
     }
 }
@@ -210,7 +212,7 @@ pub trait Store: Send + Sync + 'static {
     fn problem(&self) -> Option<String>;
 
     /// `Some` for a store that other instances append to as well.
-    fn follow(&self) -> Option<&dyn Follow> {
+    fn shared(&self) -> Option<&dyn SharedStore> {
         None
     }
 
@@ -226,7 +228,7 @@ pub trait Store: Send + Sync + 'static {
 /// it appended itself, so the hub follows each stream it has subscribers for: one reader
 /// per stream, from the store, in the store's order.
 #[async_trait]
-pub trait Follow: Send + Sync {
+pub trait SharedStore: Send + Sync {
     /// Entries of `stream` after `after`, oldest first, at most `limit`, waiting up to
     /// `wait` for the first one to be appended (an empty page when none was). Like
     /// [`Store::after`], the page says when entries after `after` are gone.
@@ -240,8 +242,7 @@ pub trait Follow: Send + Sync {
 }
 
 /// Whether a store works, as its latest operation found: the reason of the last failure
-/// until an operation succeeds again. It logs each change once (not every failed publish)
-/// and keeps the `notify_hub_store_up` gauge in step.
+/// until an operation succeeds again. It logs each change once (not every failed publish).
 #[derive(Debug, Default)]
 pub struct StoreHealth {
     problem: Mutex<Option<String>>,
@@ -255,14 +256,12 @@ impl StoreHealth {
             Ok(_) => {
                 if let Some(was) = problem.take() {
                     tracing::info!("the store works again (it failed with: {was})");
-                    crate::metrics::store_up(true);
                 }
             }
             Err(err) => {
                 let reason = format!("{err:#}");
                 if problem.as_deref() != Some(reason.as_str()) {
                     tracing::error!("the store failed: {reason}");
-                    crate::metrics::store_up(false);
                 }
                 *problem = Some(reason);
             }

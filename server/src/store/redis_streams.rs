@@ -14,7 +14,7 @@
 //! - **Replay**: a Lua script reads the stream's last issued id, its newest dropped id
 //!   and the entries after a position in one atomic step, so a trim in between cannot
 //!   hide a gap: a position below the newest dropped id gets a reset, as in SQLite.
-//! - **Live**: [`Follow::wait_after`] waits with `XREAD BLOCK` on a connection of its own
+//! - **Live**: [`SharedStore::wait_after`] waits with `XREAD BLOCK` on a connection of its own
 //!   (a blocked connection can carry nothing else; they come from a small pool), then
 //!   reads with the replay script, which also reports entries trimmed before they could
 //!   be read.
@@ -38,7 +38,7 @@ use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Script};
 
 use super::{
-    Draft, Entry, Error, EventId, Follow, Page, Retention, Store, StoreHealth, StoredStream,
+    Draft, Entry, Error, EventId, Page, Retention, SharedStore, Store, StoreHealth, StoredStream,
 };
 
 /// The longest a call to Redis may take before it counts as failed.
@@ -651,7 +651,7 @@ impl Store for RedisStore {
         self.refusal.problem().or_else(|| self.health.problem())
     }
 
-    fn follow(&self) -> Option<&dyn Follow> {
+    fn shared(&self) -> Option<&dyn SharedStore> {
         Some(self)
     }
 
@@ -669,7 +669,7 @@ impl Store for RedisStore {
 }
 
 #[async_trait]
-impl Follow for RedisStore {
+impl SharedStore for RedisStore {
     async fn wait_after(
         &self,
         stream: &str,
@@ -710,7 +710,7 @@ impl Follow for RedisStore {
         }
         let page = self.after(stream, after, limit).await?;
         for entry in &page.entries {
-            entry.first_delivery.published(appended_at(entry.id));
+            entry.fan_out.published(appended_at(entry.id));
         }
         Ok(page)
     }
