@@ -26,7 +26,8 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
-use crate::store::redis_streams::{self, RedisStore};
+use crate::store::redis_connection;
+use crate::store::redis_streams::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Retention, Store};
 use crate::{assets, demo};
@@ -151,7 +152,7 @@ async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Ar
         let store = RedisStore::connect(url, &config.redis_prefix, retention.clone()).await?;
         tracing::info!(
             "notifications stored in Redis at {} under {}:*",
-            redis_streams::redacted(url),
+            redis_connection::redacted(url),
             config.redis_prefix
         );
         return Ok(Arc::new(store));

@@ -6,6 +6,7 @@
 //! gone. A store that other instances append to as well also implements [`SharedStore`]: the
 //! hub then takes live entries from the store rather than from its own appends.
 
+pub mod redis_connection;
 pub mod redis_streams;
 pub mod sqlite;
 
