@@ -14,9 +14,10 @@ use tracing_subscriber::EnvFilter;
 use common::{Level, NewNotification, DEFAULT_STREAM};
 
 use crate::auth;
-use crate::config::{cors_origin, count_unless_zero, defaults, seconds_unless_zero, Config, MIB};
+use crate::config::{
+    cors_origin, count_unless_zero, defaults, retention, seconds_unless_zero, Config, MIB,
+};
 use crate::hub_client::{self, Format};
-use crate::store::Retention;
 
 /// notify-hub: real-time notifications over Server-Sent Events.
 #[derive(Parser, Debug)]
@@ -280,7 +281,7 @@ impl ServeArgs {
             db: self.db,
             redis: self.redis,
             redis_prefix: self.redis_prefix,
-            retention: Retention::new(self.retain_count, self.retain_hours),
+            retention: retention(self.retain_count, self.retain_hours),
             heartbeat: Duration::from_secs(self.heartbeat_secs),
             max_stream_age: seconds_unless_zero(self.max_stream_secs),
             subscriber_buffer: self.subscriber_buffer as usize,

@@ -109,7 +109,7 @@ impl Default for Config {
             db: PathBuf::from(defaults::DB),
             redis: None,
             redis_prefix: defaults::REDIS_PREFIX.to_owned(),
-            retention: Retention::new(defaults::RETAIN_COUNT, defaults::RETAIN_HOURS),
+            retention: retention(defaults::RETAIN_COUNT, defaults::RETAIN_HOURS),
             prune_every: Duration::from_secs(defaults::PRUNE_EVERY_SECS),
             heartbeat: Duration::from_secs(defaults::HEARTBEAT_SECS),
             subscriber_buffer: defaults::SUBSCRIBER_BUFFER as usize,
@@ -133,17 +133,30 @@ impl Default for Config {
     }
 }
 
-/// A flag's "0 turns it off" convention: `None` for 0, else that many seconds.
+/// The flags' convention for limits: 0 turns one off (`None`).
+pub fn unless_zero(value: u64) -> Option<u64> {
+    (value > 0).then_some(value)
+}
+
+/// A limit in seconds, by [`unless_zero`].
 pub fn seconds_unless_zero(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
+    unless_zero(secs).map(Duration::from_secs)
+}
+
+/// A count limit, by [`unless_zero`].
+pub fn count_unless_zero(count: u64) -> Option<usize> {
+    unless_zero(count).map(|count| count as usize)
 }
 
 /// Bytes in a mebibyte.
 pub const MIB: u64 = 1024 * 1024;
 
-/// The same convention for a count: `None` for 0.
-pub fn count_unless_zero(count: u64) -> Option<usize> {
-    (count > 0).then_some(count as usize)
+/// The retention of the flags `--retain-count` and `--retain-hours`, by [`unless_zero`].
+pub fn retention(count: u64, hours: u64) -> Retention {
+    Retention::new(
+        unless_zero(count),
+        unless_zero(hours).map(|hours| Duration::from_secs(hours.saturating_mul(3600))),
+    )
 }
 
 /// An origin as browsers send it (`https://app.example.com`, `http://localhost:3000`):

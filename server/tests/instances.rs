@@ -563,7 +563,7 @@ async fn entries_trimmed_before_the_reader_sees_them_give_live_subscribers_a_res
     use server::store::redis_streams::RedisStore;
     use server::store::{Draft, Retention, Store};
     let (redis, prefix) = (shared_url(), unique_prefix());
-    let store = |cap| RedisStore::connect(&redis, &prefix, Retention::new(cap, 0));
+    let store = |cap| RedisStore::connect(&redis, &prefix, Retention::new(Some(cap), None));
     let here = Arc::new(store(3).await.unwrap());
     let other_instance = store(3).await.unwrap();
     let hub = Hub::new(here, Duration::from_secs(3600), 64);

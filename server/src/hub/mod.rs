@@ -290,7 +290,7 @@ mod tests {
             ids.push(hub.publish(draft(n.to_string())).await.unwrap().id);
         }
         let mut items = hub.subscribe("s", Some(ids[0])).await.unwrap();
-        store.prune(&Retention::new(2, 0)).await.unwrap();
+        store.prune(&Retention::new(Some(2), None)).await.unwrap();
         assert_eq!(items.next().await, Some(Delivery::Heartbeat));
         assert_eq!(items.next().await, Some(Delivery::Reset(ids[4])));
         let next = hub.publish(draft("after".into())).await.unwrap();
@@ -328,7 +328,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let everything_old = Retention {
             max_age: Some(Duration::from_millis(10)),
-            ..Retention::new(0, 0)
+            ..Retention::new(None, None)
         };
         assert_eq!(store.prune(&everything_old).await.unwrap(), 3);
         let mut items = hub.subscribe("s", None).await.unwrap();

@@ -140,11 +140,11 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Keep `count` per stream and `hours` long; 0 turns either off (the flags' convention).
-    pub fn new(count: u64, hours: u64) -> Self {
+    /// Keep at most `max_per_stream` per stream, for at most `max_age`.
+    pub fn new(max_per_stream: Option<u64>, max_age: Option<Duration>) -> Self {
         Self {
-            max_per_stream: (count > 0).then_some(count),
-            max_age: (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600))),
+            max_per_stream,
+            max_age,
             per_stream: Vec::new(),
         }
     }

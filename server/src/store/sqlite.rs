@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(store.after("a", ids[0], 1).await.unwrap().entries.len(), 1);
         let retention = Retention {
             per_stream: vec![("b".into(), 1)],
-            ..Retention::new(2, 0)
+            ..Retention::new(Some(2), None)
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 3 + 4);
         // Pruned past the position, or a position never issued: start over from the newest id.
@@ -418,7 +418,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let retention = Retention {
             max_age: Some(Duration::from_millis(10)),
-            ..Retention::new(0, 0)
+            ..Retention::new(None, None)
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 1);
         assert!(store.latest("a", 10).await.unwrap().is_empty());
