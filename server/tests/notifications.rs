@@ -131,7 +131,7 @@ async fn subscribers_joining_during_publishing_get_every_event_exactly_once(base
 
 async fn a_resume_point_older_than_retention_gets_a_reset(base: Config) {
     let server = TestServer::start(Config {
-        retention: Retention::new(2, 0),
+        retention: Retention::new(Some(2), None),
         prune_every: Duration::from_millis(20),
         ..base
     })
