@@ -44,7 +44,7 @@ async fn a_full_store_refuses_with_503_keeps_subscribers_and_recovers_by_itself(
     let server = TestServer::start(Config {
         db: db.clone(),
         max_db_bytes: Some(256 * 1024),
-        retention: Retention::new(10, 0),
+        retention: Retention::new(Some(10), None),
         prune_every: Duration::from_millis(500),
         heartbeat: Duration::from_millis(200),
         ..config()
