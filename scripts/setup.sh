@@ -24,22 +24,22 @@ WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/,
 
 SETUP_START=$SECONDS
 log() { printf '\033[1msetup [%dm%02ds]:\033[0m %s\n' $(((SECONDS - SETUP_START) / 60)) $(((SECONDS - SETUP_START) % 60)) "$*"; }
-# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen) builds
-# them in minutes on 2 cores. wasm-bindgen-cli gets opt-level 1 (it rewrites every wasm the
-# builds and tests make: a 33 MB debug wasm in 1.8 s); trunk gets
-# opt-level 0 (measured: 9 min 05 s at opt-level 1; the heavy lifting of a build is done by
-# cargo, wasm-bindgen and wasm-opt, not by trunk itself: 4 min 56 s). Both build in a target
-# folder of ours, so an interrupted install picks up where it stopped; it is removed once
-# both are in. Cargo prints a line per crate it compiles, so a first run shows that it is
-# working and how far it has got.
+# Host tools are not our hot path: a cheap release profile (no LTO, parallel codegen,
+# opt-level 0) builds them in minutes on 2 cores; the heavy lifting of a build is done by
+# cargo, wasm-bindgen's own passes and wasm-opt (trunk took 9 min 05 s at opt-level 1 and
+# 4 min 56 s at 0, alone). The two install at the same time, each in a target folder of
+# ours, so that one's single-threaded steps (linking, a large crate) leave no core idle
+# and an interrupted install picks up where it stopped; the folders go once both are in.
+# Cargo prints a line per crate it compiles, so a first run shows how far each has got.
 INSTALL_TARGET=$HUB_TOOLS/install-target
 cheap_install() {
-  local opt_level=$1 total=$2; shift 2
-  cargo install --config profile.release.opt-level="$opt_level" --config profile.release.codegen-units=16 \
-    --config profile.release.lto=false --config profile.release.debug=false --target-dir "$INSTALL_TARGET" "$@" 2>&1 \
+  local name=$1 total=$2; shift 2
+  cargo install --config profile.release.opt-level=0 --config profile.release.codegen-units=16 \
+    --config profile.release.lto=false --config profile.release.debug=false \
+    --target-dir "$INSTALL_TARGET/$name" "$@" 2>&1 \
     | { n=0; while IFS= read -r line; do
           case "$line" in *Compiling*) n=$((n + 1)) ;; *Downloaded*|*Locking*|*Adding*|*Updating*) continue ;; esac
-          printf '  [%d/~%d crates, %dm%02ds] %s\n' "$n" "$total" $(((SECONDS - SETUP_START) / 60)) \
+          printf '  [%s %d/~%d crates, %dm%02ds] %s\n' "$name" "$n" "$total" $(((SECONDS - SETUP_START) / 60)) \
             $(((SECONDS - SETUP_START) % 60)) "${line#"${line%%[! ]*}"}"
         done; }
   return "${PIPESTATUS[0]}"
@@ -115,17 +115,33 @@ WITH_TEST_TOOLS=0
 downloads &
 downloads_pid=$!
 
-# --- wasm-bindgen-cli -----------------------------------------------------------------------
+# --- wasm-bindgen-cli and trunk, compiled side by side --------------------------------------
+installs=()
 if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WASM_BINDGEN_VERSION"; then
-  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 165 crates, ~4 minutes, once)"
-  # Not --locked: its lockfile pins crates newer than some registry mirrors carry.
-  cheap_install 1 165 --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 150 crates, once)"
+  # Not --locked: its lockfile pins crates newer than some registry mirrors carry. No TLS:
+  # its test runner talks only to the local chromedriver. The crates that parse, rewrite
+  # and write wasm get opt-level 1: it rewrites every wasm the builds and tests make
+  # (measured on a 33 MB debug wasm: 1.5 s so, 3.8 s with all at 0).
+  hot=()
+  for crate in wasmparser wasm-encoder walrus gimli leb128 wasm-bindgen-cli-support; do
+    hot+=(--config "profile.release.package.$crate.opt-level=1")
+  done
+  cheap_install wasm-bindgen 150 "${hot[@]}" --force --no-default-features wasm-bindgen-cli \
+    --version "$WASM_BINDGEN_VERSION" &
+  installs+=($!)
 fi
 if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
-  log "cargo install trunk $TRUNK_VERSION (about 385 crates, ~5 minutes, once)"
+  log "cargo install trunk $TRUNK_VERSION (about 385 crates, once)"
   # rustls only: no OpenSSL to build, and no start-up check against the registry.
-  cheap_install 0 385 --force --locked trunk --version "$TRUNK_VERSION" --no-default-features --features rustls
+  cheap_install trunk 385 --force --locked trunk --version "$TRUNK_VERSION" \
+    --no-default-features --features rustls &
+  installs+=($!)
 fi
+for pid in "${installs[@]}"; do
+  wait "$pid" || { echo "setup: cargo install failed (see above)" >&2; exit 1; }
+done
+[ "${#installs[@]}" = 0 ] || log "trunk and wasm-bindgen-cli installed"
 rm -rf "$INSTALL_TARGET"
 wait "$downloads_pid" || { echo "setup: installing wasm-opt or Chromium failed (see above)" >&2; exit 1; }
 if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v chromedriver >/dev/null; then
