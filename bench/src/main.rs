@@ -130,216 +130,313 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let fds = target::raise_fd_limit();
-    if !args.hub.is_file() {
-        bail!(
-            "no server binary at {} (build it with `cargo build --release -p server`)",
-            args.hub.display()
-        );
-    }
-    let peers = if args.no_peers || args.quick {
-        None
-    } else {
-        let dir = tools_dir().join("bench-peers");
-        target::install_peers(&dir, include_str!("../peers/better-sse.mjs"))?;
-        Some(dir)
-    };
-    let programs = Programs {
-        hub: args.hub.clone(),
-        peers,
-    };
-    let mut kinds = vec![Kind::Hub, Kind::Raw];
-    if programs.peers.is_some() {
-        kinds.push(Kind::BetterSse);
-    }
-    let plan = Plan::new(args.quick);
+    let mut bench = Bench::new(&args)?;
     let wants = |w: &str| args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
-    let total = [
-        wants("A") as usize * kinds.len() * (plan.clock_ns.len() + 1),
-        wants("B") as usize * kinds.len() * plan.notify.len(),
-        wants("C") as usize * plan.publishers.len() * 2,
+    bench.progress.total = [
+        wants("A") as usize * bench.kinds.len() * (bench.plan.clock_ns.len() + 1),
+        wants("B") as usize * bench.kinds.len() * bench.plan.notify.len(),
+        wants("C") as usize * bench.plan.publishers.len() * 2,
         wants("D") as usize,
-        wants("E") as usize * kinds.len(),
-        wants("F") as usize * SETUPS.len() * plan.instances.len(),
+        wants("E") as usize * bench.kinds.len(),
+        wants("F") as usize * SETUPS.len() * bench.plan.instances.len(),
     ]
     .iter()
     .sum();
-    let mut progress = Progress {
-        start: Instant::now(),
-        done: 0,
-        total,
-    };
-    let mut report = Report::default();
-    report.line(&format!(
-        "Machine: {} cores, {}; open-file limit {fds}; load generator on the same machine; window {} s per run.",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        memory(),
-        plan.window.as_secs()
-    ));
-    let mut problems = Vec::new();
-
     if wants("A") {
-        report.section("A: clock fan-out (`/sse/time`)");
+        bench.clock_fan_out().await?;
+    }
+    if wants("B") {
+        bench.notification_fan_out().await?;
+    }
+    if wants("C") {
+        bench.publish_throughput().await?;
+    }
+    if wants("D") {
+        bench.replay_storm().await?;
+    }
+    if wants("E") {
+        bench.idle_memory().await?;
+    }
+    if wants("F") {
+        bench.across_instances().await?;
+    }
+
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &bench.report.markdown)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "bench: done in {:.0} s; figures in {}",
+        bench.progress.start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    if args.quick && !bench.problems.is_empty() {
+        bail!(
+            "the quick bench found problems: {}",
+            bench.problems.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// One run of the benchmark: what it runs against, its sizes, and what it has found.
+struct Bench {
+    programs: Programs,
+    /// The servers compared: ours, the raw baseline, and better-sse when installed.
+    kinds: Vec<Kind>,
+    plan: Plan,
+    quick: bool,
+    charts: PathBuf,
+    progress: Progress,
+    report: Report,
+    /// What fails a quick run.
+    problems: Vec<String>,
+}
+
+impl Bench {
+    /// Checks the server binary, installs the peers (full runs), and starts the report
+    /// with the machine's figures.
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let fds = target::raise_fd_limit();
+        if !args.hub.is_file() {
+            bail!(
+                "no server binary at {} (build it with `cargo build --release -p server`)",
+                args.hub.display()
+            );
+        }
+        let peers = if args.no_peers || args.quick {
+            None
+        } else {
+            let dir = tools_dir().join("bench-peers");
+            target::install_peers(&dir, include_str!("../peers/better-sse.mjs"))?;
+            Some(dir)
+        };
+        let programs = Programs {
+            hub: args.hub.clone(),
+            peers,
+        };
+        let mut kinds = vec![Kind::Hub, Kind::Raw];
+        if programs.peers.is_some() {
+            kinds.push(Kind::BetterSse);
+        }
+        let plan = Plan::new(args.quick);
+        let mut report = Report::default();
+        report.line(&format!(
+            "Machine: {} cores, {}; open-file limit {fds}; load generator on the same machine; window {} s per run.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory(),
+            plan.window.as_secs()
+        ));
+        Ok(Self {
+            programs,
+            kinds,
+            plan,
+            quick: args.quick,
+            charts: args.charts.clone(),
+            progress: Progress {
+                start: Instant::now(),
+                done: 0,
+                total: 0,
+            },
+            report,
+            problems: Vec::new(),
+        })
+    }
+
+    /// A: the clock's fan-out (`/sse/time`), every 100 ms over a sweep of N and at a fast interval, with charts on full runs.
+    async fn clock_fan_out(&mut self) -> anyhow::Result<()> {
+        self.report.section("A: clock fan-out (`/sse/time`)");
         let mut sweep = Vec::new();
-        for &n in &plan.clock_ns {
-            for &kind in &kinds {
-                progress.step(&format!("A: {} × {n} subscribers, 100 ms", kind.name()));
-                sweep.push(workloads::clock_fan_out(kind, &programs, n, 100, plan.window).await?);
+        for &n in &self.plan.clock_ns {
+            for &kind in &self.kinds {
+                self.progress
+                    .step(&format!("A: {} × {n} subscribers, 100 ms", kind.name()));
+                sweep.push(
+                    workloads::clock_fan_out(kind, &self.programs, n, 100, self.plan.window)
+                        .await?,
+                );
             }
         }
-        report.line("Every 100 ms:");
-        report.fan_out(&sweep);
-        let (n, interval) = plan.clock_fast;
+        self.report.line("Every 100 ms:");
+        self.report.fan_out(&sweep);
+        let (n, interval) = self.plan.clock_fast;
         let mut fast = Vec::new();
-        for &kind in &kinds {
-            progress.step(&format!(
+        for &kind in &self.kinds {
+            self.progress.step(&format!(
                 "A: {} × {n} subscribers, {interval} ms",
                 kind.name()
             ));
-            fast.push(workloads::clock_fan_out(kind, &programs, n, interval, plan.window).await?);
+            fast.push(
+                workloads::clock_fan_out(kind, &self.programs, n, interval, self.plan.window)
+                    .await?,
+            );
         }
-        report.line(&format!("Every {interval} ms:"));
-        report.fan_out(&fast);
+        self.report.line(&format!("Every {interval} ms:"));
+        self.report.fan_out(&fast);
         // Clock ticks may be skipped under load (a late tick is not worth sending): only a
         // broken run falls far below the expected count.
-        check(&mut problems, "A", sweep.iter().chain(&fast), 0.8);
-        if !args.quick {
-            std::fs::create_dir_all(&args.charts)?;
+        check(&mut self.problems, "A", sweep.iter().chain(&fast), 0.8);
+        if !self.quick {
+            std::fs::create_dir_all(&self.charts)?;
             report::chart(
-                &args.charts.join("clock-p99.svg"),
+                &self.charts.join("clock-p99.svg"),
                 "A: p99 latency, clock every 100 ms",
                 "p99 latency (ms)",
                 &sweep,
                 |r| r.p99_ms,
             )?;
             report::chart(
-                &args.charts.join("clock-delivery.svg"),
+                &self.charts.join("clock-delivery.svg"),
                 "A: events delivered, clock every 100 ms",
                 "delivered (%)",
                 &sweep,
                 |r| r.delivery() * 100.0,
             )?;
             report::chart(
-                &args.charts.join("clock-rss.svg"),
+                &self.charts.join("clock-rss.svg"),
                 "A: server memory per connection",
                 "RSS per connection (KiB)",
                 &sweep,
                 |r| r.rss_per_connection() / 1024.0,
             )?;
         }
+        Ok(())
     }
-    if wants("B") {
-        report.section("B: notification fan-out, store on (`/events`)");
+
+    /// B: notifications fanned out with the store on (`/events`).
+    async fn notification_fan_out(&mut self) -> anyhow::Result<()> {
+        self.report
+            .section("B: notification fan-out, store on (`/events`)");
         let mut runs = Vec::new();
-        for &(n, rate) in &plan.notify {
-            for &kind in &kinds {
-                progress.step(&format!(
+        for &(n, rate) in &self.plan.notify {
+            for &kind in &self.kinds {
+                self.progress.step(&format!(
                     "B: {} × {n} subscribers, {rate} publishes/s",
                     kind.name()
                 ));
                 runs.push(
-                    workloads::notification_fan_out(kind, &programs, n, rate, plan.window).await?,
+                    workloads::notification_fan_out(
+                        kind,
+                        &self.programs,
+                        n,
+                        rate,
+                        self.plan.window,
+                    )
+                    .await?,
                 );
             }
         }
-        report.line("Latency is publish (request sent) → delivered to a subscriber.");
-        report.fan_out(&runs);
-        check(&mut problems, "B", &runs, 1.0);
-    }
-    if wants("C") {
-        report.section("C: acknowledged publishes per second (each 201 on disk)");
-        let target = Target::start(Kind::Hub, &programs, &[])?;
-        let mut runs = Vec::new();
-        for streams in [1, 100] {
-            for &publishers in &plan.publishers {
-                progress.step(&format!("C: {publishers} publishers, {streams} streams"));
-                runs.push(
-                    workloads::publish_throughput(&target, publishers, streams, plan.window / 2)
-                        .await,
-                );
-            }
-        }
-        report.throughput(&runs);
-        if runs.iter().any(|r| r.failed > 0 || r.acked == 0) {
-            problems.push("C: publishes failed".to_owned());
-        }
-    }
-    if wants("D") {
-        report.section("D: replay storm");
-        let (clients, behind) = plan.storm;
-        progress.step(&format!(
-            "D: {clients} clients reconnecting, {behind} behind"
-        ));
-        let storm = workloads::replay_storm(&programs, clients, behind).await?;
-        report.storm(&storm);
-        if storm.caught_up != clients as u64 {
-            problems.push(format!("D: {} of {clients} caught up", storm.caught_up));
-        }
-    }
-    if wants("E") {
-        report.section("E: idle subscribers' memory");
-        let mut runs = Vec::new();
-        for &kind in &kinds {
-            progress.step(&format!(
-                "E: {} × {} idle subscribers",
-                kind.name(),
-                plan.idle
-            ));
-            runs.push(workloads::idle_memory(kind, &programs, plan.idle).await?);
-        }
-        report.idle(&runs);
-        if runs.iter().any(|r| r.failed > 0) {
-            problems.push("E: connections failed".to_owned());
-        }
+        self.report
+            .line("Latency is publish (request sent) → delivered to a subscriber.");
+        self.report.fan_out(&runs);
+        check(&mut self.problems, "B", &runs, 1.0);
+        Ok(())
     }
 
-    if wants("F") {
-        report.section("F: notification fan-out across instances sharing Redis");
+    /// C: acknowledged publishes per second, on one stream and on 100.
+    async fn publish_throughput(&mut self) -> anyhow::Result<()> {
+        self.report
+            .section("C: acknowledged publishes per second (each 201 on disk)");
+        let target = Target::start(Kind::Hub, &self.programs, &[])?;
+        let mut runs = Vec::new();
+        for streams in [1, 100] {
+            for &publishers in &self.plan.publishers {
+                self.progress
+                    .step(&format!("C: {publishers} publishers, {streams} streams"));
+                runs.push(
+                    workloads::publish_throughput(
+                        &target,
+                        publishers,
+                        streams,
+                        self.plan.window / 2,
+                    )
+                    .await,
+                );
+            }
+        }
+        self.report.throughput(&runs);
+        if runs.iter().any(|r| r.failed > 0 || r.acked == 0) {
+            self.problems.push("C: publishes failed".to_owned());
+        }
+        Ok(())
+    }
+
+    /// D: a storm of clients reconnecting behind.
+    async fn replay_storm(&mut self) -> anyhow::Result<()> {
+        self.report.section("D: replay storm");
+        let (clients, behind) = self.plan.storm;
+        self.progress.step(&format!(
+            "D: {clients} clients reconnecting, {behind} behind"
+        ));
+        let storm = workloads::replay_storm(&self.programs, clients, behind).await?;
+        self.report.storm(&storm);
+        if storm.caught_up != clients as u64 {
+            self.problems
+                .push(format!("D: {} of {clients} caught up", storm.caught_up));
+        }
+        Ok(())
+    }
+
+    /// E: the memory of idle subscribers.
+    async fn idle_memory(&mut self) -> anyhow::Result<()> {
+        self.report.section("E: idle subscribers' memory");
+        let mut runs = Vec::new();
+        for &kind in &self.kinds {
+            self.progress.step(&format!(
+                "E: {} × {} idle subscribers",
+                kind.name(),
+                self.plan.idle
+            ));
+            runs.push(workloads::idle_memory(kind, &self.programs, self.plan.idle).await?);
+        }
+        self.report.idle(&runs);
+        if runs.iter().any(|r| r.failed > 0) {
+            self.problems.push("E: connections failed".to_owned());
+        }
+        Ok(())
+    }
+
+    /// F: notifications fanned out across instances sharing one Redis, against SQLite.
+    async fn across_instances(&mut self) -> anyhow::Result<()> {
+        self.report
+            .section("F: notification fan-out across instances sharing Redis");
         // Durable as SQLite is (appendfsync always): every 201 is on disk.
         let redis = e2e::redis::RedisServer::start_durable()
             .context("workload F needs redis-server (scripts/setup.sh installs it)")?;
-        report.line(
+        self.report.line(
             "Latency is publish (request sent) → delivered; publishes go to each instance in \
              turn and subscribers are spread evenly, so most notifications cross instances.",
         );
-        for &(n, rate) in &plan.instances {
+        for &(n, rate) in &self.plan.instances {
             let mut runs = Vec::new();
             for setup in SETUPS {
-                progress.step(&format!(
+                self.progress.step(&format!(
                     "F: {} × {n} subscribers, {rate} publishes/s",
                     setup.name()
                 ));
                 let run = workloads::fan_out_across_instances(
                     setup,
-                    &programs,
+                    &self.programs,
                     &redis.url,
                     n,
                     rate,
-                    plan.window,
+                    self.plan.window,
                 )
                 .await?;
                 runs.push((setup, run));
             }
-            report.line(&format!("{rate} publishes/s:"));
-            report.instances(&runs);
-            check(&mut problems, "F", runs.iter().map(|(_, run)| run), 1.0);
+            self.report.line(&format!("{rate} publishes/s:"));
+            self.report.instances(&runs);
+            check(
+                &mut self.problems,
+                "F",
+                runs.iter().map(|(_, run)| run),
+                1.0,
+            );
         }
+        Ok(())
     }
-
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report.markdown)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!(
-        "bench: done in {:.0} s; figures in {}",
-        progress.start.elapsed().as_secs_f64(),
-        args.out.display()
-    );
-    if args.quick && !problems.is_empty() {
-        bail!("the quick bench found problems: {}", problems.join("; "));
-    }
-    Ok(())
 }
 
 /// Notes runs whose connections failed or that delivered less than `min_delivery`.

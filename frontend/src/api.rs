@@ -98,8 +98,8 @@ impl Api {
 }
 
 impl Api {
-    /// The newest `limit` notifications of `stream`, oldest first.
-    pub async fn history(&self, stream: &str, limit: usize) -> Result<Vec<Notification>, Failure> {
+    /// The newest `limit` notifications of `stream`, oldest first, and where to resume.
+    pub async fn history(&self, stream: &str, limit: usize) -> Result<History, Failure> {
         let url = self.url(&format!(
             "{}?{}={stream}&limit={limit}",
             paths::NOTIFICATIONS,
@@ -109,8 +109,7 @@ impl Api {
             .send()
             .await
             .map_err(connect_error)?;
-        let history: History = answer(response).await?;
-        Ok(history.notifications)
+        answer(response).await
     }
 
     /// Publishes `new`; the server's reason if it refuses.

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use common::{events, paths, query, Notification};
+use common::{events, paths, query, History, Notification};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -42,12 +42,18 @@ const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Clone, Copy)]
 pub struct NotificationFeed {
     stream: StoredValue<Arc<str>>,
+    signals: Signals,
+    connection: Connection,
+}
+
+/// What the feed shows, written by the connection's events and the history loads.
+#[derive(Clone, Copy)]
+struct Signals {
     feed: RwSignal<NotificationList>,
     announcement: RwSignal<String>,
     server_time: RwSignal<Option<String>>,
     /// Why the history cannot be loaded (the live connection waits for it meanwhile).
     history_trouble: RwSignal<Option<Trouble>>,
-    connection: Connection,
 }
 
 impl NotificationFeed {
@@ -58,17 +64,17 @@ impl NotificationFeed {
 
     /// The server's time (RFC 3339) at its latest tick, once one has arrived.
     pub fn server_time(&self) -> Signal<Option<String>> {
-        self.server_time.into()
+        self.signals.server_time.into()
     }
 
     /// The list: newest first, with unread marks.
     pub fn feed(&self) -> Signal<NotificationList> {
-        self.feed.into()
+        self.signals.feed.into()
     }
 
     /// The state of the live connection (`connecting` until the history is in).
     pub fn state(&self) -> Signal<ConnectionState> {
-        let (history, live) = (self.history_trouble, self.connection.state);
+        let (history, live) = (self.signals.history_trouble, self.connection.state);
         Signal::derive(move || {
             history
                 .get()
@@ -78,13 +84,13 @@ impl NotificationFeed {
 
     /// A sentence about the newest arrival, for screen readers.
     pub fn announcement(&self) -> Signal<String> {
-        self.announcement.into()
+        self.signals.announcement.into()
     }
 
     /// Marks every listed notification read, here and in the other tabs.
     pub fn mark_all_read(&self) {
         let stream = self.stream();
-        self.feed.update(|feed| {
+        self.signals.feed.update(|feed| {
             feed.mark_all_read();
             if let Some(newest) = feed.newest() {
                 storage::set(&read_key(&stream), newest);
@@ -104,13 +110,37 @@ fn read_key(stream: &str) -> String {
 /// Loads `stream`'s history and follows it live, for as long as the calling owner lives.
 pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
     let api = use_context::<Api>().unwrap_or_default();
-    let feed = RwSignal::new(NotificationList::new(CAP));
-    let announcement = RwSignal::new(String::new());
-    let server_time = RwSignal::new(None);
-    let history_trouble = RwSignal::new(None);
-    let name = StoredValue::new(stream.clone());
+    let signals = Signals {
+        feed: RwSignal::new(NotificationList::new(CAP)),
+        announcement: RwSignal::new(String::new()),
+        server_time: RwSignal::new(None),
+        history_trouble: RwSignal::new(None),
+    };
     let read_mark = storage::get(&read_key(&stream));
-    let key = read_key(&stream);
+    follow_read_marks(&stream, signals.feed);
+    let connection = connection(
+        &api,
+        &stream,
+        on_event(api.clone(), stream.clone(), signals),
+    );
+    spawn_local(start_after_history(
+        api,
+        stream.clone(),
+        read_mark,
+        signals,
+        connection,
+    ));
+    NotificationFeed {
+        stream: StoredValue::new(stream),
+        signals,
+        connection,
+    }
+}
+
+/// Applies the read marks other tabs set (the `storage` event) to `feed`, while the
+/// calling owner lives.
+fn follow_read_marks(stream: &str, feed: RwSignal<NotificationList>) {
+    let key = read_key(stream);
     let on_storage = window_event_listener(leptos::ev::storage, move |event| {
         if event.key().as_deref() == Some(key.as_str()) {
             if let Some(mark) = event.new_value() {
@@ -119,92 +149,102 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         }
     });
     on_cleanup(move || on_storage.remove());
+}
 
-    let on_event = {
-        let (api, stream) = (api.clone(), stream.clone());
-        move |message: SseMessage| match message.event.as_str() {
-            events::TIME => server_time.set(Some(message.data)),
-            events::RESET => {
-                feed.update(NotificationList::begin_reload);
-                let (api, stream) = (api.clone(), stream.clone());
-                spawn_local(async move {
-                    if let Some(history) = load_history(&api, &stream, feed, history_trouble).await
-                    {
-                        feed.try_update(|f| f.reload(history));
-                    }
-                });
-            }
-            _ => {
-                let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
-                    return;
-                };
-                // Announce only what is new to the list, not replayed duplicates.
-                if feed.try_update(|f| f.push(notification.clone())) == Some(true) {
-                    announcement.set(format!("New notification: {}", notification.title));
-                    desktop::alert(&notification);
+/// What each event of the connection does: a clock tick sets the time, a `reset` reloads
+/// the history (keeping what arrives meanwhile), a notification joins the list and is
+/// announced when it is new to it.
+fn on_event(api: Api, stream: Arc<str>, signals: Signals) -> impl Fn(SseMessage) + 'static {
+    move |message: SseMessage| match message.event.as_str() {
+        events::TIME => signals.server_time.set(Some(message.data)),
+        events::RESET => {
+            signals.feed.update(NotificationList::begin_reload);
+            let (api, stream) = (api.clone(), stream.clone());
+            spawn_local(async move {
+                if let Some(history) = load_history(&api, &stream, signals).await {
+                    signals.feed.try_update(|f| f.reload(history.notifications));
                 }
+            });
+        }
+        _ => {
+            let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
+                return;
+            };
+            // Announce only what is new to the list, not replayed duplicates.
+            if signals.feed.try_update(|f| f.push(notification.clone())) == Some(true) {
+                signals
+                    .announcement
+                    .set(format!("New notification: {}", notification.title));
+                desktop::alert(&notification);
             }
         }
+    }
+}
+
+/// The stream's connection (with the clock on it), shared by the tabs that show it; it
+/// waits for [`Connection::start`].
+fn connection(api: &Api, stream: &str, on_event: impl Fn(SseMessage) + 'static) -> Connection {
+    let path = format!(
+        "{}?{}={stream}&{}={CLOCK_MS}",
+        paths::EVENTS,
+        query::STREAM,
+        query::CLOCK_MS
+    );
+    let url = api.url(&path);
+    let api = api.clone();
+    ConnectionOptions::new(move |last| api.resume_url(&path, last))
+        .events(&["message", events::RESET, events::TIME])
+        .silence_limit(SILENCE_LIMIT)
+        .shared(url)
+        .connect_later(on_event)
+}
+
+/// Loads the history into the list, with the unread marks after `read_mark`, then starts
+/// the connection where that history ends. A first visit (no read mark) counts what is
+/// already there as read.
+async fn start_after_history(
+    api: Api,
+    stream: Arc<str>,
+    read_mark: Option<String>,
+    signals: Signals,
+    connection: Connection,
+) {
+    let Some(History {
+        notifications,
+        last_event_id,
+    }) = load_history(&api, &stream, signals).await
+    else {
+        return;
     };
-    let connection = {
-        let path = format!(
-            "{}?{}={stream}&{}={CLOCK_MS}",
-            paths::EVENTS,
-            query::STREAM,
-            query::CLOCK_MS
+    let newest = notifications.last().map(|n| n.id.clone());
+    if read_mark.is_none() {
+        // What comes from now on is unread until marked read.
+        storage::set(
+            &read_key(&stream),
+            newest.as_deref().unwrap_or(NOTHING_READ),
         );
-        let url = api.url(&path);
-        let api = api.clone();
-        ConnectionOptions::new(move |last| api.resume_url(&path, last))
-            .events(&["message", events::RESET, events::TIME])
-            .silence_limit(SILENCE_LIMIT)
-            .shared(url)
-            .connect_later(on_event)
-    };
-
-    spawn_local(async move {
-        let Some(history) = load_history(&api, &stream, feed, history_trouble).await else {
-            return;
-        };
-        let newest = history.last().map(|n| n.id.clone());
-        if read_mark.is_none() {
-            // A first visit: what is already there counts as read; what comes from now on
-            // is unread until marked read.
-            storage::set(
-                &read_key(&stream),
-                newest.as_deref().unwrap_or(NOTHING_READ),
-            );
-        }
-        if feed
-            .try_update(|f| f.load_history(history, read_mark.as_deref()))
-            .is_some()
-        {
-            // "0" when nothing is stored yet: replay whatever comes before we subscribe.
-            connection.start(Some(newest.unwrap_or_else(|| "0".into())));
-        }
-    });
-
-    NotificationFeed {
-        stream: name,
-        feed,
-        announcement,
-        server_time,
-        history_trouble,
-        connection,
+    }
+    if signals
+        .feed
+        .try_update(|f| f.load_history(notifications, read_mark.as_deref()))
+        .is_some()
+    {
+        // The server's position: what is published from now on is replayed.
+        connection.start(last_event_id.or(newest));
     }
 }
 
 /// The stream's newest stored notifications, retrying with the hub's backoff until the
 /// server answers (starting without them would replay the whole stream as new), and
-/// saying meanwhile in `trouble` why it cannot. A retry comes at once when the user opens
-/// a session (gives a token). `None` once `feed` is gone: nobody is left to show them, so
+/// saying meanwhile in `history_trouble` why it cannot. A retry comes at once when the user
+/// opens a session (gives a token). `None` once the feed is gone: nobody is left to show them, so
 /// the retries stop.
-async fn load_history(
-    api: &Api,
-    stream: &str,
-    feed: RwSignal<NotificationList>,
-    trouble: RwSignal<Option<Trouble>>,
-) -> Option<Vec<Notification>> {
+async fn load_history(api: &Api, stream: &str, signals: Signals) -> Option<History> {
+    let Signals {
+        feed,
+        history_trouble: trouble,
+        ..
+    } = signals;
     let mut delays = event_source::reconnect_delays();
     loop {
         if feed.is_disposed() {

@@ -87,7 +87,7 @@ pub async fn listen(
     url: &str,
     token: Option<&str>,
     stream: &str,
-    mut last_event_id: Option<String>,
+    last_event_id: Option<String>,
     count: Option<u64>,
     format: Format,
     out: &mut (impl Write + Send),
@@ -96,7 +96,11 @@ pub async fn listen(
         .connect_timeout(Duration::from_secs(5))
         .build()?;
     let url = endpoint(url, paths::EVENTS);
-    let mut printed = 0u64;
+    let mut progress = Progress {
+        last_event_id,
+        printed: 0,
+        count,
+    };
     let mut connected_once = false;
     let mut delays = common::backoff::reconnect_delays(None);
     loop {
@@ -104,7 +108,7 @@ pub async fn listen(
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        if let Some(id) = &last_event_id {
+        if let Some(id) = &progress.last_event_id {
             request = request.header(common::LAST_EVENT_ID_HEADER, id);
         }
         match request.send().await {
@@ -118,53 +122,77 @@ pub async fn listen(
             Ok(response) => {
                 connected_once = true;
                 delays = common::backoff::reconnect_delays(None);
-                let mut events = response.bytes_stream().eventsource();
-                let mut silence = DEFAULT_SILENCE;
-                loop {
-                    let event = match tokio::time::timeout(silence, events.next()).await {
-                        Err(_) => {
-                            eprintln!("listen: nothing heard for {silence:?}; reconnecting");
-                            break;
-                        }
-                        Ok(None) => break,
-                        Ok(Some(Err(err))) => {
-                            eprintln!("listen: stream interrupted: {err}");
-                            break;
-                        }
-                        Ok(Some(Ok(event))) => event,
-                    };
-                    match event.event.as_str() {
-                        "message" => {
-                            last_event_id = Some(event.id.clone());
-                            print(out, &event.data, format)?;
-                            printed += 1;
-                            if count.is_some_and(|count| printed >= count) {
-                                return Ok(());
-                            }
-                        }
-                        events::HEARTBEAT => {
-                            if let Ok(beat) = serde_json::from_str::<Heartbeat>(&event.data) {
-                                silence = beat.silence_limit();
-                            }
-                        }
-                        events::RESET => {
-                            eprintln!(
-                                "listen: the server no longer has every event after {}; some were missed",
-                                last_event_id.as_deref().unwrap_or("the start")
-                            );
-                            last_event_id = Some(event.id.clone());
-                        }
-                        _ => {}
-                    }
+                if progress.print_events(response, format, out).await? {
+                    return Ok(());
                 }
             }
         }
         let delay = delays.next().unwrap_or(common::backoff::MAX_DELAY);
         eprintln!(
             "listen: reconnecting in {delay:?} from {}",
-            last_event_id.as_deref().unwrap_or("now")
+            progress.last_event_id.as_deref().unwrap_or("now")
         );
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// How far `listen` has got: where it resumes, and how many notifications it printed of
+/// the `count` it was asked for.
+struct Progress {
+    last_event_id: Option<String>,
+    printed: u64,
+    count: Option<u64>,
+}
+
+impl Progress {
+    /// Prints the notifications of one connection until it ends, fails or goes silent
+    /// for longer than its heartbeats allow (`Ok(false)`: reconnect), or until `count`
+    /// are printed (`Ok(true)`).
+    async fn print_events(
+        &mut self,
+        response: reqwest::Response,
+        format: Format,
+        out: &mut impl Write,
+    ) -> anyhow::Result<bool> {
+        let mut events = response.bytes_stream().eventsource();
+        let mut silence = DEFAULT_SILENCE;
+        loop {
+            let event = match tokio::time::timeout(silence, events.next()).await {
+                Err(_) => {
+                    eprintln!("listen: nothing heard for {silence:?}; reconnecting");
+                    return Ok(false);
+                }
+                Ok(None) => return Ok(false),
+                Ok(Some(Err(err))) => {
+                    eprintln!("listen: stream interrupted: {err}");
+                    return Ok(false);
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            match event.event.as_str() {
+                "message" => {
+                    self.last_event_id = Some(event.id.clone());
+                    print(out, &event.data, format)?;
+                    self.printed += 1;
+                    if self.count.is_some_and(|count| self.printed >= count) {
+                        return Ok(true);
+                    }
+                }
+                events::HEARTBEAT => {
+                    if let Ok(beat) = serde_json::from_str::<Heartbeat>(&event.data) {
+                        silence = beat.silence_limit();
+                    }
+                }
+                events::RESET => {
+                    eprintln!(
+                        "listen: the server no longer has every event after {}; some were missed",
+                        self.last_event_id.as_deref().unwrap_or("the start")
+                    );
+                    self.last_event_id = Some(event.id.clone());
+                }
+                _ => {}
+            }
+        }
     }
 }
 

@@ -160,7 +160,7 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
 }
 
 /// The trace of a stream request: [`request_span`] around everything up to the response
-/// head, then one line (target `server::routes`) with the status and how long the stream
+/// head, then one line (target `server::middleware`) with the status and how long the stream
 /// took to start, `error` for a 5xx, else `debug`. The body, the stream itself, is left
 /// as it is, so what is logged while it runs (a subscriber falling behind) names the
 /// stream but is outside the request's span.

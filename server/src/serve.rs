@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -50,6 +50,27 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
+    let state = start(config, addr).await?;
+    let shutdown = state.shutdown.clone();
+    tracing::info!("listening on http://{addr}");
+    let connections = accept_until(listener, app(state), header_timeout, signal).await;
+    tracing::info!("shutting down: closing streams");
+    shutdown.cancel();
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("connections still open after {grace:?}; exiting anyway");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Everything the routes need, with the server's background tasks running: the store and
+/// the hub over it, retention, the demo counter (`--demo`), and the publish limiter's
+/// upkeep. Warns about a setting that works but is likely a mistake.
+async fn start(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
     if !assets::is_built(&config.assets) {
         tracing::warn!(
             "no web app in {}: build it with `{}`; serving the API only",
@@ -71,19 +92,25 @@ pub async fn serve(
         let (hub, every, shutdown) = (hub.clone(), config.prune_every, shutdown.clone());
         tokio::spawn(async move { hub.apply_retention(retention, every, shutdown).await });
     }
-    let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
-    let loopback = addr.ip().is_loopback();
-    let state = AppState::new(config, hub, shutdown.clone())?;
-    if !state.auth.enabled() && !loopback {
+    let state = AppState::new(config, hub, shutdown)?;
+    if !state.auth.enabled() && !addr.ip().is_loopback() {
         tracing::warn!(
             "listening on {addr}, beyond this machine, without auth: anyone who can reach it \
              may publish to and read every stream (see --jwt-secret)"
         );
     }
     tokio::spawn(forget_idle_publishers(state.clone()));
-    tracing::info!("listening on http://{addr}");
+    Ok(state)
+}
 
-    let router = app(state);
+/// Accepts connections and serves each with `router` until `signal`; returns the open
+/// ones, to be drained.
+async fn accept_until(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    signal: impl Future<Output = ()>,
+) -> GracefulShutdown {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -108,11 +135,7 @@ pub async fn serve(
                     let service = hyper::service::service_fn(connection_service(router.clone(), peer));
                     let (builder, watcher) = (builder.clone(), connections.watcher());
                     tokio::spawn(async move {
-                        // hyper's header timeout starts with the first byte: a client that
-                        // never sends one (or hangs up first) is dropped here.
-                        let mut first = [0u8; 1];
-                        let first_byte = socket.peek(&mut first);
-                        if !matches!(tokio::time::timeout(header_timeout, first_byte).await, Ok(Ok(1))) {
+                        if !sends_first_byte(&socket, header_timeout).await {
                             tracing::debug!("{peer} sent nothing in {header_timeout:?}; closed");
                             return;
                         }
@@ -133,20 +156,20 @@ pub async fn serve(
             () = &mut signal => break,
         }
     }
-    drop(listener);
-    tracing::info!("shutting down: closing streams");
-    shutdown.cancel();
-    tokio::select! {
-        () = connections.shutdown() => {}
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("connections still open after {grace:?}; exiting anyway");
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
+    connections
 }
 
-/// The store `config` names: Redis Streams with `--redis`, else the SQLite file.
+/// Whether `socket` brings its first byte within `header_timeout`. hyper's header timeout
+/// starts with the first byte: a client that never sends one (or hangs up first) is
+/// dropped on `false`.
+async fn sends_first_byte(socket: &TcpStream, header_timeout: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(header_timeout, socket.peek(&mut first)).await,
+        Ok(Ok(1))
+    )
+}
+
 async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.redis {
         let store = RedisStore::connect(url, &config.redis_prefix, retention.clone()).await?;

@@ -298,6 +298,7 @@ async fn history_pages_oldest_first_and_checks_its_parameters(base: Config) {
     };
     let latest: common::History = get("stream=h&limit=2".into()).await.json().await.unwrap();
     assert_eq!(latest.notifications, published[3..]);
+    assert_eq!(latest.last_event_id.as_ref(), Some(&published[4].id));
     let page: common::History = get(format!("stream=h&after={}&limit=2", published[0].id))
         .await
         .json()
@@ -309,6 +310,17 @@ async fn history_pages_oldest_first_and_checks_its_parameters(base: Config) {
         default_stream.notifications.is_empty(),
         "`messages` is another stream"
     );
+    // An empty stream's page still says where to resume: what is published after it
+    // follows that position.
+    let empty: common::History = get("stream=later".into()).await.json().await.unwrap();
+    let position = empty.last_event_id.expect("a position for an empty stream");
+    let first = publish(&server, "later", "first", "").await;
+    let after: common::History = get(format!("stream=later&after={position}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after.notifications, [first]);
 
     for (query, word) in [
         ("stream=h&limit=0", "limit"),

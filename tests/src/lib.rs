@@ -127,7 +127,7 @@ fn push_line(log: &Mutex<String>, line: &str) {
 }
 
 /// The log filter test servers run with: `info`, and a line per request.
-pub const REQUEST_LOGS: &str = "info,server::routes=debug,tower_http::trace=debug";
+pub const REQUEST_LOGS: &str = "info,server::middleware=debug,tower_http::trace=debug";
 
 /// A running `server serve` process, killed (SIGKILL) when dropped. Shared by every test
 /// that needs the real binary: the end-to-end tests here and the server's CLI tests.

@@ -48,9 +48,9 @@ pub fn StreamsCard(
                 <thead>
                     <tr>
                         <th scope="col">"stream"</th>
-                        <th scope="col" title="subscribers connected now">"subs"</th>
-                        <th scope="col" title="notifications stored">"stored"</th>
-                        <th scope="col" title="publishes in the last minute, per second">"last minute"</th>
+                        <th scope="col" class="count" title="subscribers connected now">"subs"</th>
+                        <th scope="col" class="count" title="notifications stored">"stored"</th>
+                        <th scope="col" class="rate" title="publishes in the last minute, per second">"last minute"</th>
                     </tr>
                 </thead>
                 <tbody>

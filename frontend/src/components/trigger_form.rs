@@ -14,77 +14,18 @@ use crate::api::{self, Api};
 /// form asks the server for the seed's default notification ("Triggered at <server
 /// time>"). The form is checked with the server's own rules before it is sent; what the
 /// server still refuses is shown under the form. When the server wants a token (`401`,
-/// `403`), a token field appears; the token is kept for the tab (`sessionStorage`), opens a
-/// session (the cookie private streams need) and the publish is sent again with it.
+/// `403`), a [`TokenForm`] appears, and the publish is sent again with the token.
 #[component]
 pub fn TriggerForm(
     #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
 ) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
-    let title = RwSignal::new(String::new());
-    let body = RwSignal::new(String::new());
-    let level = RwSignal::new(Level::Info);
-    let sending = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let needs_token = RwSignal::new(false);
-    let token = RwSignal::new(String::new());
-
-    let send = move || {
-        if sending.get_untracked() {
-            return;
-        }
-        error.set(None);
-        let new = NewNotification {
-            stream: Some(stream.to_string()),
-            title: title.get_untracked(),
-            body: Some(body.get_untracked()).filter(|b| !b.is_empty()),
-            level: Some(level.get_untracked()),
-        };
-        let empty = new.title.trim().is_empty() && new.body.is_none();
-        if let (false, Err(invalid)) = (empty, Draft::try_from(new.clone())) {
-            error.set(Some(invalid.0));
-            return;
-        }
-        sending.set(true);
-        let api = api.clone();
-        spawn_local(async move {
-            let result = if empty {
-                api.trigger(new.stream.as_deref().unwrap_or(DEFAULT_STREAM))
-                    .await
-            } else {
-                api.publish(&new).await
-            };
-            match result {
-                Ok(_) => {
-                    title.set(String::new());
-                    body.set(String::new());
-                    needs_token.set(false);
-                }
-                Err(failure) => {
-                    needs_token.set(failure.needs_token());
-                    error.set(Some(failure.reason));
-                }
-            }
-            sending.set(false);
-        });
-    };
-    let send_again = send.clone();
+    let fields = Fields::default();
+    let status = Status::default();
+    let publish = Callback::new(move |()| send(&api, &stream, fields, status));
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        send();
-    };
-    let use_token = move |ev: SubmitEvent| {
-        let send = send_again.clone();
-        ev.prevent_default();
-        api::set_token(&token.get_untracked());
-        token.set(String::new());
-        let session = use_context::<Api>().unwrap_or_default();
-        spawn_local(async move {
-            // The cookie lets the page's streams read private streams; a failure here
-            // shows when the publish is sent again.
-            let _ = session.open_session().await;
-            send();
-        });
+        publish.run(());
     };
 
     view! {
@@ -100,36 +41,140 @@ pub fn TriggerForm(
                         placeholder="Triggered at <server time>"
                         maxlength=MAX_TITLE_CHARS
                         data-testid="trigger-title"
-                        bind:value=title
+                        bind:value=fields.title
                     />
                 </label>
                 <label>
                     <span>"Body " <span class="muted">"(optional)"</span></span>
-                    <textarea rows="3" maxlength=MAX_BODY_CHARS data-testid="trigger-body" bind:value=body></textarea>
+                    <textarea rows="3" maxlength=MAX_BODY_CHARS data-testid="trigger-body" bind:value=fields.body></textarea>
                 </label>
-                <LevelSelect level />
-                <button type="submit" class="primary" data-testid="trigger-button" prop:disabled=sending>
-                    {move || if sending.get() { "Sending…" } else { "Trigger" }}
+                <LevelSelect level=fields.level />
+                <button type="submit" class="primary" data-testid="trigger-button" prop:disabled=status.sending>
+                    {move || if status.sending.get() { "Sending…" } else { "Trigger" }}
                 </button>
-                <p class="error" role="alert" data-testid="trigger-error">{move || error.get()}</p>
+                <p class="error" role="alert" data-testid="trigger-error">{move || status.error.get()}</p>
             </form>
-            <Show when=move || needs_token.get()>
-                <form class="token" on:submit=use_token.clone()>
-                    <label>
-                        "Token"
-                        <input
-                            type="password"
-                            autocomplete="off"
-                            placeholder="paste the token you were given"
-                            data-testid="token-input"
-                            bind:value=token
-                        />
-                    </label>
-                    <button type="submit" data-testid="token-save">"Use token and send again"</button>
-                    <p class="muted">"Kept for this tab only."</p>
-                </form>
+            <Show when=move || status.needs_token.get()>
+                <TokenForm then=publish />
             </Show>
         </section>
+    }
+}
+
+/// What the form holds.
+#[derive(Clone, Copy)]
+struct Fields {
+    title: RwSignal<String>,
+    body: RwSignal<String>,
+    level: RwSignal<Level>,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self {
+            title: RwSignal::new(String::new()),
+            body: RwSignal::new(String::new()),
+            level: RwSignal::new(Level::Info),
+        }
+    }
+}
+
+/// How the last send went.
+#[derive(Clone, Copy)]
+struct Status {
+    sending: RwSignal<bool>,
+    /// Why the form or the server refused it.
+    error: RwSignal<Option<String>>,
+    /// Whether the server asked for a token.
+    needs_token: RwSignal<bool>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            sending: RwSignal::new(false),
+            error: RwSignal::new(None),
+            needs_token: RwSignal::new(false),
+        }
+    }
+}
+
+/// Publishes what `fields` hold to `stream` (an empty form presses the seed's trigger),
+/// unless a send is under way or the publishing rules refuse it; `status` says how it went,
+/// and a published form is cleared.
+fn send(api: &Api, stream: &str, fields: Fields, status: Status) {
+    if status.sending.get_untracked() {
+        return;
+    }
+    status.error.set(None);
+    let new = NewNotification {
+        stream: Some(stream.to_owned()),
+        title: fields.title.get_untracked(),
+        body: Some(fields.body.get_untracked()).filter(|b| !b.is_empty()),
+        level: Some(fields.level.get_untracked()),
+    };
+    let empty = new.title.trim().is_empty() && new.body.is_none();
+    if let (false, Err(invalid)) = (empty, Draft::try_from(new.clone())) {
+        status.error.set(Some(invalid.0));
+        return;
+    }
+    status.sending.set(true);
+    let api = api.clone();
+    spawn_local(async move {
+        let result = if empty {
+            api.trigger(new.stream.as_deref().unwrap_or(DEFAULT_STREAM))
+                .await
+        } else {
+            api.publish(&new).await
+        };
+        match result {
+            Ok(_) => {
+                fields.title.set(String::new());
+                fields.body.set(String::new());
+                status.needs_token.set(false);
+            }
+            Err(failure) => {
+                status.needs_token.set(failure.needs_token());
+                status.error.set(Some(failure.reason));
+            }
+        }
+        status.sending.set(false);
+    });
+}
+
+/// The token field shown when the server wants one. The token is kept for the tab
+/// (`sessionStorage`) and opens a session (the cookie private streams need); then `then`
+/// runs (the publish, sent again).
+#[component]
+fn TokenForm(then: Callback<()>) -> impl IntoView {
+    let api = use_context::<Api>().unwrap_or_default();
+    let token = RwSignal::new(String::new());
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        api::set_token(&token.get_untracked());
+        token.set(String::new());
+        let api = api.clone();
+        spawn_local(async move {
+            // A failure here shows when the publish is sent again.
+            let _ = api.open_session().await;
+            then.run(());
+        });
+    };
+    view! {
+        <form class="token" on:submit=submit>
+            <label>
+                "Token"
+                <input
+                    type="password"
+                    autocomplete="off"
+                    placeholder="paste the token you were given"
+                    data-testid="token-input"
+                    bind:value=token
+                />
+            </label>
+            <button type="submit" data-testid="token-save">"Use token and send again"</button>
+            <p class="muted">"Kept for this tab only."</p>
+        </form>
     }
 }
 

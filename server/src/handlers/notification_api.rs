@@ -71,11 +71,12 @@ pub async fn history(
     state.auth.may_subscribe(&parts, stream)?;
     let limit = params::whole_number(&query, "limit", HISTORY_LIMIT)?
         .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
-    let entries = match query.get("after") {
+    let (entries, position) = match query.get("after") {
         Some(after) => {
+            let after = EventId::parse_or_unknown(after);
             let page = state
                 .hub
-                .history_after(stream, EventId::parse_or_unknown(after), limit)
+                .history_after(stream, after, limit)
                 .await
                 .map_err(ApiError::internal)?;
             if page.reset_to.is_some() {
@@ -87,16 +88,26 @@ pub async fn history(
                     ),
                 ));
             }
-            page.entries
+            (page.entries, after)
         }
-        None => state
-            .hub
-            .latest(stream, limit)
-            .await
-            .map_err(ApiError::internal)?,
+        None => {
+            // The position first: whatever is appended after it is in the page or replayed.
+            let head = state.hub.head(stream).await.map_err(ApiError::internal)?;
+            let entries = state
+                .hub
+                .latest(stream, limit)
+                .await
+                .map_err(ApiError::internal)?;
+            (entries, head)
+        }
     };
+    let last_event_id = entries.last().map_or_else(
+        || position.to_string(),
+        |newest| newest.notification.id.clone(),
+    );
     Ok(Json(History {
         notifications: entries.iter().map(|e| e.notification.clone()).collect(),
+        last_event_id: Some(last_event_id),
     }))
 }
 

@@ -142,6 +142,12 @@ impl Hub {
         self.store.after(stream, after, limit).await
     }
 
+    /// The position of a subscriber of `stream` that has seen everything stored so far
+    /// (see [`Store::head`]).
+    pub async fn head(&self, stream: &str) -> Result<EventId, Error> {
+        self.store.head(stream).await
+    }
+
     /// The newest `limit` stored entries of `stream`, oldest first.
     pub async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
         self.store.latest(stream, limit).await

@@ -24,6 +24,7 @@
 //!   [`RETRY_READ`].
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,10 @@ impl Phase {
     }
 }
 
+/// What one step of [`Subscription::next`] came to: a delivery (`Break(Some)`), the end
+/// (`Break(None)`: the hub is gone), or another step (`Continue`).
+type Step = ControlFlow<Option<Delivery>>;
+
 /// One subscriber of one stream. Read it with [`Subscription::next`] or as a stream.
 pub struct Subscription {
     store: Arc<dyn Store>,
@@ -122,99 +127,113 @@ impl Subscription {
     /// The next delivery; `None` when the hub is gone.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
-            match &mut self.phase {
+            let step = match &self.phase {
                 Phase::Greeting => {
                     self.phase = Phase::catching_up();
-                    return Some(Delivery::Heartbeat);
+                    Step::Break(Some(Delivery::Heartbeat))
                 }
-                Phase::Replaying { page, more } => {
-                    if let Some(entry) = page.pop_front() {
-                        self.cursor = entry.id;
-                        metrics::replayed();
-                        // A page from memory is ready at once: without a yield now and
-                        // then, a thousand subscribers catching up would hold the workers
-                        // until done, and every other request (`/healthz`) would wait
-                        // behind them.
-                        self.replayed_since_yield += 1;
-                        if self.replayed_since_yield >= YIELD_EVERY {
-                            self.replayed_since_yield = 0;
-                            tokio::task::yield_now().await;
-                        }
-                        return Some(Delivery::Notification(entry));
-                    }
-                    if !*more {
-                        self.phase = Phase::Live;
-                        continue;
-                    }
-                    if let Some(recent) = self.feed.recent_after(self.cursor, REPLAY_PAGE) {
-                        *more = recent.len() == REPLAY_PAGE;
-                        *page = recent.into();
-                        continue;
-                    }
-                    match self
-                        .store
-                        .after(&self.stream, self.cursor, REPLAY_PAGE)
-                        .await
-                    {
-                        Ok(read) => {
-                            if let Some(restart) = read.reset_to {
-                                self.cursor = restart;
-                                metrics::reset();
-                                return Some(Delivery::Reset(restart));
-                            }
-                            *more = read.entries.len() == REPLAY_PAGE;
-                            *page = read.entries.into();
-                        }
-                        Err(err) => {
-                            tracing::debug!(
-                                "replay of {} failed, again in {RETRY_READ:?}: {err:#}",
-                                self.stream
-                            );
-                            self.phase = Phase::Pausing {
-                                until: Instant::now() + RETRY_READ,
-                            };
-                        }
-                    }
-                }
-                Phase::Pausing { until } => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(*until) => {
-                            self.phase = Phase::catching_up();
-                        }
-                        changed = self.heartbeat.changed() => {
-                            changed.ok()?;
-                            return Some(Delivery::Heartbeat);
-                        }
-                    }
-                }
-                Phase::Live => {
-                    tokio::select! {
-                        received = self.live.recv() => match received {
-                            Ok(Live::Entry(entry)) if entry.id > self.cursor => {
-                                self.cursor = entry.id;
-                                return Some(Delivery::Notification(entry));
-                            }
-                            Ok(Live::Entry(_)) => {}
-                            Ok(Live::Gap) => {
-                                self.phase = Phase::catching_up();
-                            }
-                            Err(RecvError::Lagged(missed)) => {
-                                metrics::lagged();
-                                tracing::debug!(
-                                    "a subscriber of {} fell {missed} behind; catching up from the store",
-                                    self.stream
-                                );
-                                self.phase = Phase::catching_up();
-                            }
-                            Err(RecvError::Closed) => return None,
-                        },
-                        changed = self.heartbeat.changed() => {
-                            changed.ok()?;
-                            return Some(Delivery::Heartbeat);
-                        }
-                    }
-                }
+                Phase::Replaying { .. } => self.replay().await,
+                &Phase::Pausing { until } => self.pause(until).await,
+                Phase::Live => self.follow_live().await,
+            };
+            if let Step::Break(delivery) = step {
+                return delivery;
             }
+        }
+    }
+
+    /// One step of catching up: the next entry of the page in hand; else the next page,
+    /// from the feed's recent entries or else the store; else the switch to live.
+    async fn replay(&mut self) -> Step {
+        let Phase::Replaying { page, more } = &mut self.phase else {
+            return Step::Continue(());
+        };
+        if let Some(entry) = page.pop_front() {
+            self.cursor = entry.id;
+            metrics::replayed();
+            // A page from memory is ready at once: without a yield now and then, a
+            // thousand subscribers catching up would hold the workers until done, and
+            // every other request (`/healthz`) would wait behind them.
+            self.replayed_since_yield += 1;
+            if self.replayed_since_yield >= YIELD_EVERY {
+                self.replayed_since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+            return Step::Break(Some(Delivery::Notification(entry)));
+        }
+        if !*more {
+            self.phase = Phase::Live;
+            return Step::Continue(());
+        }
+        if let Some(recent) = self.feed.recent_after(self.cursor, REPLAY_PAGE) {
+            *more = recent.len() == REPLAY_PAGE;
+            *page = recent.into();
+            return Step::Continue(());
+        }
+        match self
+            .store
+            .after(&self.stream, self.cursor, REPLAY_PAGE)
+            .await
+        {
+            Ok(read) => {
+                if let Some(restart) = read.reset_to {
+                    self.cursor = restart;
+                    metrics::reset();
+                    return Step::Break(Some(Delivery::Reset(restart)));
+                }
+                *more = read.entries.len() == REPLAY_PAGE;
+                *page = read.entries.into();
+            }
+            Err(err) => {
+                tracing::debug!(
+                    "replay of {} failed, again in {RETRY_READ:?}: {err:#}",
+                    self.stream
+                );
+                self.phase = Phase::Pausing {
+                    until: Instant::now() + RETRY_READ,
+                };
+            }
+        }
+        Step::Continue(())
+    }
+
+    /// After a failed read of the store: heartbeats until `until`, then catching up again.
+    async fn pause(&mut self, until: Instant) -> Step {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {
+                self.phase = Phase::catching_up();
+                Step::Continue(())
+            }
+            changed = self.heartbeat.changed() => Step::Break(changed.ok().map(|()| Delivery::Heartbeat)),
+        }
+    }
+
+    /// Live: the channel's next entry that is newer than the cursor, or a heartbeat. A
+    /// gap in the channel, or falling behind its buffer, goes back to catching up.
+    async fn follow_live(&mut self) -> Step {
+        tokio::select! {
+            received = self.live.recv() => match received {
+                Ok(Live::Entry(entry)) if entry.id > self.cursor => {
+                    self.cursor = entry.id;
+                    Step::Break(Some(Delivery::Notification(entry)))
+                }
+                Ok(Live::Entry(_)) => Step::Continue(()),
+                Ok(Live::Gap) => {
+                    self.phase = Phase::catching_up();
+                    Step::Continue(())
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    metrics::lagged();
+                    tracing::debug!(
+                        "a subscriber of {} fell {missed} behind; catching up from the store",
+                        self.stream
+                    );
+                    self.phase = Phase::catching_up();
+                    Step::Continue(())
+                }
+                Err(RecvError::Closed) => Step::Break(None),
+            },
+            changed = self.heartbeat.changed() => Step::Break(changed.ok().map(|()| Delivery::Heartbeat)),
         }
     }
 
