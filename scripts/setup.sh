@@ -138,10 +138,14 @@ if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
     --no-default-features --features rustls &
   installs+=($!)
 fi
-for pid in "${installs[@]}"; do
-  wait "$pid" || { echo "setup: cargo install failed (see above)" >&2; exit 1; }
+for pid in ${installs[@]+"${installs[@]}"}; do
+  if ! wait "$pid"; then
+    kill ${installs[@]+"${installs[@]}"} "$downloads_pid" 2>/dev/null || true
+    echo "setup: cargo install failed (see above)" >&2
+    exit 1
+  fi
 done
-[ "${#installs[@]}" = 0 ] || log "trunk and wasm-bindgen-cli installed"
+[ "${#installs[@]}" = 0 ] || log "tools installed"
 rm -rf "$INSTALL_TARGET"
 wait "$downloads_pid" || { echo "setup: installing wasm-opt or Chromium failed (see above)" >&2; exit 1; }
 if [ "$WITH_TEST_TOOLS" = 1 ] && ! command -v chromedriver >/dev/null; then

@@ -33,7 +33,7 @@ CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
 step "build and clippy: server, common, tests, bench"
-cargo build -p server -p e2e --bins
+cargo build -p server -p e2e -p bench --bins
 
 # Starts a server in the background and sets the variable named $1 to the URL it reports
 # ("listening on URL").

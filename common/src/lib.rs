@@ -142,9 +142,10 @@ pub struct NewNotification {
 pub struct History {
     pub notifications: Vec<Notification>,
     /// Where a subscriber that has seen this page resumes (its `Last-Event-ID`): the id of
-    /// the newest notification listed or, when none is, the stream's position when the
-    /// page was read, so that what is published meanwhile is replayed, not missed. Opaque,
-    /// like every id; absent from servers older than this field.
+    /// the newest notification listed or, when none is, the `after` the page was asked
+    /// for, or else the stream's position when the page was read, so that what is
+    /// published meanwhile is replayed, not missed. Opaque, like every id; absent from
+    /// servers older than this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_id: Option<String>,
 }

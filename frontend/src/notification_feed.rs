@@ -5,8 +5,8 @@
 //! browser that show the same stream share it ([`ConnectionOptions::shared`]): a page costs
 //! one of the browser's six connections per host, however many tabs are open.
 //!
-//! History first, then the live stream from the newest entry of that history, so that
-//! everything that arrives live is newer than everything listed. After a `reset` (the
+//! History first, then the live stream from where that history ends (its `last_event_id`),
+//! so that everything that arrives live is newer than everything listed. After a `reset` (the
 //! server no longer has everything this page missed) the history is loaded again, keeping
 //! what arrives live meanwhile. The position to resume from lives in the connection
 //! ([`Connection::last_event_id`]) and nowhere else. Unread means "not yet marked read":

@@ -170,6 +170,7 @@ async fn sends_first_byte(socket: &TcpStream, header_timeout: Duration) -> bool 
     )
 }
 
+/// The store `config` names: Redis Streams with `--redis`, else the SQLite file.
 async fn open_store(config: &Config, retention: &Retention) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.redis {
         let store = RedisStore::connect(url, &config.redis_prefix, retention.clone()).await?;

@@ -92,6 +92,9 @@ impl TrunkServe {
             .arg(port.to_string())
             .current_dir(copy.root())
             .env("CARGO_TARGET_DIR", &target_dir)
+            // A developer's build: not through the clippy-driver that scripts/test.sh sets.
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CLIPPY_ARGS")
             // trunk 0.21 takes only `true` or `false` here.
             .env("NO_COLOR", "true")
             .stdout(Stdio::piped())

@@ -20,8 +20,8 @@
 //! (no group), leader (holds the `EventSource` and posts what it receives) or follower
 //! (receives from the leader, and takes over when the leader goes).
 //!
-//! Here: the options and the connection's signals. [`link`]: the socket, its timeouts and
-//! its reopening. [`leadership`]: the tab's role in its group.
+//! Here: the options and the connection's signals. `link.rs`: the socket, its timeouts
+//! and its reopening. `leadership.rs`: the tab's role in its group.
 
 mod leadership;
 mod link;
@@ -126,7 +126,7 @@ impl ConnectionOptions {
 
     /// Treat a connection that stays silent this long as dead and reopen it. Heartbeat
     /// events (`heartbeat`, data `{"interval_ms": N}`) may tighten it to twice their
-    /// interval ([`Heartbeat::tighten`]), never loosen it; without it, they set it.
+    /// interval ([`common::Heartbeat::tighten`]), never loosen it; without it, they set it.
     pub fn silence_limit(mut self, limit: Duration) -> Self {
         self.silence_limit = Some(limit);
         self

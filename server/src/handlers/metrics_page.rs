@@ -23,8 +23,8 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
                 .into_response();
         }
     }
-    metrics::store_up(state.hub.store_problem().is_none());
     let overview = state.hub.overview().await.ok();
+    metrics::store_up(state.hub.store_problem().is_none());
     metrics::record_states(
         state.stream_slots.open(),
         overview.as_ref().map(|o| o.streams.as_slice()),

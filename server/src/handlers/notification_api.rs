@@ -73,10 +73,9 @@ pub async fn history(
         .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
     let (entries, position) = match query.get("after") {
         Some(after) => {
-            let after = EventId::parse_or_unknown(after);
             let page = state
                 .hub
-                .history_after(stream, after, limit)
+                .history_after(stream, EventId::parse_or_unknown(after), limit)
                 .await
                 .map_err(ApiError::internal)?;
             if page.reset_to.is_some() {
@@ -88,7 +87,7 @@ pub async fn history(
                     ),
                 ));
             }
-            (page.entries, after)
+            (page.entries, after.clone())
         }
         None => {
             // The position first: whatever is appended after it is in the page or replayed.
@@ -98,13 +97,12 @@ pub async fn history(
                 .latest(stream, limit)
                 .await
                 .map_err(ApiError::internal)?;
-            (entries, head)
+            (entries, head.to_string())
         }
     };
-    let last_event_id = entries.last().map_or_else(
-        || position.to_string(),
-        |newest| newest.notification.id.clone(),
-    );
+    let last_event_id = entries
+        .last()
+        .map_or(position, |newest| newest.notification.id.clone());
     Ok(Json(History {
         notifications: entries.iter().map(|e| e.notification.clone()).collect(),
         last_event_id: Some(last_event_id),

@@ -21,11 +21,11 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(2);
 const FOLLOW_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// The follower of `stream` (see the hub's module documentation): reads what
-/// is appended to `stream` after `cursor` and sends it to `tx`, until the stream has no
+/// is appended to `stream` after `cursor` and sends it to `feed`, until the stream has no
 /// subscribers here. A failed read is retried from the same position after a backoff
 /// with jitter, so an outage of the store loses and doubles nothing. Entries that
 /// retention dropped before the follower read them (a long outage, a burst larger than a
-/// stream's cap) are a [`Live::Gap`]: every subscriber then catches up from the store,
+/// stream's cap) are a [`Live::Gap`](super::feed::Live::Gap): every subscriber then catches up from the store,
 /// which tells those that lost entries with a reset.
 pub async fn run(
     store: Arc<dyn Store>,

@@ -1,17 +1,17 @@
 //! Where streams fan out: the hub owns the store and the live channels, and every read or
 //! write of notifications goes through it (publish, subscribe, history, retention).
 //!
-//! Publishing is group commit ([`writer`]): publishes queue for one writer task, which
+//! Publishing is group commit (`writer.rs`): publishes queue for one writer task, which
 //! stores every publish waiting at that moment in one transaction (one disk flush for the
 //! batch). A publisher is answered once its entry is stored. The live channels
-//! ([`channels`]) are fed in one of two ways, by the store:
+//! (`channels.rs`) are fed in one of two ways, by the store:
 //!
 //! - **Local** (SQLite): the writer sends the stored entries to their streams' channels,
 //!   in id order; one that hangs up after queueing cannot leave an entry stored but
 //!   never sent.
 //! - **Followed** (a store shared by instances,
 //!   [`SharedStore`](crate::store::SharedStore)): other instances append too, so each
-//!   stream with subscribers here has one [`follower`] task that reads the store after the
+//!   stream with subscribers here has one follower task (`follower.rs`) that reads the store after the
 //!   last id it saw and sends what it reads. It starts from the stream's head read before
 //!   its first subscriber joined, keeps its position across store outages (retrying with
 //!   backoff), and ends when the stream has no subscribers left.

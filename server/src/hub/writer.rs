@@ -1,6 +1,4 @@
-//! The hub's one writer: group commit. Publishes queue for it; it stores every publish
-//! waiting at that moment in one transaction (one disk flush for the batch), then sends
-//! the entries live in id order (for a local store) and answers each publisher.
+//! The hub's one writer task: group commit (see [`write_batches`]).
 
 use std::sync::Arc;
 use std::time::Instant;
