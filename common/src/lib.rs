@@ -5,10 +5,12 @@
 //! ([`backoff`]) — is defined once here, so the two sides cannot drift apart.
 
 pub mod backoff;
+pub mod selector;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
 
+pub use selector::{Selection, Selector};
 pub use validate::{is_valid_stream_name, Draft, Invalid};
 
 /// HTTP paths served by the server and called by the app.
@@ -36,7 +38,8 @@ pub mod paths {
 
 /// Query parameters the server reads, named once for the server, the web app and the CLI.
 pub mod query {
-    /// The stream to follow, publish to or read the history of (default `messages`).
+    /// The stream to publish to or read the history of (default `messages`); on
+    /// `/events`, repeated, the streams and patterns to follow ([`crate::Selection`]).
     pub const STREAM: &str = "stream";
     /// The id to resume after: `EventSource` cannot set the `Last-Event-ID` header on a
     /// new connection, so the web app sends it here.

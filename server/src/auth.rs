@@ -24,6 +24,8 @@ use axum_extra::headers::{Authorization, HeaderMapExt};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use common::selector::{matches, Selector};
+
 use crate::error::ApiError;
 
 /// The cookie `POST /api/session` sets.
@@ -64,24 +66,13 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Whether `pattern` (a name, or a prefix ending in `*`) covers `stream`.
-pub fn matches(pattern: &str, stream: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => stream.starts_with(prefix),
-        None => pattern == stream,
-    }
-}
-
-/// Whether a pattern is well formed: a stream name, optionally followed by `*`, or `*`.
+/// A claim or `--private-stream` pattern, checked by the one selector rule
+/// ([`common::Selector`]): a stream name, or a prefix ending in `*`.
 pub fn check_pattern(pattern: &str) -> Result<String, String> {
-    let name = pattern.strip_suffix('*').unwrap_or(pattern);
-    if name.is_empty() || common::is_valid_stream_name(name) {
-        Ok(pattern.to_owned())
-    } else {
-        Err(format!(
-            "`{pattern}` is not a stream pattern: a stream name, or a prefix ending in * (alerts.*, *)"
-        ))
-    }
+    pattern
+        .parse::<Selector>()
+        .map(|selector| selector.to_string())
+        .map_err(|invalid| invalid.0)
 }
 
 impl Auth {
@@ -190,6 +181,20 @@ impl Auth {
         }
     }
 
+    /// What the request may read through a pattern: every public stream, and the private
+    /// ones its token's `subscribe` claim covers (none without a token; `401` for a bad
+    /// one). Kept by the subscription, for the streams that appear later too.
+    pub fn reader(&self, parts: &Parts) -> Result<Reader, ApiError> {
+        let subscribe = match token(parts) {
+            Some(token) if !self.private.is_empty() => self.verify(&token)?.subscribe,
+            _ => Vec::new(),
+        };
+        Ok(Reader {
+            private: self.private.clone(),
+            subscribe,
+        })
+    }
+
     /// The claims of the request's token; `401` without one.
     pub fn claims(&self, parts: &Parts) -> Result<Claims, ApiError> {
         let token = token(parts).ok_or_else(|| {
@@ -208,6 +213,21 @@ impl Auth {
             claims,
             &EncodingKey::from_secret(secret.as_bytes()),
         )?)
+    }
+}
+
+/// Which streams one subscriber may read: see [`Auth::reader`].
+#[derive(Clone, Debug)]
+pub struct Reader {
+    private: Vec<String>,
+    subscribe: Vec<String>,
+}
+
+impl Reader {
+    /// Whether `stream` is public or covered by the token.
+    pub fn may_read(&self, stream: &str) -> bool {
+        !self.private.iter().any(|p| matches(p, stream))
+            || self.subscribe.iter().any(|p| matches(p, stream))
     }
 }
 

@@ -107,9 +107,10 @@ struct PublishArgs {
 struct ListenArgs {
     #[command(flatten)]
     server: ServerUrl,
-    /// Stream to listen to.
-    #[arg(long, default_value = DEFAULT_STREAM, value_parser = stream_name)]
-    stream: String,
+    /// A stream to listen to, or a pattern (`alerts.*`); repeat it for several, on one
+    /// connection.
+    #[arg(long = "stream", default_value = DEFAULT_STREAM, value_parser = auth::check_pattern)]
+    streams: Vec<String>,
     /// Start after this event id (replays what came after it).
     #[arg(long)]
     last_event_id: Option<String>,
@@ -164,7 +165,7 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     hub_client::listen(
         &args.server.url,
         args.server.token.as_deref(),
-        &args.stream,
+        &args.streams,
         args.last_event_id,
         args.count,
         format,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{events, paths, query, Draft, Heartbeat, NewNotification, Notification};
+use common::{events, paths, query, Draft, Heartbeat, NewNotification, Notification, Selection};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
@@ -81,12 +81,13 @@ pub enum Format {
     Json,
 }
 
-/// Prints the notifications of `stream` as they arrive, reconnecting on its own after
-/// `Last-Event-ID` so that none is lost or repeated. Stops after `count` if given.
+/// Prints the notifications of the streams `selectors` name or match (see
+/// [`Selection`]) as they arrive, reconnecting on its own after `Last-Event-ID` so that
+/// none is lost or repeated. Stops after `count` if given.
 pub async fn listen(
     url: &str,
     token: Option<&str>,
-    stream: &str,
+    selectors: &[String],
     last_event_id: Option<String>,
     count: Option<u64>,
     format: Format,
@@ -95,16 +96,21 @@ pub async fn listen(
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
+    let selection = Selection::parse(selectors.iter().map(String::as_str))?;
     let url = endpoint(url, paths::EVENTS);
     let mut progress = Progress {
         last_event_id,
         printed: 0,
         count,
+        several: selection.single().is_none(),
     };
     let mut connected_once = false;
     let mut delays = common::backoff::reconnect_delays(None);
     loop {
-        let mut request = client.get(&url).query(&[(query::STREAM, stream)]);
+        let pairs: Vec<_> = (selection.selectors().iter())
+            .map(|selector| (query::STREAM, selector.to_string()))
+            .collect();
+        let mut request = client.get(&url).query(&pairs);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -142,6 +148,8 @@ struct Progress {
     last_event_id: Option<String>,
     printed: u64,
     count: Option<u64>,
+    /// Whether it follows several streams, so that each line names its stream.
+    several: bool,
 }
 
 impl Progress {
@@ -172,7 +180,7 @@ impl Progress {
             match event.event.as_str() {
                 "message" => {
                     self.last_event_id = Some(event.id.clone());
-                    print(out, &event.data, format)?;
+                    print(out, &event.data, format, self.several)?;
                     self.printed += 1;
                     if self.count.is_some_and(|count| self.printed >= count) {
                         return Ok(true);
@@ -184,8 +192,12 @@ impl Progress {
                     }
                 }
                 events::RESET => {
+                    let stream = serde_json::from_str::<serde_json::Value>(&event.data)
+                        .ok()
+                        .and_then(|data| Some(format!(" of {}", data.get("stream")?.as_str()?)))
+                        .unwrap_or_default();
                     eprintln!(
-                        "listen: the server no longer has every event after {}; some were missed",
+                        "listen: the server no longer has every event{stream} after {}; some were missed",
                         self.last_event_id.as_deref().unwrap_or("the start")
                     );
                     self.last_event_id = Some(event.id.clone());
@@ -206,21 +218,25 @@ fn retryable(status: reqwest::StatusCode) -> bool {
     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
 }
 
-fn print(out: &mut impl Write, data: &str, format: Format) -> anyhow::Result<()> {
+/// Prints one notification's `data`: as it came, or as a line of text (`[id]`, or
+/// `[stream id]` for a listener of `several` streams).
+fn print(out: &mut impl Write, data: &str, format: Format, several: bool) -> anyhow::Result<()> {
     match format {
         Format::Json => writeln!(out, "{data}")?,
         Format::Text => match serde_json::from_str::<Notification>(data) {
-            Ok(n) if n.body.is_empty() => {
-                writeln!(out, "[{}] {}: {}", n.id, n.level.as_str(), n.title)?
+            Ok(n) => {
+                let tag = if several {
+                    format!("{} {}", n.stream, n.id)
+                } else {
+                    n.id.clone()
+                };
+                write!(out, "[{tag}] {}: {}", n.level.as_str(), n.title)?;
+                if n.body.is_empty() {
+                    writeln!(out)?;
+                } else {
+                    writeln!(out, " — {}", n.body.replace('\n', " ⏎ "))?;
+                }
             }
-            Ok(n) => writeln!(
-                out,
-                "[{}] {}: {} — {}",
-                n.id,
-                n.level.as_str(),
-                n.title,
-                n.body.replace('\n', " ⏎ ")
-            )?,
             Err(_) => writeln!(out, "{data}")?,
         },
     }

@@ -2,8 +2,8 @@
 //! builds `text/event-stream` responses, so every stream gets the same headers, `retry:`
 //! field, keep-alives and shutdown behaviour.
 //!
-//! Frames are plain bytes. A notification's frame is encoded once, when it is stored, and
-//! the same bytes go to every subscriber; the profile of the fan-out benchmark showed that
+//! Frames are plain bytes. A notification's frame is encoded once, at its first delivery,
+//! and the same bytes go to every subscriber; the profile of the fan-out benchmark showed that
 //! building an `axum::response::sse::Event` per subscriber and event (allocating, growing,
 //! formatting and scanning its data) was most of the server's own CPU time.
 
@@ -19,13 +19,12 @@ use common::{events, Heartbeat, LAST_EVENT_ID_HEADER};
 use futures::{stream, Stream, StreamExt};
 use tokio_stream::wrappers::IntervalStream;
 
-use crate::hub::Delivery;
+use crate::hub::Event;
 use crate::metrics;
 use crate::state::AppState;
 
-/// The data of a `reset` event.
-const RESET_DATA: &str =
-    r#"{"reason":"events after the given id are no longer stored; reload the history"}"#;
+/// Why a `reset` event came, in its data (with the stream's name).
+const RESET_REASON: &str = "events after the given id are no longer stored; reload the history";
 
 /// A comment line: ignored by clients, it keeps proxies from closing an idle stream.
 const KEEP_ALIVE: &[u8] = b":\n\n";
@@ -72,25 +71,39 @@ pub fn heartbeat_frame(interval: std::time::Duration) -> Bytes {
     frame(Some(events::HEARTBEAT), None, &data)
 }
 
-/// What a hub delivery looks like on the wire. Notifications are unnamed (so `onmessage`
-/// gets them) and carry their id; `heartbeat` and `reset` are named. `heartbeat` is the
-/// subscription's heartbeat frame, encoded once.
-pub fn delivery_frame(delivery: Delivery, heartbeat: &Bytes) -> Bytes {
-    match delivery {
-        Delivery::Notification(entry) => {
+/// What a subscriber's event looks like on the wire. Notifications are unnamed (so
+/// `onmessage` gets them) and carry an id; `heartbeat` and `reset` are named. `heartbeat`
+/// is the subscription's heartbeat frame, encoded once. A notification is encoded once
+/// for all its subscribers: whole, with its own id; or, for subscribers of several streams,
+/// without the `id:` line, which is theirs.
+pub fn event_frame(event: Event, heartbeat: &Bytes) -> Bytes {
+    match event {
+        Event::Notification { entry, id } => {
             metrics::delivered();
             if let Some(latency) = entry.fan_out.first_delivery() {
                 metrics::first_delivery(latency);
             }
-            entry.fan_out.wire(|| {
-                let json =
-                    serde_json::to_string(&entry.notification).expect("notifications serialize");
-                frame(None, Some(&entry.notification.id), &json)
-            })
+            let json =
+                || serde_json::to_string(&entry.notification).expect("notifications serialize");
+            match id {
+                None => entry
+                    .fan_out
+                    .wire(|| frame(None, Some(&entry.notification.id), &json())),
+                Some(id) => {
+                    let data = entry.fan_out.wire_without_id(|| frame(None, None, &json()));
+                    let mut out = BytesMut::with_capacity(id.len() + 5 + data.len());
+                    out.put_slice(b"id: ");
+                    out.put_slice(id.as_bytes());
+                    out.put_u8(b'\n');
+                    out.put_slice(&data);
+                    out.freeze()
+                }
+            }
         }
-        Delivery::Heartbeat => heartbeat.clone(),
-        Delivery::Reset(restart) => {
-            frame(Some(events::RESET), Some(&restart.to_string()), RESET_DATA)
+        Event::Heartbeat => heartbeat.clone(),
+        Event::Reset { stream, id } => {
+            let data = serde_json::json!({ "reason": RESET_REASON, "stream": stream });
+            frame(Some(events::RESET), Some(&id), &data.to_string())
         }
     }
 }

@@ -303,7 +303,7 @@ fn a_bad_auth_setting_stops_the_server_with_a_clear_message() {
         ),
         (
             vec!["--jwt-secret", SECRET, "--private-stream", "bad name"],
-            "not a stream pattern",
+            "not a stream selector",
         ),
     ] {
         let output = Command::new(BIN)
@@ -438,5 +438,87 @@ async fn no_spelling_of_a_token_reaches_the_log_at_debug() {
     println!(
         "auth: 7 query spellings, the header and the cookie accepted; {} debug log lines, no token in them",
         log.lines().count()
+    );
+}
+
+/// The notifications of a subscription (skipping heartbeats) until `last` arrives, by
+/// stream and title.
+async fn read_until(response: reqwest::Response, last: &str) -> Vec<String> {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let mut events = response.bytes_stream().eventsource();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s: &String| s.ends_with(last)) {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {last} within 10 s; saw {seen:?}"))
+            .unwrap()
+            .unwrap();
+        if event.event == "message" {
+            let n: common::Notification = serde_json::from_str(&event.data).unwrap();
+            seen.push(format!("{} {}", n.stream, n.title));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_pattern_reaches_only_the_private_streams_the_token_may_read_even_ones_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::api_only(
+        "127.0.0.1:0",
+        &dir.path().join("hub.db"),
+        &["--jwt-secret", SECRET, "--private-stream", "secret.*"],
+    )
+    .unwrap();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let client = reqwest::Client::new();
+    let publisher = mint(SECRET, &["--publish", "*"]);
+    let reader = mint(SECRET, &["--subscribe", "secret.ops"]);
+    let publish = |stream: &str, title: &str| {
+        client
+            .post(url("/api/notifications"))
+            .bearer_auth(&publisher)
+            .json(&serde_json::json!({"stream": stream, "title": title}))
+            .send()
+    };
+    publish("secret.old", "before").await.unwrap();
+
+    // Named outright without the right: refused, as for one stream.
+    let named = || client.get(url("/events?stream=public&stream=secret.ops"));
+    assert_eq!(status(named()).await.0, 401, "no token");
+    let other = mint(SECRET, &["--subscribe", "secret.hr"]);
+    assert_eq!(status(named().bearer_auth(&other)).await.0, 403);
+
+    let anyone = client.get(url("/events?stream=*")).send().await.unwrap();
+    let ops = (client.get(url("/events?stream=*")).bearer_auth(&reader))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (anyone.status().as_u16(), ops.status().as_u16()),
+        (200, 200)
+    );
+    // Streams created after both connected: private ones, a public one, then a marker.
+    for (stream, title) in [
+        ("secret.old", "existing"),
+        ("secret.ops", "for ops"),
+        ("secret.hr", "for hr"),
+        ("news", "public"),
+        ("zz", "end"),
+    ] {
+        assert_eq!(publish(stream, title).await.unwrap().status(), 201);
+    }
+    assert_eq!(read_until(anyone, "end").await, ["news public", "zz end"]);
+    let for_ops = read_until(ops, "end").await;
+    assert!(
+        for_ops.contains(&"secret.ops for ops".to_owned()),
+        "{for_ops:?}"
+    );
+    assert!(
+        !for_ops
+            .iter()
+            .any(|s| s.starts_with("secret.hr") || s.starts_with("secret.old")),
+        "{for_ops:?}"
     );
 }

@@ -261,3 +261,64 @@ fn publish_waits_out_the_servers_rate_limit() {
     let stored: common::Notification = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(stored.title, "second");
 }
+
+#[test]
+fn listen_follows_several_streams_and_a_pattern_on_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve("127.0.0.1:0", &dir.path().join("hub.db"));
+    for (stream, title) in [("one", "first"), ("other", "skipped"), ("many.b", "second")] {
+        let status = Command::new(BIN)
+            .args([
+                "publish",
+                "--url",
+                &server.url,
+                "--stream",
+                stream,
+                "--title",
+                title,
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let output = Command::new(BIN)
+        .args([
+            "listen",
+            "--url",
+            &server.url,
+            "--stream",
+            "one",
+            "--stream",
+            "many.*",
+        ])
+        .args(["--last-event-id", "0", "--count", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    // Streams are merged as they come: each in order, not one order across them.
+    let mut lines: Vec<&str> = printed.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[0].starts_with("[many.b ") && lines[0].ends_with("info: second"),
+        "{printed}"
+    );
+    assert!(
+        lines[1].starts_with("[one ") && lines[1].ends_with("info: first"),
+        "{printed}"
+    );
+
+    let refused = Command::new(BIN)
+        .args(["listen", "--url", &server.url, "--stream", "bad name"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a stream selector"), "{stderr}");
+}

@@ -625,3 +625,74 @@ async fn a_redis_that_refuses_writes_keeps_health_degraded_until_writes_work() {
     let health = client.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_pattern_on_one_instance_follows_a_stream_created_on_another_and_moves_with_its_id() {
+    let servers = instances(&shared_url(), 2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let client = client();
+    let open = |url: &str, last: Option<String>| {
+        let mut request =
+            reqwest::Client::new().get(format!("{url}/events?stream=team&stream=ops.*"));
+        if let Some(last) = last {
+            request = request.header("Last-Event-ID", last);
+        }
+        request.send()
+    };
+    let response = open(&a.url, None).await.unwrap();
+    let mut events = response.bytes_stream().eventsource();
+    // Created on B after the subscriber connected to A: A learns of it from Redis.
+    publish(&client, &b.url, "ops.db", "db1").await.unwrap();
+    publish(&client, &b.url, "team", "t1").await.unwrap();
+    let mut seen = Vec::new();
+    let mut last = None;
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("A delivered B's new stream within 10 s")
+            .unwrap()
+            .unwrap();
+        if event.event == "message" {
+            let n: Notification = serde_json::from_str(&event.data).unwrap();
+            seen.push(format!("{} {}", n.stream, n.title));
+            last = Some(event.id);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["ops.db db1", "team t1"]);
+    drop(events);
+    // Away, then back on B with the last id: the rest of every stream, once.
+    publish(&client, &a.url, "ops.db", "db2").await.unwrap();
+    publish(&client, &a.url, "ops.web", "web1").await.unwrap();
+    publish(&client, &a.url, "team", "t2").await.unwrap();
+    let response = open(&b.url, last).await.unwrap();
+    let mut events = response.bytes_stream().eventsource();
+    let mut resumed = Vec::new();
+    while resumed.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("B resumed every stream within 10 s")
+            .unwrap()
+            .unwrap();
+        if event.event == "message" {
+            let n: Notification = serde_json::from_str(&event.data).unwrap();
+            resumed.push(format!("{} {}", n.stream, n.title));
+        }
+    }
+    resumed.sort();
+    assert_eq!(resumed, ["ops.db db2", "ops.web web1", "team t2"]);
+    publish(&client, &a.url, "team", "t3").await.unwrap();
+    let next = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if event.event == "message" {
+            break serde_json::from_str::<Notification>(&event.data)
+                .unwrap()
+                .title;
+        }
+    };
+    assert_eq!(next, "t3", "nothing twice");
+}

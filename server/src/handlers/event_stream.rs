@@ -1,16 +1,21 @@
-//! `GET /events?stream=NAME`: a notification stream.
+//! `GET /events?stream=NAME`: a notification stream; `?stream=a&stream=b&stream=alerts.*`
+//! follows several streams, and those a pattern matches later, on one connection.
 //!
-//! Notifications go out as unnamed events (`onmessage` gets them) with their id; control
+//! Notifications go out as unnamed events (`onmessage` gets them) with an id; control
 //! events are named (`heartbeat`, `reset`). With `Last-Event-ID` (or `?lastEventId=`),
-//! everything stored after that id comes first. An id this server cannot have issued is
-//! answered like an id that retention dropped: with a `reset`, never an error that a
-//! browser would retry forever.
+//! everything stored after that id comes first, in every stream followed (the id of a
+//! subscriber of several streams is its position in each, see `hub::Position`; of one
+//! stream, the entry's own id). An id this server cannot have issued is answered like an
+//! id that retention dropped: with a `reset`, never an error that a browser would retry
+//! forever. Named private streams need the token's right (`403`); a pattern reaches only
+//! the private streams the token may read.
 //!
 //! `?clock_ms=N` adds the server clock to the same connection: an `event: time` (no id, so
 //! it never moves the resume position) every N ms, as on `/sse/time`. A page that shows
 //! both then holds one of the browser's six HTTP/1.1 connections per host, not two.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -20,9 +25,9 @@ use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
 
 use crate::error::ApiError;
-use crate::handlers::{stream_param, time_stream};
+use crate::handlers::{selection_param, time_stream};
+use crate::hub::{MayRead, Position};
 use crate::state::AppState;
-use crate::store::EventId;
 use crate::{params, sse, ticker};
 
 /// The handler of `GET /events`.
@@ -31,20 +36,32 @@ pub async fn subscribe(
     parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let stream = stream_param(&query)?;
-    state.auth.may_subscribe(&parts, stream)?;
+    let selection = selection_param(&parts)?;
+    for stream in selection.streams() {
+        state.auth.may_subscribe(&parts, stream)?;
+    }
+    let reader = state.auth.reader(&parts)?;
+    let may_read: MayRead = Arc::new(move |stream| reader.may_read(stream));
+    let streams = state.hub.covered(&selection, &may_read);
+    if streams.len() > common::selector::MAX_STREAMS {
+        return Err(ApiError::bad_request(format!(
+            "the selection covers {} streams; one connection follows at most {}",
+            streams.len(),
+            common::selector::MAX_STREAMS
+        )));
+    }
     let headers = &parts.headers;
     let clock_ms = params::whole_number(&query, common::query::CLOCK_MS, time_stream::INTERVAL_MS)?;
-    let after = sse::last_event_id(headers, &query).map(EventId::parse_or_unknown);
+    let after = sse::last_event_id(headers, &query).map(Position::parse_or_unknown);
     let subscription = state
         .hub
-        .subscribe(stream, after)
+        .subscribe_to(selection, streams, after, may_read)
         .await
         .map_err(ApiError::internal)?;
     let heartbeat = sse::heartbeat_frame(state.config.heartbeat);
     let events = subscription
         .into_stream()
-        .map(move |delivery| sse::delivery_frame(delivery, &heartbeat));
+        .map(move |event| sse::event_frame(event, &heartbeat));
     let events = with_clock(
         events,
         clock_ms.map(|ms| state.tickers.ticks(Duration::from_millis(ms))),

@@ -11,9 +11,24 @@ pub mod time_stream;
 
 use std::collections::HashMap;
 
-use common::DEFAULT_STREAM;
+use common::{Selection, DEFAULT_STREAM};
 
 use crate::error::ApiError;
+
+/// Every `stream` query parameter, as one selection; `messages` when there is none.
+fn selection_param(parts: &axum::http::request::Parts) -> Result<Selection, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map_err(|err| ApiError::bad_request(format!("the query is malformed: {err}")))?;
+    let mut texts = (pairs.iter())
+        .filter(|(key, _)| key == common::query::STREAM)
+        .map(|(_, value)| value.as_str())
+        .peekable();
+    if texts.peek().is_none() {
+        return Selection::parse([DEFAULT_STREAM]).map_err(ApiError::invalid);
+    }
+    Selection::parse(texts).map_err(ApiError::invalid)
+}
 
 /// The `stream` query parameter, checked; `messages` when absent.
 fn stream_param(query: &HashMap<String, String>) -> Result<&str, ApiError> {

@@ -21,8 +21,11 @@
 
 mod activity;
 mod channels;
+mod directory;
 mod feed;
 mod follower;
+mod position;
+mod selected;
 mod subscription;
 mod writer;
 
@@ -31,22 +34,26 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use common::{StreamSummary, StreamsOverview};
+use common::{Selection, StreamSummary, StreamsOverview};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
 use activity::Activity;
 use channels::Channels;
+use directory::Directory;
 use writer::{Publish, Writer};
 
 pub use feed::Live;
+pub use position::Position;
+pub use selected::{Event, MayRead, Selected};
 pub use subscription::{Delivery, Subscription};
 
 /// The fan-out hub. One per server; shared by all handlers.
 pub struct Hub {
     store: Arc<dyn Store>,
     channels: Arc<Channels>,
+    directory: Arc<Directory>,
     activity: Arc<Activity>,
     publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
@@ -61,11 +68,13 @@ impl Hub {
         tokio::spawn(beat(Arc::downgrade(&tx), heartbeat));
         let channels = Arc::new(Channels::new(buffer));
         let activity = Arc::new(Activity::default());
+        let directory = Directory::new(store.clone());
         let (publishes, queue) = mpsc::channel(writer::QUEUE);
         tokio::spawn(writer::write_batches(
             Writer {
                 store: store.clone(),
                 channels: channels.clone(),
+                directory: directory.clone(),
                 activity: activity.clone(),
             },
             queue,
@@ -73,6 +82,7 @@ impl Hub {
         Arc::new(Self {
             store,
             channels,
+            directory,
             activity,
             publishes,
             heartbeat: tx,
@@ -130,6 +140,39 @@ impl Hub {
             (feed, live),
             self.heartbeat.subscribe(),
         ))
+    }
+
+    /// The streams `selection` covers now, of those `may_read` lets through: the ones it
+    /// names, and the known ones its patterns match (see `directory.rs`).
+    pub fn covered(&self, selection: &Selection, may_read: &MayRead) -> Vec<String> {
+        let mut streams: Vec<String> = selection.streams().map(str::to_owned).collect();
+        if selection.has_patterns() {
+            let names = self.directory.watch().borrow().clone();
+            streams.extend(
+                (names.iter())
+                    .filter(|name| selection.matches(name) && may_read(name))
+                    .filter(|name| !selection.streams().any(|named| named == name.as_str()))
+                    .cloned(),
+            );
+        }
+        streams
+    }
+
+    /// A subscriber of `streams` (what `selection` covers now, see [`Hub::covered`]) and
+    /// of the streams its patterns match later, that has seen everything up to `after`
+    /// (`None`: a new subscriber, which gets what is published from now on).
+    pub async fn subscribe_to(
+        self: &Arc<Self>,
+        selection: Selection,
+        streams: Vec<String>,
+        after: Option<Position>,
+        may_read: MayRead,
+    ) -> Result<Selected, Error> {
+        let position = match after {
+            Some(position) => position,
+            None => Position::at(self.store.clock().await?),
+        };
+        Selected::new(self, selection, streams, position, may_read).await
     }
 
     /// Stored entries of `stream` after `after`, oldest first, at most `limit`.

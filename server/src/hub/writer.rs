@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::activity::Activity;
 use super::channels::Channels;
+use super::directory::Directory;
 use crate::metrics;
 use crate::store::{Draft, Entry, Error, Store};
 
@@ -27,6 +28,7 @@ pub struct Publish {
 pub struct Writer {
     pub store: Arc<dyn Store>,
     pub channels: Arc<Channels>,
+    pub directory: Arc<Directory>,
     pub activity: Arc<Activity>,
 }
 
@@ -52,6 +54,7 @@ pub async fn write_batches(writer: Writer, mut queue: mpsc::Receiver<Publish>) {
                     if local {
                         writer.channels.send(&entry);
                     }
+                    writer.directory.learn(&entry.notification.stream);
                     writer.activity.record(&entry.notification.stream);
                     // A publisher that hung up still had its entry stored and sent.
                     let _ = done.send(Ok(entry));

@@ -89,6 +89,7 @@ pub struct FanOut {
     published: OnceLock<Instant>,
     first_delivered: AtomicBool,
     wire: OnceLock<Bytes>,
+    wire_without_id: OnceLock<Bytes>,
 }
 
 impl PartialEq for FanOut {
@@ -115,6 +116,11 @@ impl FanOut {
     /// The entry on the wire: `encode`d by the first sender, shared by the others.
     pub fn wire(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
         self.wire.get_or_init(encode).clone()
+    }
+
+    /// The same without its `id:` line, for subscribers whose ids are their own.
+    pub fn wire_without_id(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.wire_without_id.get_or_init(encode).clone()
     }
 }
 
@@ -198,6 +204,15 @@ pub trait Store: Send + Sync + 'static {
     /// The position of a subscriber of `stream` that has seen everything stored so far:
     /// reading [`Store::after`] it never gives a reset, whatever retention does meanwhile.
     async fn head(&self, stream: &str) -> Result<EventId, Error>;
+
+    /// A position in every stream at once, past everything stored so far: a new subscriber
+    /// of several streams starts there (see `hub::Position`). Reading [`Store::after`] from
+    /// it, in any stream, never gives a reset for being unknown.
+    async fn clock(&self) -> Result<EventId, Error>;
+
+    /// The names of the streams with entries (a stream that retention empties may leave
+    /// the list; its next append puts it back).
+    async fn stream_names(&self) -> Result<Vec<String>, Error>;
 
     /// The newest `limit` entries of `stream`, oldest first.
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error>;

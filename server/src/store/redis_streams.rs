@@ -104,9 +104,9 @@ end
 return 0
 ";
 
-/// The stream's last issued id, the newest id retention dropped from it, and (when
-/// `ARGV[3]` is not 0) up to `ARGV[3]` entries after `ARGV[2]`: in one script, so in one
-/// consistent view. `KEYS`: the stream key, the trimmed-through hash; `ARGV[1]`: its name.
+/// The stream's last issued id, the newest id retention dropped from it, (when `ARGV[3]`
+/// is not 0) up to `ARGV[3]` entries after `ARGV[2]`, and Redis's clock: in one script, so
+/// in one consistent view. `KEYS`: the stream key, the trimmed-through hash; `ARGV[1]`: its name.
 const POSITION_AND_RANGE: &str = r"
 local last = '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -120,7 +120,8 @@ local entries = {}
 if ARGV[3] ~= '0' then
   entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
 end
-return {last, trimmed, entries}
+local now = redis.call('TIME')
+return {last, trimmed, entries, now[1], now[2]}
 ";
 
 /// A Redis Streams-backed [`Store`].
@@ -186,14 +187,14 @@ impl RedisStore {
     }
 
     /// The stream's newest position (its last issued id, or its newest dropped id if that
-    /// is higher), its newest dropped id, and up to `limit` entries after `after` (none
-    /// for a `limit` of 0).
+    /// is higher), its newest dropped id, up to `limit` entries after `after` (none for a
+    /// `limit` of 0), and the clock's position (see [`clock_position`]).
     async fn position_and_range(
         &self,
         stream: &str,
         after: EventId,
         limit: usize,
-    ) -> Result<(EventId, EventId, Vec<Arc<Entry>>), Error> {
+    ) -> Result<(EventId, EventId, Vec<Arc<Entry>>, EventId), Error> {
         let mut conn = self.redis.manager();
         let mut invocation = self.scripts.position_and_range.prepare_invoke();
         invocation
@@ -202,10 +203,10 @@ impl RedisStore {
             .arg(stream)
             .arg(after.to_string())
             .arg(limit);
-        let (last, trimmed, range): (String, String, StreamRangeReply) = self
-            .redis
-            .call("read a stream", invocation.invoke_async(&mut conn))
-            .await?;
+        let (last, trimmed, range, secs, micros): (String, String, StreamRangeReply, u64, u64) =
+            self.redis
+                .call("read a stream", invocation.invoke_async(&mut conn))
+                .await?;
         let entries = range
             .ids
             .iter()
@@ -214,15 +215,12 @@ impl RedisStore {
         // A stream key deleted by hand (or evicted) restarts at 0-0 while its trimmed mark
         // stays: the newest position is whichever is higher, so that a reset to it holds.
         let trimmed = redis_id(&trimmed)?;
-        Ok((redis_id(&last)?.max(trimmed), trimmed, entries))
-    }
-
-    /// The names of the streams with entries (a stream that retention empties leaves the
-    /// set; its next append puts it back).
-    async fn stream_names(&self) -> Result<Vec<String>, Error> {
-        let mut list = redis::cmd("SMEMBERS");
-        list.arg(self.keys.streams());
-        self.redis.query("list streams", list).await
+        Ok((
+            redis_id(&last)?.max(trimmed),
+            trimmed,
+            entries,
+            clock_position(secs, micros),
+        ))
     }
 }
 
@@ -232,6 +230,15 @@ impl RedisStore {
 fn appended_at(id: EventId) -> Instant {
     let age = Duration::from_millis(now_ms().saturating_sub(id.major));
     Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+/// The position that Redis's clock at `secs`.`micros` gives in every stream: past every id
+/// issued before that millisecond, before every id issued after it (Redis issues ids from
+/// its own clock, and never below a stream's last one). An id issued in that same
+/// millisecond lies after it: it goes to a subscriber starting there, never missing.
+fn clock_position(secs: u64, micros: u64) -> EventId {
+    let ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+    EventId::new(ms.saturating_sub(1), u64::MAX)
 }
 
 /// Milliseconds since the Unix epoch: the unit of Redis stream ids.
@@ -307,9 +314,11 @@ impl Store for RedisStore {
                 reset_to: Some(self.head(stream).await?),
             });
         }
-        let (newest, trimmed, entries) =
+        let (newest, trimmed, entries, clock) =
             self.position_and_range(stream, after, limit.max(1)).await?;
-        if after < trimmed || after > newest {
+        // Past the stream's newest id is fine up to the clock: a position of a subscriber
+        // of several streams (see `hub::Position`) lies between ids of each.
+        if after < trimmed || (after > newest && after > clock) {
             return Ok(Page {
                 entries: Vec::new(),
                 reset_to: Some(newest),
@@ -322,10 +331,24 @@ impl Store for RedisStore {
     }
 
     async fn head(&self, stream: &str) -> Result<EventId, Error> {
-        let (newest, _, _) = self
+        let (newest, _, _, _) = self
             .position_and_range(stream, EventId::default(), 0)
             .await?;
         Ok(newest)
+    }
+
+    async fn clock(&self) -> Result<EventId, Error> {
+        let (secs, micros): (u64, u64) = self
+            .redis
+            .query("read the clock", redis::cmd("TIME"))
+            .await?;
+        Ok(clock_position(secs, micros))
+    }
+
+    async fn stream_names(&self) -> Result<Vec<String>, Error> {
+        let mut list = redis::cmd("SMEMBERS");
+        list.arg(self.keys.streams());
+        self.redis.query("list streams", list).await
     }
 
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {

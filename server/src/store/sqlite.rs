@@ -249,6 +249,22 @@ impl Store for SqliteStore {
         run_on(&self.reader, |conn| issued(conn).map(id_of)).await
     }
 
+    async fn clock(&self) -> Result<EventId, Error> {
+        // Ids are one sequence over every stream.
+        run_on(&self.reader, |conn| issued(conn).map(id_of)).await
+    }
+
+    async fn stream_names(&self) -> Result<Vec<String>, Error> {
+        run_on(&self.reader, |conn| {
+            let mut query = conn.prepare_cached("SELECT DISTINCT stream FROM notifications")?;
+            let names = query
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
         let stream = stream.to_owned();
         run_on(&self.reader, move |conn| {

@@ -1,0 +1,197 @@
+//! A subscriber of every stream a [`Selection`] covers, on one connection: the streams it
+//! names, those its patterns match now, and those that appear later.
+//!
+//! Each stream is followed by its own [`Subscription`] (replay → live, exactly once, as for
+//! a subscriber of that stream alone), started at the stream's cursor in the subscriber's
+//! [`Position`]; their deliveries are merged as they come. Every notification and reset
+//! carries the whole position as its id, so one `Last-Event-ID` resumes every stream. A
+//! reset names its stream and moves only that stream's cursor. Heartbeats come once for
+//! the connection, not once per stream.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+
+use common::selector::MAX_STREAMS;
+use common::Selection;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_stream::StreamMap;
+
+use super::position::Position;
+use super::subscription::Delivery;
+use super::Hub;
+use crate::store::{Entry, Error};
+
+/// Whether a subscriber may read a stream that a pattern matched (auth's rule, kept by the
+/// subscription for the streams that appear later).
+pub type MayRead = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What a [`Selected`] subscriber receives, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A notification. `id` is the subscriber's position after it; `None` when the
+    /// subscriber follows this one stream alone, whose position is the entry's own id.
+    Notification {
+        entry: Arc<Entry>,
+        id: Option<String>,
+    },
+    /// `stream` lost entries to retention (or the position was unknown): reload its history.
+    /// `id` is the position that goes on from there.
+    Reset { stream: String, id: String },
+    /// The periodic liveness signal; also the first event of every subscription.
+    Heartbeat,
+}
+
+/// A subscriber of a selection; see the module documentation.
+pub struct Selected {
+    hub: Weak<Hub>,
+    selection: Selection,
+    may_read: MayRead,
+    position: Position,
+    streams: StreamMap<String, BoxStream<'static, Delivery>>,
+    /// The known stream names, while a pattern may match more of them.
+    names: Option<watch::Receiver<Arc<BTreeSet<String>>>>,
+    heartbeat: watch::Receiver<()>,
+    greeted: bool,
+}
+
+impl Selected {
+    /// Follows `streams` (what the selection covers now) from `position`.
+    pub(super) async fn new(
+        hub: &Arc<Hub>,
+        selection: Selection,
+        streams: Vec<String>,
+        position: Position,
+        may_read: MayRead,
+    ) -> Result<Self, Error> {
+        let names = selection.has_patterns().then(|| hub.directory.watch());
+        let mut selected = Self {
+            hub: Arc::downgrade(hub),
+            selection,
+            may_read,
+            position,
+            streams: StreamMap::new(),
+            names,
+            heartbeat: hub.heartbeat.subscribe(),
+            greeted: false,
+        };
+        for stream in streams {
+            selected.follow(hub, stream).await?;
+        }
+        // Streams learned since `streams` was listed (a subscription's first look at the
+        // names is now, so none learned in between is passed over).
+        anyhow::ensure!(
+            selected.follow_new().await,
+            "the subscription could not follow every stream it covers"
+        );
+        Ok(selected)
+    }
+
+    /// Starts following `stream` from its cursor.
+    async fn follow(&mut self, hub: &Hub, stream: String) -> Result<(), Error> {
+        let cursor = self.position.cursor(&stream);
+        let subscription = hub.subscribe(&stream, Some(cursor)).await?;
+        self.streams
+            .insert(stream, subscription.into_stream().boxed());
+        Ok(())
+    }
+
+    /// Follows the streams that appeared since the last look and that the selection covers.
+    /// `false` when the subscription must end: the hub is gone, a store read failed, or
+    /// the selection now covers more than [`MAX_STREAMS`] (the client's next connection
+    /// is told so).
+    async fn follow_new(&mut self) -> bool {
+        let Some(names) = self
+            .names
+            .as_mut()
+            .map(|names| names.borrow_and_update().clone())
+        else {
+            return true;
+        };
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        for name in names.iter() {
+            if self.streams.contains_key(name)
+                || !self.selection.matches(name)
+                || !(self.may_read)(name)
+            {
+                continue;
+            }
+            if self.streams.len() >= MAX_STREAMS {
+                tracing::warn!(
+                    "a subscription now covers more than {MAX_STREAMS} streams; ending it"
+                );
+                return false;
+            }
+            if let Err(err) = self.follow(&hub, name.clone()).await {
+                tracing::debug!("following {name} failed, ending the subscription: {err:#}");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The id of the next event: the position, or for one stream alone its cursor.
+    fn id(&self) -> String {
+        match self.selection.single() {
+            Some(stream) => self.position.only(stream).to_string(),
+            None => self.position.to_string(),
+        }
+    }
+
+    /// The next event; `None` when the subscription ends (the hub is gone).
+    pub async fn next(&mut self) -> Option<Event> {
+        if !self.greeted {
+            self.greeted = true;
+            return Some(Event::Heartbeat);
+        }
+        loop {
+            tokio::select! {
+                Some((stream, delivery)) = self.streams.next(), if !self.streams.is_empty() => {
+                    match delivery {
+                        Delivery::Heartbeat => {}
+                        Delivery::Notification(entry) => {
+                            self.position.advance(&stream, entry.id);
+                            let id = self.selection.single().is_none().then(|| self.id());
+                            return Some(Event::Notification { entry, id });
+                        }
+                        Delivery::Reset(restart) => {
+                            self.position.advance(&stream, restart);
+                            return Some(Event::Reset { id: self.id(), stream });
+                        }
+                    }
+                }
+                changed = self.heartbeat.changed() => {
+                    return changed.ok().map(|()| Event::Heartbeat);
+                }
+                changed = names_changed(&mut self.names) => {
+                    if changed.is_err() {
+                        self.names = None;
+                    } else if !self.follow_new().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The events as a stream that ends when [`Selected::next`] does.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Event> + Send + 'static {
+        futures::stream::unfold(self, |mut selected| async move {
+            let event = selected.next().await?;
+            Some((event, selected))
+        })
+    }
+}
+
+/// When the known names change; never without them.
+async fn names_changed(
+    names: &mut Option<watch::Receiver<Arc<BTreeSet<String>>>>,
+) -> Result<(), watch::error::RecvError> {
+    match names {
+        Some(names) => names.changed().await,
+        None => std::future::pending().await,
+    }
+}
