@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --with-test-tools
 source scripts/env.sh
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# A heading per step, with the time since the script started (setup included).
+step() { printf '\n\033[1m== %s\033[0m [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 pids=()
 results=$(mktemp)
 # Runs cargo test, keeping its "test result" lines for the summary at the end.

@@ -28,8 +28,8 @@ struct Args {
     /// A seconds-long run with small N that fails unless every event arrived.
     #[arg(long)]
     quick: bool,
-    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F).
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F")]
+    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G")]
     only: Vec<String>,
     /// Our server binary.
     #[arg(long, default_value = "target/release/server")]
@@ -66,6 +66,8 @@ struct Plan {
     idle: usize,
     /// F: subscribers and publishes a second, on each setup.
     instances: Vec<(usize, u32)>,
+    /// G: subscribers and publishes a second, on one stream and on ten.
+    selections: (usize, u32),
 }
 
 impl Plan {
@@ -80,6 +82,7 @@ impl Plan {
                 storm: (20, 50),
                 idle: 200,
                 instances: vec![(60, 50)],
+                selections: (50, 50),
             }
         } else {
             Self {
@@ -91,6 +94,7 @@ impl Plan {
                 storm: (1_000, 1_000),
                 idle: 10_000,
                 instances: vec![(1_000, 50), (1_000, 500)],
+                selections: (1_000, 100),
             }
         }
     }
@@ -139,6 +143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wants("D") as usize,
         wants("E") as usize * bench.kinds.len(),
         wants("F") as usize * SETUPS.len() * bench.plan.instances.len(),
+        wants("G") as usize * 2,
     ]
     .iter()
     .sum();
@@ -159,6 +164,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("F") {
         bench.across_instances().await?;
+    }
+    if wants("G") {
+        bench.several_streams().await?;
     }
 
     if let Some(dir) = args.out.parent() {
@@ -435,6 +443,48 @@ impl Bench {
                 1.0,
             );
         }
+        Ok(())
+    }
+
+    /// G: the cost of following several streams on one connection: each subscriber on ten
+    /// streams (nine named, one through a pattern) against each on one, at the same rate
+    /// of publishes (each of which every subscriber gets either way).
+    async fn several_streams(&mut self) -> anyhow::Result<()> {
+        self.report
+            .section("G: several streams on one connection (`/events?stream=…&stream=g.p*`)");
+        let (n, rate) = self.plan.selections;
+        let mut runs = Vec::new();
+        for (label, selection) in [
+            ("1 stream", workloads::Selection::one()),
+            (
+                "10 streams (9 named, 1 by pattern)",
+                workloads::Selection::ten(),
+            ),
+        ] {
+            self.progress.step(&format!(
+                "G: {n} subscribers of {label}, {rate} publishes/s"
+            ));
+            let run = workloads::fan_out_over(
+                Kind::Hub,
+                &self.programs,
+                n,
+                rate,
+                self.plan.window,
+                &selection,
+            )
+            .await?;
+            runs.push((label, run));
+        }
+        self.report.line(&format!(
+            "{rate} publishes/s spread over the streams followed; latency is publish → delivered."
+        ));
+        self.report.selections(&runs);
+        check(
+            &mut self.problems,
+            "G",
+            runs.iter().map(|(_, run)| run),
+            1.0,
+        );
         Ok(())
     }
 }

@@ -54,6 +54,41 @@ impl Report {
         self.markdown.push_str(&table);
     }
 
+    /// A table of workload G's runs: the same fan-out with each subscriber on one stream and
+    /// on several, with latency and CPU per delivered notification as ratios of the first.
+    pub fn selections(&mut self, runs: &[(&str, FanOut)]) {
+        let mut table = "| each subscriber follows | N | connected / failed | events/s | delivered | p50 ms | p99 ms | × one stream p99 | server CPU s | CPU µs per delivery | × one stream |\n|---|---|---|---|---|---|---|---|---|---|---|\n".to_owned();
+        let per_delivery = |run: &FanOut| run.cpu_s * 1e6 / run.events.max(1) as f64;
+        let reference = runs.first().map(|(_, run)| (run.p99_ms, per_delivery(run)));
+        let ratio = |ours: f64, theirs: f64| {
+            if theirs > 0.0 {
+                format!("{:.2}", ours / theirs)
+            } else {
+                "–".into()
+            }
+        };
+        for (label, run) in runs {
+            let (p99, cpu) = reference.unwrap_or_default();
+            let _ = writeln!(
+                table,
+                "| {label} | {} | {} / {} | {:.0} | {:.2} % | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} |",
+                run.n,
+                run.connected,
+                run.failed,
+                run.events_per_s(),
+                run.delivery() * 100.0,
+                run.p50_ms,
+                run.p99_ms,
+                ratio(run.p99_ms, p99),
+                run.cpu_s,
+                per_delivery(run),
+                ratio(per_delivery(run), cpu),
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
     /// A table of workload F's runs: the same fan-out on each setup, with latency as a
     /// ratio of the first (one instance on SQLite).
     pub fn instances(&mut self, runs: &[(Setup, FanOut)]) {

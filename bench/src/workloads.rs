@@ -159,10 +159,59 @@ pub async fn notification_fan_out(
     rate: u32,
     window: Duration,
 ) -> anyhow::Result<FanOut> {
+    fan_out_over(kind, programs, n, rate, window, &Selection::one()).await
+}
+
+/// Which streams the subscribers of a notification fan-out follow, and where the
+/// publishes go (in turn): every subscriber follows every stream published to.
+pub struct Selection {
+    /// The query's `stream=` values.
+    pub selectors: Vec<String>,
+    /// The streams published to, in turn.
+    pub streams: Vec<String>,
+}
+
+impl Selection {
+    /// One stream, `bench` (workload B).
+    pub fn one() -> Self {
+        Self {
+            selectors: vec!["bench".into()],
+            streams: vec!["bench".into()],
+        }
+    }
+
+    /// Ten streams, nine by name and one through a pattern (workload G).
+    pub fn ten() -> Self {
+        let named: Vec<String> = (1..=9).map(|n| format!("g.s{n}")).collect();
+        let mut selectors = named.clone();
+        selectors.push("g.p*".into());
+        let mut streams = named;
+        streams.push("g.p.x".into());
+        Self { selectors, streams }
+    }
+
+    fn path(&self) -> String {
+        let query: Vec<String> = (self.selectors.iter())
+            .map(|s| format!("stream={s}"))
+            .collect();
+        format!("/events?{}", query.join("&"))
+    }
+}
+
+/// B and G: `n` subscribers of `selection` while `rate` publishes a second go to its
+/// streams in turn, measured for `window`.
+pub async fn fan_out_over(
+    kind: Kind,
+    programs: &Programs,
+    n: usize,
+    rate: u32,
+    window: Duration,
+    selection: &Selection,
+) -> anyhow::Result<FanOut> {
     let total = (rate as f64 * window.as_secs_f64()) as usize;
     let times = SendTimes::new(total);
     let subscribe = Subscribe {
-        path: "/events?stream=bench".into(),
+        path: selection.path(),
         last_event_id: None,
         until: None,
     };
@@ -177,7 +226,7 @@ pub async fn notification_fan_out(
     let cpu = run.target.cpu_seconds();
     run.stats.count(true);
     let url = format!("{}{}", run.target.url, run.target.kind.publish_path());
-    let acked = publish_at_rate(&[url], rate, total, &times).await;
+    let acked = publish_at_rate(&[url], &selection.streams, rate, total, &times).await;
     let expected = delivered_to_all(&run.stats, acked).await;
     let cpu_s = run.target.cpu_seconds() - cpu;
     Ok(run.finish(n, window, cpu_s, expected))
@@ -196,9 +245,15 @@ async fn delivered_to_all(stats: &Stats, acked: u64) -> u64 {
 }
 
 /// Sends `total` publishes titled `b-0`, `b-1`, … at `rate` a second (each on its own
-/// task, so a slow answer does not slow the rate), to the publish URLs `urls` in turn;
-/// returns how many were acknowledged.
-async fn publish_at_rate(urls: &[String], rate: u32, total: usize, times: &Arc<SendTimes>) -> u64 {
+/// task, so a slow answer does not slow the rate), to the publish URLs `urls` and the
+/// `streams` in turn; returns how many were acknowledged.
+async fn publish_at_rate(
+    urls: &[String],
+    streams: &[String],
+    rate: u32,
+    total: usize,
+    times: &Arc<SendTimes>,
+) -> u64 {
     let client = reqwest::Client::new();
     let acked = Arc::new(AtomicU64::new(0));
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -207,10 +262,11 @@ async fn publish_at_rate(urls: &[String], rate: u32, total: usize, times: &Arc<S
     for n in 0..total {
         interval.tick().await;
         let url = urls[n % urls.len()].clone();
+        let stream = streams[n % streams.len()].clone();
         let (client, acked, times) = (client.clone(), acked.clone(), times.clone());
         sends.push(tokio::spawn(async move {
             times.mark(n);
-            let body = serde_json::json!({ "stream": "bench", "title": format!("b-{n}") });
+            let body = serde_json::json!({ "stream": stream, "title": format!("b-{n}") });
             if let Ok(response) = client.post(&url).json(&body).send().await {
                 if response.status().is_success() {
                     acked.fetch_add(1, Ordering::Relaxed);
@@ -446,7 +502,7 @@ pub async fn fan_out_across_instances(
     for (i, target) in targets.iter().enumerate() {
         let share = n / targets.len() + usize::from(i < n % targets.len());
         let subscribe = Subscribe {
-            path: "/events?stream=bench".into(),
+            path: Selection::one().path(),
             last_event_id: None,
             until: None,
         };
@@ -470,7 +526,7 @@ pub async fn fan_out_across_instances(
         .iter()
         .map(|t| format!("{}{}", t.url, Kind::Hub.publish_path()))
         .collect();
-    let acked = publish_at_rate(&urls, rate, total, &times).await;
+    let acked = publish_at_rate(&urls, &Selection::one().streams, rate, total, &times).await;
     let expected = delivered_to_all(&stats, acked).await;
     let mut run = FanOut::measure(Kind::Hub, n, &stats, window);
     run.cpu_s = cpu(&targets) - cpu_before;
