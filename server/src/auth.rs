@@ -182,17 +182,18 @@ impl Auth {
     }
 
     /// What the request may read through a pattern: every public stream, and the private
-    /// ones its token's `subscribe` claim covers (none without a token; `401` for a bad
-    /// one). Kept by the subscription, for the streams that appear later too.
-    pub fn reader(&self, parts: &Parts) -> Result<Reader, ApiError> {
-        let subscribe = match token(parts) {
-            Some(token) if !self.private.is_empty() => self.verify(&token)?.subscribe,
-            _ => Vec::new(),
-        };
-        Ok(Reader {
+    /// ones its token's `subscribe` claim covers until the token expires (none without a
+    /// valid token: a pattern reads public streams whatever else the request carries, as
+    /// a named public stream does). Kept by the subscription, for the streams that appear
+    /// later too.
+    pub fn reader(&self, parts: &Parts) -> Reader {
+        let claims = (token(parts).filter(|_| !self.private.is_empty()))
+            .and_then(|token| self.verify(&token).ok());
+        Reader {
             private: self.private.clone(),
-            subscribe,
-        })
+            expires: claims.as_ref().map_or(0, |claims| claims.exp),
+            subscribe: claims.map(|claims| claims.subscribe).unwrap_or_default(),
+        }
     }
 
     /// The claims of the request's token; `401` without one.
@@ -221,13 +222,16 @@ impl Auth {
 pub struct Reader {
     private: Vec<String>,
     subscribe: Vec<String>,
+    /// When the token's rights end (its `exp`, seconds since the Unix epoch).
+    expires: u64,
 }
 
 impl Reader {
-    /// Whether `stream` is public or covered by the token.
+    /// Whether `stream` is public, or covered by the token while it is valid.
     pub fn may_read(&self, stream: &str) -> bool {
         !self.private.iter().any(|p| matches(p, stream))
-            || self.subscribe.iter().any(|p| matches(p, stream))
+            || (self.subscribe.iter().any(|p| matches(p, stream))
+                && expiry_in(Duration::ZERO) <= self.expires + LEEWAY_SECS)
     }
 }
 

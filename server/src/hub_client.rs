@@ -187,6 +187,10 @@ impl Progress {
                     }
                 }
                 events::HEARTBEAT => {
+                    // The first heartbeat names where the connection starts.
+                    if !event.id.is_empty() {
+                        self.last_event_id = Some(event.id.clone());
+                    }
                     if let Ok(beat) = serde_json::from_str::<Heartbeat>(&event.data) {
                         silence = beat.silence_limit();
                     }

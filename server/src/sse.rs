@@ -89,23 +89,30 @@ pub fn event_frame(event: Event, heartbeat: &Bytes) -> Bytes {
                 None => entry
                     .fan_out
                     .wire(|| frame(None, Some(&entry.notification.id), &json())),
-                Some(id) => {
-                    let data = entry.fan_out.wire_without_id(|| frame(None, None, &json()));
-                    let mut out = BytesMut::with_capacity(id.len() + 5 + data.len());
-                    out.put_slice(b"id: ");
-                    out.put_slice(id.as_bytes());
-                    out.put_u8(b'\n');
-                    out.put_slice(&data);
-                    out.freeze()
-                }
+                Some(id) => with_id(
+                    &id,
+                    &entry.fan_out.wire_without_id(|| frame(None, None, &json())),
+                ),
             }
         }
+        Event::Greeting { id } => with_id(&id, heartbeat),
         Event::Heartbeat => heartbeat.clone(),
         Event::Reset { stream, id } => {
             let data = serde_json::json!({ "reason": RESET_REASON, "stream": stream });
             frame(Some(events::RESET), Some(&id), &data.to_string())
         }
     }
+}
+
+/// `frame` (encoded without an `id:` line) with `id` as its id: a subscriber's own id on
+/// bytes shared by all (the fields of an event may come in any order).
+fn with_id(id: &str, frame: &Bytes) -> Bytes {
+    let mut out = BytesMut::with_capacity(id.len() + 5 + frame.len());
+    out.put_slice(b"id: ");
+    out.put_slice(id.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(frame);
+    out.freeze()
 }
 
 /// One piece of a response body: a frame, or the end of the events.

@@ -79,6 +79,7 @@ fn titles(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
 both_stores!(
     named_streams_and_patterns_share_one_connection_with_streams_created_later,
     one_id_resumes_every_stream_exactly_once_across_a_restart,
+    an_entry_id_past_a_streams_newest_still_gets_a_reset,
 );
 
 async fn named_streams_and_patterns_share_one_connection_with_streams_created_later(base: Config) {
@@ -272,5 +273,81 @@ async fn bad_and_excessive_selections_get_a_400_with_the_reason() {
     assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
     let body: common::ErrorBody = response.json().await.unwrap();
     assert!(body.error.contains("at most 64"), "{}", body.error);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_subscriber_that_got_only_its_greeting_resumes_from_it() {
+    let server = TestServer::start(support::config()).await;
+    let mut events = select(&server, &["a", "b.*"], None).await;
+    let greeting = events.next().await.unwrap();
+    assert_eq!(greeting.event, common::events::HEARTBEAT);
+    assert!(
+        !greeting.id.is_empty(),
+        "the first heartbeat names the position"
+    );
+    drop(events);
+    publish(&server, "a", "a1", "").await;
+    publish(&server, "b.new", "b1", "").await;
+    let mut events = select(&server, &["a", "b.*"], Some(&greeting.id)).await;
+    let got = take(&mut events, 2).await;
+    assert_eq!(
+        by_stream(&got),
+        titles(&[("a", &["a1"]), ("b.new", &["b1"])])
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_id_resets_the_streams_it_covers_and_later_streams_start_whole() {
+    let server = TestServer::start(support::config()).await;
+    publish(&server, "a", "old", "").await;
+    let mut events = select(&server, &["a", "n.*"], Some("99999,a:99999")).await;
+    let mut resets = Vec::new();
+    while resets.is_empty() {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("a reset within 10 s")
+            .unwrap();
+        if event.event == common::events::RESET {
+            let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+            resets.push(data["stream"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(resets, ["a"]);
+    // A stream created now is followed from the clock, not reset: its first entry arrives.
+    publish(&server, "n.x", "first", "").await;
+    publish(&server, "a", "next", "").await;
+    let got = take(&mut events, 2).await;
+    assert_eq!(
+        by_stream(&got),
+        titles(&[("a", &["next"]), ("n.x", &["first"])])
+    );
+    server.stop().await.unwrap();
+}
+
+/// Positions of several streams may lie past one stream's newest id; an entry id there
+/// was never issued (or the store lost it), and still gets a reset, as ever.
+async fn an_entry_id_past_a_streams_newest_still_gets_a_reset(base: Config) {
+    let server = TestServer::start(base).await;
+    let stored = publish(&server, "s", "only", "").await;
+    let id: server::store::EventId = stored.id.parse().unwrap();
+    let never_issued = if stored.id.contains('-') {
+        server::store::EventId::new(id.major, id.minor + 5)
+    } else {
+        server::store::EventId::new(id.major + 5, 0)
+    };
+    let mut events = select(&server, &["s"], Some(&never_issued.to_string())).await;
+    let reset = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("a reset within 10 s")
+            .unwrap();
+        assert_ne!(event.event, "message", "replayed from an id never issued");
+        if event.event == common::events::RESET {
+            break event;
+        }
+    };
+    assert!(reset.data.contains("\"stream\":\"s\""), "{}", reset.data);
     server.stop().await.unwrap();
 }

@@ -57,6 +57,8 @@ pub struct Hub {
     activity: Arc<Activity>,
     publishes: mpsc::Sender<Publish>,
     heartbeat: Arc<watch::Sender<()>>,
+    /// A heartbeat that never beats, for the streams of a subscriber of several.
+    quiet: watch::Sender<()>,
 }
 
 impl Hub {
@@ -86,6 +88,7 @@ impl Hub {
             activity,
             publishes,
             heartbeat: tx,
+            quiet: watch::channel(()).0,
         })
     }
 
@@ -113,6 +116,18 @@ impl Hub {
         stream: &str,
         after: Option<EventId>,
     ) -> Result<Subscription, Error> {
+        self.subscribe_with(stream, after, self.heartbeat.subscribe())
+            .await
+    }
+
+    /// [`Hub::subscribe`], with heartbeats from `heartbeat` (a subscriber of several
+    /// streams takes them once for all, and gives each of its streams none).
+    async fn subscribe_with(
+        &self,
+        stream: &str,
+        after: Option<EventId>,
+        heartbeat: watch::Receiver<()>,
+    ) -> Result<Subscription, Error> {
         // A follower must start at or before what the subscriber's first read of the store
         // sees: from a head read now, before the subscriber joins.
         let followed = self.store.shared().is_some();
@@ -138,7 +153,7 @@ impl Hub {
             stream.to_owned(),
             cursor,
             (feed, live),
-            self.heartbeat.subscribe(),
+            heartbeat,
         ))
     }
 
@@ -168,9 +183,16 @@ impl Hub {
         after: Option<Position>,
         may_read: MayRead,
     ) -> Result<Selected, Error> {
-        let position = match after {
-            Some(position) => position,
-            None => Position::at(self.store.clock().await?),
+        let position = match (after, selection.single()) {
+            // One stream alone: its own cursor, as ever; a new subscriber from its head.
+            (Some(position), Some(_)) => position,
+            (None, Some(stream)) => Position::at(self.store.head(stream).await?),
+            (None, None) => Position::at(self.store.clock().await?),
+            (Some(position), None) => position.for_several(
+                |id| self.store.everywhere(id),
+                self.store.clock().await?,
+                &streams,
+            ),
         };
         Selected::new(self, selection, streams, position, may_read).await
     }

@@ -74,9 +74,32 @@ impl Position {
         Self::at(self.cursor(stream))
     }
 
-    /// How many streams have a position of their own.
-    pub fn streams_apart(&self) -> usize {
-        self.streams.len()
+    /// This position as the start of a subscriber of several streams, the store's clock
+    /// being `clock`. A base that is an entry id becomes a position in every stream
+    /// (`everywhere`, see `Store::everywhere`). A base past the clock (an unknown id, a
+    /// database restored from an older backup) is no position at all: the streams covered
+    /// now that lack a cursor of their own start from [`EventId::UNKNOWN`] (a reset each),
+    /// and the base becomes the clock, where streams found later start.
+    pub fn for_several(
+        mut self,
+        everywhere: impl Fn(EventId) -> EventId,
+        clock: EventId,
+        covered: &[String],
+    ) -> Self {
+        let base = everywhere(self.base);
+        if base > clock {
+            for stream in covered {
+                self.streams
+                    .entry(stream.clone())
+                    .or_insert(EventId::UNKNOWN);
+            }
+            self.base = clock;
+        } else {
+            self.base = base;
+        }
+        let base = self.base;
+        self.streams.retain(|_, at| *at != base);
+        self
     }
 }
 
@@ -119,5 +142,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_base_past_the_clock_resets_the_streams_it_covers_and_starts_new_ones_at_the_clock() {
+        let clock = EventId::new(100, 0);
+        let same = |id| id;
+        let covered = ["a".to_owned(), "b".to_owned()];
+        let mut kept = Position::at(EventId::new(90, 0));
+        kept.advance("a", EventId::new(95, 0));
+        assert_eq!(kept.clone().for_several(same, clock, &covered), kept);
+
+        let unknown = Position::parse_or_unknown("garbage").for_several(same, clock, &covered);
+        assert_eq!(unknown.cursor("a"), EventId::UNKNOWN);
+        assert_eq!(unknown.cursor("b"), EventId::UNKNOWN);
+        assert_eq!(unknown.cursor("found.later"), clock);
+
+        let mut restored = Position::at(EventId::new(500, 0));
+        restored.advance("a", EventId::new(400, 0));
+        let restored = restored.for_several(same, clock, &covered);
+        assert_eq!(
+            restored.cursor("a"),
+            EventId::new(400, 0),
+            "its own cursor stands"
+        );
+        assert_eq!(restored.cursor("b"), EventId::UNKNOWN);
+        assert_eq!(restored.cursor("c"), clock);
+
+        let redis = |id: EventId| EventId::new(id.major - 1, u64::MAX);
+        let widened = Position::at(EventId::new(90, 3)).for_several(redis, clock, &covered);
+        assert_eq!(widened.cursor("b"), EventId::new(89, u64::MAX));
     }
 }

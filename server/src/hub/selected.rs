@@ -39,7 +39,10 @@ pub enum Event {
     /// `stream` lost entries to retention (or the position was unknown): reload its history.
     /// `id` is the position that goes on from there.
     Reset { stream: String, id: String },
-    /// The periodic liveness signal; also the first event of every subscription.
+    /// The first event of every subscription: a heartbeat that carries the position it
+    /// starts from, so that a client that gets nothing else still resumes from there.
+    Greeting { id: String },
+    /// The periodic liveness signal.
     Heartbeat,
 }
 
@@ -91,7 +94,8 @@ impl Selected {
     /// Starts following `stream` from its cursor.
     async fn follow(&mut self, hub: &Hub, stream: String) -> Result<(), Error> {
         let cursor = self.position.cursor(&stream);
-        let subscription = hub.subscribe(&stream, Some(cursor)).await?;
+        let subscription =
+            (hub.subscribe_with(&stream, Some(cursor), hub.quiet.subscribe())).await?;
         self.streams
             .insert(stream, subscription.into_stream().boxed());
         Ok(())
@@ -145,12 +149,13 @@ impl Selected {
     pub async fn next(&mut self) -> Option<Event> {
         if !self.greeted {
             self.greeted = true;
-            return Some(Event::Heartbeat);
+            return Some(Event::Greeting { id: self.id() });
         }
         loop {
             tokio::select! {
                 Some((stream, delivery)) = self.streams.next(), if !self.streams.is_empty() => {
                     match delivery {
+                        // Each stream's greeting; the connection's heartbeats come below.
                         Delivery::Heartbeat => {}
                         Delivery::Notification(entry) => {
                             self.position.advance(&stream, entry.id);

@@ -210,6 +210,15 @@ pub trait Store: Send + Sync + 'static {
     /// it, in any stream, never gives a reset for being unknown.
     async fn clock(&self) -> Result<EventId, Error>;
 
+    /// A position in every stream at or before the moment `id` was issued (for a plain
+    /// entry id that becomes the base of a subscriber of several streams, see
+    /// `hub::Position`): `id` itself where ids are one sequence over every stream (SQLite);
+    /// the millisecond before it where each stream has its own ids from one clock (Redis),
+    /// so an entry of another stream issued in that millisecond is not passed over.
+    fn everywhere(&self, id: EventId) -> EventId {
+        id
+    }
+
     /// The names of the streams with entries (a stream that retention empties may leave
     /// the list; its next append puts it back).
     async fn stream_names(&self) -> Result<Vec<String>, Error>;

@@ -316,9 +316,11 @@ impl Store for RedisStore {
         }
         let (newest, trimmed, entries, clock) =
             self.position_and_range(stream, after, limit.max(1)).await?;
-        // Past the stream's newest id is fine up to the clock: a position of a subscriber
-        // of several streams (see `hub::Position`) lies between ids of each.
-        if after < trimmed || (after > newest && after > clock) {
+        // A position of the clock (see `clock_position`: no entry id has that sequence)
+        // holds in every stream up to the clock; an entry id past the stream's newest was
+        // never issued here (or Redis lost it): a reset either way.
+        let clock_shaped = after.minor == u64::MAX && after <= clock;
+        if after < trimmed || (after > newest && !clock_shaped) {
             return Ok(Page {
                 entries: Vec::new(),
                 reset_to: Some(newest),
@@ -335,6 +337,13 @@ impl Store for RedisStore {
             .position_and_range(stream, EventId::default(), 0)
             .await?;
         Ok(newest)
+    }
+
+    fn everywhere(&self, id: EventId) -> EventId {
+        match id.minor {
+            u64::MAX => id,
+            _ => EventId::new(id.major.saturating_sub(1), u64::MAX),
+        }
     }
 
     async fn clock(&self) -> Result<EventId, Error> {
