@@ -8,15 +8,14 @@
 //! reset names its stream and moves only that stream's cursor. Heartbeats come once for
 //! the connection, not once per stream.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
 
 use common::selector::MAX_STREAMS;
 use common::Selection;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio_stream::StreamMap;
 
 use super::position::Position;
 use super::subscription::Delivery;
@@ -52,7 +51,13 @@ pub struct Selected {
     selection: Selection,
     may_read: MayRead,
     position: Position,
-    streams: StreamMap<String, BoxStream<'static, Delivery>>,
+    /// Each stream's deliveries, tagged with its name. `SelectAll` polls only the streams
+    /// that woke it; a map polled in turn polled all ten streams of a subscriber for each
+    /// delivery (workload G, server CPU per delivery against one stream: 1.10-1.14× with
+    /// `tokio_stream::StreamMap`, 0.97-1.14× with this).
+    streams: SelectAll<BoxStream<'static, (Arc<str>, Delivery)>>,
+    /// The names of the streams followed.
+    followed: HashSet<String>,
     /// The known stream names, while a pattern may match more of them.
     names: Option<watch::Receiver<Arc<BTreeSet<String>>>>,
     heartbeat: watch::Receiver<()>,
@@ -74,7 +79,8 @@ impl Selected {
             selection,
             may_read,
             position,
-            streams: StreamMap::new(),
+            streams: SelectAll::new(),
+            followed: HashSet::new(),
             names,
             heartbeat: hub.heartbeat.subscribe(),
             greeted: false,
@@ -96,8 +102,13 @@ impl Selected {
         let cursor = self.position.cursor(&stream);
         let subscription =
             (hub.subscribe_with(&stream, Some(cursor), hub.quiet.subscribe())).await?;
-        self.streams
-            .insert(stream, subscription.into_stream().boxed());
+        let name: Arc<str> = stream.as_str().into();
+        self.streams.push(
+            (subscription.into_stream())
+                .map(move |delivery| (name.clone(), delivery))
+                .boxed(),
+        );
+        self.followed.insert(stream);
         Ok(())
     }
 
@@ -117,13 +128,13 @@ impl Selected {
             return false;
         };
         for name in names.iter() {
-            if self.streams.contains_key(name)
+            if self.followed.contains(name)
                 || !self.selection.matches(name)
                 || !(self.may_read)(name)
             {
                 continue;
             }
-            if self.streams.len() >= MAX_STREAMS {
+            if self.followed.len() >= MAX_STREAMS {
                 tracing::warn!(
                     "a subscription now covers more than {MAX_STREAMS} streams; ending it"
                 );
@@ -164,7 +175,7 @@ impl Selected {
                         }
                         Delivery::Reset(restart) => {
                             self.position.advance(&stream, restart);
-                            return Some(Event::Reset { id: self.id(), stream });
+                            return Some(Event::Reset { id: self.id(), stream: stream.to_string() });
                         }
                     }
                 }
