@@ -5,9 +5,9 @@ use std::sync::Arc;
 use common::{is_valid_stream_name, DEFAULT_STREAM};
 use leptos::prelude::*;
 
-use crate::api::Api;
 use crate::components::{NotificationPanel, Now, ServerClock, StreamsCard, TriggerForm};
-use crate::notification_feed::use_notification_feed;
+use leptos_hub::api::Api;
+use leptos_hub::notification_feed::use_notification_feed;
 
 /// How often relative times ("2 min ago") are refreshed.
 const NOW_EVERY: std::time::Duration = std::time::Duration::from_secs(10);

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::notification_list::ListedNotification;
+use leptos_hub::notification_list::ListedNotification;
 
 /// The current time, refreshed now and then, for relative times ("2 min ago").
 #[derive(Clone, Copy)]

@@ -4,11 +4,11 @@
 use leptos::prelude::*;
 
 use crate::components::{NotificationItem, StatusPill};
-use crate::desktop;
-use crate::notification_feed::NotificationFeed;
-use crate::notification_list::NotificationList;
+use leptos_hub::desktop;
+use leptos_hub::notification_feed::NotificationFeed;
+use leptos_hub::notification_list::NotificationList;
 
-/// The panel for one stream's feed (see [`crate::notification_feed::use_notification_feed`]).
+/// The panel for one stream's feed (see [`leptos_hub::notification_feed::use_notification_feed`]).
 #[component]
 pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
     let stream = notifications.stream();

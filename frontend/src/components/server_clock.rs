@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::components::StatusPill;
-use crate::connection_state::ConnectionState;
+use leptos_hub::connection_state::ConnectionState;
 
 /// A card with the server time `time` (RFC 3339, from the ticks of the page's connection),
 /// the drift of the local clock from it, and the connection's `state`.

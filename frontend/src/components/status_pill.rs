@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::connection_state::ConnectionState;
+use leptos_hub::connection_state::ConnectionState;
 
 /// Shows `state` as a coloured pill; screen readers hear changes. `testid` names it for
 /// tests (a page has one per connection).

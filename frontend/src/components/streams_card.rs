@@ -7,9 +7,9 @@ use std::time::Duration;
 use common::{events, paths, StreamSummary, StreamsOverview};
 use leptos::prelude::*;
 
-use crate::api::Api;
 use crate::components::StatusPill;
-use crate::event_source::ConnectionOptions;
+use leptos_hub::api::Api;
+use leptos_hub::event_source::ConnectionOptions;
 
 /// The overview arrives every 2 s: three missed updates mean a dead connection.
 const SILENCE_LIMIT: Duration = Duration::from_secs(6);

@@ -8,7 +8,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, Api};
+use leptos_hub::api::{self, Api};
 
 /// Title, optional body and level, and a Trigger button, publishing to `stream`. An empty
 /// form asks the server for the seed's default notification ("Triggered at <server

@@ -5,14 +5,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use frontend::api::Api;
-use frontend::components::{NotificationPanel, ServerClock};
-use frontend::connection_state::{ConnectionState, Trouble};
-use frontend::event_source::{ConnectionOptions, SseMessage};
-use frontend::notification_feed::use_notification_feed;
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
+use leptos_hub::api::Api;
+use leptos_hub::connection_state::{ConnectionState, Trouble};
+use leptos_hub::event_source::{ConnectionOptions, SseMessage};
+use leptos_hub::notification_feed::use_notification_feed;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -118,52 +116,6 @@ async fn wrapper_reopens_when_the_browser_gives_up_and_loses_nothing() {
     drop(owner);
 }
 
-/// A fresh element in the test page to mount a component into.
-fn new_root() -> web_sys::HtmlElement {
-    let document = web_sys::window().unwrap().document().unwrap();
-    let root: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
-    document.body().unwrap().append_child(&root).unwrap();
-    root
-}
-
-/// The text of the first element under `root` with `data-testid=testid`.
-fn text_in(root: &web_sys::HtmlElement, testid: &str) -> String {
-    root.query_selector(&format!("[data-testid={testid}]"))
-        .unwrap()
-        .map(|e| e.text_content().unwrap_or_default())
-        .unwrap_or_default()
-}
-
-#[wasm_bindgen_test]
-async fn clock_component_shows_the_ticking_server_time() {
-    let root = new_root();
-    let _mounted = leptos::mount::mount_to(root.clone(), || {
-        provide_context(Api::new(SERVER));
-        let feed = use_notification_feed("clock-test".into());
-        view! { <ServerClock time=feed.server_time() state=feed.state() /> }
-    });
-    let text = |testid: &str| text_in(&root, testid);
-    wait_until("the state reads live", Duration::from_secs(10), || {
-        text("clock-state") == "live"
-    })
-    .await;
-    wait_until("a first tick", Duration::from_secs(5), || {
-        text("server-time-raw").ends_with('Z')
-    })
-    .await;
-    let first = text("server-time-raw");
-    wait_until("the time to change", Duration::from_secs(5), || {
-        text("server-time-raw") != first
-    })
-    .await;
-    assert!(
-        text("drift").starts_with("Local clock is"),
-        "{}",
-        text("drift")
-    );
-    assert!(text("server-time").contains(':'), "{}", text("server-time"));
-}
-
 /// Publishes through the server's API, as another client would.
 async fn publish(stream: &str, title: &str) -> common::Notification {
     let new = common::NewNotification {
@@ -217,45 +169,6 @@ async fn wrapper_receives_notifications_and_resumes_after_the_server_ends_the_st
     .await;
     assert_eq!(*received.borrow(), published, "each exactly once, in order");
     drop(owner);
-}
-
-#[wasm_bindgen_test]
-async fn notification_panel_lists_history_then_live_notifications() {
-    let stream: &'static str = Box::leak(unique_stream("panel").into_boxed_str());
-    let old = publish(stream, "from history").await;
-    let root = new_root();
-    let _mounted = leptos::mount::mount_to(root.clone(), move || {
-        provide_context(Api::new(SERVER));
-        view! { <NotificationPanel notifications=use_notification_feed(stream.into()) /> }
-    });
-    let items = || {
-        let list = root
-            .query_selector_all("[data-testid=notification-item]")
-            .unwrap();
-        (0..list.length())
-            .map(|i| list.item(i).unwrap().text_content().unwrap_or_default())
-            .collect::<Vec<_>>()
-    };
-    wait_until("history shows", Duration::from_secs(10), || {
-        items().len() == 1
-    })
-    .await;
-    assert!(items()[0].contains(&old.title));
-    wait_until("live", Duration::from_secs(10), || {
-        text_in(&root, "notifications-state") == "live"
-    })
-    .await;
-    publish(stream, "arrived live").await;
-    wait_until("the live one shows", Duration::from_secs(10), || {
-        items().len() == 2
-    })
-    .await;
-    assert!(
-        items()[0].contains("arrived live"),
-        "newest first: {:?}",
-        items()
-    );
-    assert_eq!(text_in(&root, "unread-count"), "1");
 }
 
 #[wasm_bindgen_test]
@@ -389,7 +302,10 @@ fn shared_tab(
     owner: &Owner,
     stream: &str,
     key: &str,
-) -> (frontend::event_source::Connection, Rc<RefCell<Vec<String>>>) {
+) -> (
+    leptos_hub::event_source::Connection,
+    Rc<RefCell<Vec<String>>>,
+) {
     let received = Rc::new(RefCell::new(Vec::new()));
     let sink = received.clone();
     let api = Api::new(SERVER);
@@ -409,7 +325,7 @@ async fn tabs_share_one_connection_and_a_follower_takes_over_without_loss() {
     // Two "tabs" in one page: Web Locks and BroadcastChannel work the same between two
     // owners of one document as between two tabs.
     assert!(
-        frontend::tab_group::supported(),
+        leptos_hub::tab_group::supported(),
         "the test page is a secure context"
     );
     let stream = unique_stream("tabs");
@@ -485,41 +401,42 @@ async fn a_garbage_resume_id_gets_a_reset_not_an_endless_error() {
 }
 
 #[wasm_bindgen_test]
-async fn history_retries_stop_when_the_panel_is_gone() {
-    // Count the page's history requests by wrapping `fetch`.
-    js_sys::Function::new_no_args(
-        "if (!window.__historyFetches) {
-           window.__historyFetches = 0;
-           const fetch = window.fetch;
-           window.fetch = function (input, init) {
-             if (String(input.url || input).includes('/api/notifications')) window.__historyFetches++;
-             return fetch.apply(this, arguments);
-           };
-         }",
-    )
-    .call0(&wasm_bindgen::JsValue::NULL)
-    .unwrap();
-    let fetches = || {
-        js_sys::Reflect::get(&js_sys::global(), &"__historyFetches".into())
-            .unwrap()
-            .as_f64()
-            .unwrap_or(0.0)
-    };
-    let before = fetches();
-    let root = new_root();
-    // Nothing listens on port 9: every history request fails at once and is retried.
-    let mounted = leptos::mount::mount_to(root, || {
-        provide_context(Api::new("http://127.0.0.1:9"));
-        view! { <NotificationPanel notifications=use_notification_feed("gone".into()) /> }
+async fn the_feed_lists_history_then_live_notifications_once_each() {
+    let stream: &'static str = Box::leak(unique_stream("feed").into_boxed_str());
+    let old = publish(stream, "from history").await;
+    // Used as an app uses it: inside a mounted view (whose executor runs the history load),
+    // which stays for the rest of the page.
+    let made = Rc::new(RefCell::new(None));
+    leptos::mount::mount_to_body({
+        let made = made.clone();
+        move || {
+            provide_context(Api::new(SERVER));
+            *made.borrow_mut() = Some(use_notification_feed(stream.into()));
+        }
     });
-    wait_until("two retries", Duration::from_secs(10), || {
-        fetches() - before >= 3.0
+    let feed = made.borrow().expect("the feed was made");
+    let titles = move || {
+        feed.feed().with_untracked(|list| {
+            (list.items().iter())
+                .map(|item| item.notification.title.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    wait_until("live", Duration::from_secs(10), || {
+        feed.state().get_untracked() == ConnectionState::Live
     })
     .await;
-    drop(mounted);
-    let at_unmount = fetches();
-    // Requests to a closed port fail at once, so none is in flight at unmount; the next
-    // retry would come within 4 s (backoff 500 ms doubling, jittered).
-    sleep(Duration::from_secs(5)).await;
-    assert_eq!(fetches(), at_unmount, "no retry after the panel is gone");
+    assert_eq!(titles(), [old.title.as_str()], "the history first");
+    publish(stream, "arrived live").await;
+    wait_until("the live one listed", Duration::from_secs(10), || {
+        titles().len() == 2
+    })
+    .await;
+    assert_eq!(
+        titles(),
+        ["arrived live", old.title.as_str()],
+        "newest first, each once"
+    );
+    assert_eq!(feed.feed().with_untracked(|list| list.unread()), 1);
+    assert!(feed.announcement().get_untracked().contains("arrived live"));
 }
