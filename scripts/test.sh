@@ -66,7 +66,7 @@ start_server HUB_STALLING_SERVER "$HUB_TARGET/debug/stalling-server"
 export WASM_BINDGEN_TEST_TIMEOUT=180
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
-run_tests -p leptos-hub -p frontend --target wasm32-unknown-unknown --lib --bins --tests
+run_tests -p leptos-hub -p frontend --target wasm32-unknown-unknown --tests
 
 step "all checks and tests passed"
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
