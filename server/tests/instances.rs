@@ -644,20 +644,7 @@ async fn a_pattern_on_one_instance_follows_a_stream_created_on_another_and_moves
     // Created on B after the subscriber connected to A: A learns of it from Redis.
     publish(&client, &b.url, "ops.db", "db1").await.unwrap();
     publish(&client, &b.url, "team", "t1").await.unwrap();
-    let mut seen = Vec::new();
-    let mut last = None;
-    while seen.len() < 2 {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("A delivered B's new stream within 10 s")
-            .unwrap()
-            .unwrap();
-        if event.event == "message" {
-            let n: Notification = serde_json::from_str(&event.data).unwrap();
-            seen.push(format!("{} {}", n.stream, n.title));
-            last = Some(event.id);
-        }
-    }
+    let (mut seen, last) = messages(&mut events, 2, "A delivered B's new stream").await;
     seen.sort();
     assert_eq!(seen, ["ops.db db1", "team t1"]);
     drop(events);
@@ -667,32 +654,34 @@ async fn a_pattern_on_one_instance_follows_a_stream_created_on_another_and_moves
     publish(&client, &a.url, "team", "t2").await.unwrap();
     let response = open(&b.url, last).await.unwrap();
     let mut events = response.bytes_stream().eventsource();
-    let mut resumed = Vec::new();
-    while resumed.len() < 3 {
+    let (mut resumed, _) = messages(&mut events, 3, "B resumed every stream").await;
+    resumed.sort();
+    assert_eq!(resumed, ["ops.db db2", "ops.web web1", "team t2"]);
+    publish(&client, &a.url, "team", "t3").await.unwrap();
+    let (next, _) = messages(&mut events, 1, "the next one").await;
+    assert_eq!(next, ["team t3"], "nothing twice");
+}
+
+/// The next `n` notifications of `events` as `stream title`, and the SSE id of the last,
+/// failing with `what` when they do not come within 10 s each.
+async fn messages(
+    events: &mut (impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>>
+              + Unpin),
+    n: usize,
+    what: &str,
+) -> (Vec<String>, Option<String>) {
+    let (mut seen, mut last) = (Vec::new(), None);
+    while seen.len() < n {
         let event = tokio::time::timeout(Duration::from_secs(10), events.next())
             .await
-            .expect("B resumed every stream within 10 s")
+            .unwrap_or_else(|_| panic!("{what} within 10 s; saw {seen:?}"))
             .unwrap()
             .unwrap();
         if event.event == "message" {
             let n: Notification = serde_json::from_str(&event.data).unwrap();
-            resumed.push(format!("{} {}", n.stream, n.title));
+            seen.push(format!("{} {}", n.stream, n.title));
+            last = Some(event.id);
         }
     }
-    resumed.sort();
-    assert_eq!(resumed, ["ops.db db2", "ops.web web1", "team t2"]);
-    publish(&client, &a.url, "team", "t3").await.unwrap();
-    let next = loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if event.event == "message" {
-            break serde_json::from_str::<Notification>(&event.data)
-                .unwrap()
-                .title;
-        }
-    };
-    assert_eq!(next, "t3", "nothing twice");
+    (seen, last)
 }
