@@ -153,6 +153,13 @@ pub struct History {
     pub last_event_id: Option<String>,
 }
 
+/// Data of the `reset` event: the stream that lost what its subscriber missed, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Reset {
+    pub reason: String,
+    pub stream: String,
+}
+
 /// Data of the `heartbeat` event: the interval at which the server sends it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {

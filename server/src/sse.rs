@@ -98,8 +98,12 @@ pub fn event_frame(event: Event, heartbeat: &Bytes) -> Bytes {
         Event::Greeting { id } => with_id(&id, heartbeat),
         Event::Heartbeat => heartbeat.clone(),
         Event::Reset { stream, id } => {
-            let data = serde_json::json!({ "reason": RESET_REASON, "stream": stream });
-            frame(Some(events::RESET), Some(&id), &data.to_string())
+            let data = common::Reset {
+                reason: RESET_REASON.to_owned(),
+                stream,
+            };
+            let data = serde_json::to_string(&data).expect("a reset encodes");
+            frame(Some(events::RESET), Some(&id), &data)
         }
     }
 }

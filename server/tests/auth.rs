@@ -521,4 +521,22 @@ async fn a_pattern_reaches_only_the_private_streams_the_token_may_read_even_ones
             .any(|s| s.starts_with("secret.hr") || s.starts_with("secret.old")),
         "{for_ops:?}"
     );
+    // The history of a pattern lists what its connection would get, and no more.
+    let listed = |token: Option<&str>| {
+        let mut request = client.get(url("/api/notifications?stream=*&stream=news"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let page: common::History = request.send().await.unwrap().json().await.unwrap();
+            let mut streams: Vec<String> =
+                page.notifications.into_iter().map(|n| n.stream).collect();
+            streams.dedup();
+            streams
+        }
+    };
+    assert_eq!(listed(None).await, ["news", "zz"]);
+    assert_eq!(listed(Some(&reader)).await, ["secret.ops", "news", "zz"]);
+    let named = client.get(url("/api/notifications?stream=news&stream=secret.ops"));
+    assert_eq!(status(named.bearer_auth(&other)).await.0, 403);
 }

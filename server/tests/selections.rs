@@ -80,6 +80,7 @@ both_stores!(
     named_streams_and_patterns_share_one_connection_with_streams_created_later,
     one_id_resumes_every_stream_exactly_once_across_a_restart,
     an_entry_id_past_a_streams_newest_still_gets_a_reset,
+    the_history_of_several_streams_resumes_on_events_with_nothing_lost_or_repeated,
 );
 
 async fn named_streams_and_patterns_share_one_connection_with_streams_created_later(base: Config) {
@@ -349,5 +350,83 @@ async fn an_entry_id_past_a_streams_newest_still_gets_a_reset(base: Config) {
         }
     };
     assert!(reset.data.contains("\"stream\":\"s\""), "{}", reset.data);
+    server.stop().await.unwrap();
+}
+
+/// `GET /api/notifications` with the same selectors as `/events`.
+async fn history(server: &TestServer, selectors: &[&str], limit: usize) -> common::History {
+    let mut pairs: Vec<_> = selectors
+        .iter()
+        .map(|s| ("stream", s.to_string()))
+        .collect();
+    pairs.push(("limit", limit.to_string()));
+    let response = reqwest::Client::new()
+        .get(server.at("/api/notifications"))
+        .query(&pairs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn the_history_of_several_streams_resumes_on_events_with_nothing_lost_or_repeated(
+    base: Config,
+) {
+    let server = TestServer::start(base).await;
+    for (stream, title) in [
+        ("team", "t1"),
+        ("alerts.disk", "d1"),
+        ("other", "x1"),
+        ("team", "t2"),
+        ("alerts.net", "n1"),
+        ("alerts.disk", "d2"),
+    ] {
+        publish(&server, stream, title, "").await;
+    }
+    let selectors = ["team", "alerts.*"];
+    // The newest four of the covered streams together, oldest first, in publish order.
+    let page = history(&server, &selectors, 4).await;
+    let listed: Vec<&str> = page
+        .notifications
+        .iter()
+        .map(|n| n.title.as_str())
+        .collect();
+    assert_eq!(listed, ["d1", "t2", "n1", "d2"]);
+    // Published after the page was read, to a covered stream, a new one and one not
+    // covered: the connection from the page's position gets exactly the covered ones.
+    for (stream, title) in [
+        ("team", "t3"),
+        ("other", "x2"),
+        ("alerts.cpu", "c1"),
+        ("alerts.disk", "d3"),
+    ] {
+        publish(&server, stream, title, "").await;
+    }
+    let position = page.last_event_id.expect("a position");
+    let mut events = select(&server, &selectors, Some(&position)).await;
+    let got = take(&mut events, 3).await;
+    assert_eq!(
+        by_stream(&got),
+        titles(&[
+            ("alerts.cpu", &["c1"]),
+            ("alerts.disk", &["d3"]),
+            ("team", &["t3"]),
+        ])
+    );
+    publish(&server, "team", "t4", "").await;
+    assert_eq!(take(&mut events, 1).await[0].1.title, "t4");
+    // A page of several streams is the newest; paging with `after` is for one stream.
+    let response = reqwest::Client::new()
+        .get(server.at("/api/notifications?stream=team&stream=alerts.*&after=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let reason: serde_json::Value = response.json().await.unwrap();
+    assert!(reason["error"]
+        .as_str()
+        .unwrap()
+        .contains("`after` pages one stream"));
     server.stop().await.unwrap();
 }

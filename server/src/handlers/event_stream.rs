@@ -15,7 +15,6 @@
 //! both then holds one of the browser's six HTTP/1.1 connections per host, not two.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -25,8 +24,8 @@ use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
 
 use crate::error::ApiError;
-use crate::handlers::{selection_param, time_stream};
-use crate::hub::{MayRead, Position};
+use crate::handlers::{readable_streams, selection_param, time_stream};
+use crate::hub::Position;
 use crate::state::AppState;
 use crate::{params, sse, ticker};
 
@@ -37,24 +36,7 @@ pub async fn subscribe(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let selection = selection_param(&parts)?;
-    for stream in selection.streams() {
-        state.auth.may_subscribe(&parts, stream)?;
-    }
-    let may_read: MayRead = if selection.has_patterns() {
-        let reader = state.auth.reader(&parts);
-        Arc::new(move |stream| reader.may_read(stream))
-    } else {
-        // Every stream is named, and was checked above.
-        Arc::new(|_| true)
-    };
-    let streams = state.hub.covered(&selection, &may_read);
-    if streams.len() > common::selector::MAX_STREAMS {
-        return Err(ApiError::bad_request(format!(
-            "the selection covers {} streams; one connection follows at most {}",
-            streams.len(),
-            common::selector::MAX_STREAMS
-        )));
-    }
+    let (streams, may_read) = readable_streams(&state, &parts, &selection)?;
     let headers = &parts.headers;
     let clock_ms = params::whole_number(&query, common::query::CLOCK_MS, time_stream::INTERVAL_MS)?;
     let after = sse::last_event_id(headers, &query).map(Position::parse_or_unknown);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
@@ -12,10 +13,10 @@ use axum::Json;
 use common::{Draft, History, Level, NewNotification, Notification};
 
 use crate::error::ApiError;
-use crate::handlers::stream_param;
+use crate::handlers::{readable_streams, selection_param, stream_param};
 use crate::params;
 use crate::state::AppState;
-use crate::store::EventId;
+use crate::store::{Entry, EventId};
 
 /// Accepted values of `limit` on the history endpoint.
 pub const HISTORY_LIMIT: RangeInclusive<u64> = 1..=1000;
@@ -61,17 +62,46 @@ pub async fn trigger_get(
 /// With `after`, the page that follows that id; without, the newest `limit`. An `after`
 /// that the store cannot continue from (retention dropped what followed it, or this server
 /// never issued it) is `410 Gone`: the client must reload the newest history instead of
-/// taking an empty page for "caught up".
+/// taking an empty page for "caught up". Several selectors (`?stream=a&stream=alerts.*`,
+/// as on `/events`) give the newest `limit` of every stream they cover together, and a
+/// `last_event_id` that `/events` with the same selectors resumes from.
 pub async fn history(
     State(state): State<AppState>,
     parts: Parts,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<History>, ApiError> {
-    let stream = stream_param(&query)?;
-    state.auth.may_subscribe(&parts, stream)?;
+    let selection = selection_param(&parts)?;
+    let (streams, _) = readable_streams(&state, &parts, &selection)?;
     let limit = params::whole_number(&query, "limit", HISTORY_LIMIT)?
         .map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
-    let (entries, position) = match query.get("after") {
+    let (entries, last_event_id) = match (selection.single(), query.get("after")) {
+        (Some(stream), after) => one_stream(&state, stream, after, limit).await?,
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`after` pages one stream; for several, follow /events with the \
+                 `last_event_id` of their history",
+            ))
+        }
+        (None, None) => {
+            let (entries, position) =
+                (state.hub.latest_of(&streams, limit).await).map_err(ApiError::internal)?;
+            (entries, position.to_string())
+        }
+    };
+    Ok(Json(History {
+        notifications: entries.iter().map(|e| e.notification.clone()).collect(),
+        last_event_id: Some(last_event_id),
+    }))
+}
+
+/// The history page of one stream (see [`history`]) and where its reader resumes.
+async fn one_stream(
+    state: &AppState,
+    stream: &str,
+    after: Option<&String>,
+    limit: usize,
+) -> Result<(Vec<Arc<Entry>>, String), ApiError> {
+    let (entries, position) = match after {
         Some(after) => {
             let page = state
                 .hub
@@ -103,10 +133,7 @@ pub async fn history(
     let last_event_id = entries
         .last()
         .map_or(position, |newest| newest.notification.id.clone());
-    Ok(Json(History {
-        notifications: entries.iter().map(|e| e.notification.clone()).collect(),
-        last_event_id: Some(last_event_id),
-    }))
+    Ok((entries, last_event_id))
 }
 
 /// The seed's default notification, for the stream named in the query.

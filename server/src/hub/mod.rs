@@ -218,6 +218,36 @@ impl Hub {
         self.store.latest(stream, limit).await
     }
 
+    /// The newest `limit` stored entries of all `streams` together, oldest first, and the
+    /// position of a subscriber of them all that has seen these (its `Last-Event-ID`).
+    ///
+    /// The clock is read first, so whatever is stored after it is either listed or
+    /// replayed from the position. A stream moves past the clock to its newest listed
+    /// entry only when no entry newer than the clock was left out of the page: then all of
+    /// its entries up to that one are listed.
+    pub async fn latest_of(
+        &self,
+        streams: &[String],
+        limit: usize,
+    ) -> Result<(Vec<Arc<Entry>>, Position), Error> {
+        let clock = self.store.clock().await?;
+        let mut entries = Vec::new();
+        for stream in streams {
+            entries.extend(self.store.latest(stream, limit).await?);
+        }
+        entries.sort_by_key(|entry| entry.id);
+        let left_out = entries.len().saturating_sub(limit);
+        let newest_left_out = left_out.checked_sub(1).map(|n| entries[n].id);
+        let page = entries.split_off(left_out);
+        let mut position = Position::at(clock);
+        if newest_left_out.is_none_or(|id| id <= clock) {
+            for entry in page.iter().filter(|entry| entry.id > clock) {
+                position.advance(&entry.notification.stream, entry.id);
+            }
+        }
+        Ok((page, position))
+    }
+
     /// Whether `holder` may run the job `name` for the next `ttl` (see [`Store::lead`]).
     pub async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
         self.store.lead(name, holder, ttl).await
