@@ -64,6 +64,15 @@ fn authorized(request: RequestBuilder) -> RequestBuilder {
     }
 }
 
+/// `stream=a&stream=alerts.*`: the query that selects `selectors` (names and patterns,
+/// whose characters need no escaping in a URL).
+pub fn selection_query(selectors: &[String]) -> String {
+    let pairs = selectors
+        .iter()
+        .map(|selector| format!("{}={selector}", common::query::STREAM));
+    pairs.collect::<Vec<_>>().join("&")
+}
+
 /// The server's base URL, provided as Leptos context by whoever mounts the components.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Api {
@@ -98,12 +107,13 @@ impl Api {
 }
 
 impl Api {
-    /// The newest `limit` notifications of `stream`, oldest first, and where to resume.
-    pub async fn history(&self, stream: &str, limit: usize) -> Result<History, Failure> {
+    /// The newest `limit` notifications of the streams `selectors` cover, oldest first,
+    /// and where a connection to the same selectors resumes.
+    pub async fn history(&self, selectors: &[String], limit: usize) -> Result<History, Failure> {
         let url = self.url(&format!(
-            "{}?{}={stream}&limit={limit}",
+            "{}?{}&limit={limit}",
             paths::NOTIFICATIONS,
-            common::query::STREAM
+            selection_query(selectors)
         ));
         let response = authorized(Request::get(&url))
             .send()

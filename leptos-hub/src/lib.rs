@@ -7,12 +7,12 @@
 //! use leptos_hub::connection_state::ConnectionState;
 //! use leptos_hub::notification_feed::use_notification_feed;
 //!
-//! /// A bell: how many notifications of `messages` are unread, live.
+//! /// A bell: how many notifications of `messages` and every `alerts.` stream are unread, live.
 //! #[component]
 //! fn Bell() -> impl IntoView {
 //!     // The hub's address; without it, the page's own origin.
 //!     provide_context(Api::new("https://hub.example.com"));
-//!     let feed = use_notification_feed("messages".into());
+//!     let feed = use_notification_feed(vec!["messages".to_owned(), "alerts.*".to_owned()]);
 //!     view! {
 //!         <span>
 //!             {move || feed.feed().with(|list| list.unread())}
@@ -26,17 +26,19 @@
 //! }
 //! ```
 //!
-//! The feed loads the stream's history, then follows it live from where the history
-//! ends, resuming after every drop with nothing lost or repeated, and the browser's tabs
-//! that show the same stream share one connection.
+//! The feed loads the history of its streams, then follows them live from where the
+//! history ends, resuming after every drop with nothing lost or repeated; the set may be a
+//! signal that changes. The browser's tabs share one connection to the hub, for the union
+//! of the streams they show.
 //!
 //! Where things live:
-//! - [`notification_feed`]: `use_notification_feed(stream)`, a stream's list, its
+//! - [`notification_feed`]: `use_notification_feed(streams)`, the list of a set of streams, its
 //!   connection's state and the server clock as signals.
 //! - [`event_source`]: the typed wrapper over the browser's `EventSource` (state, events,
 //!   resume, connect timeout, silence watchdog, backoff); [`connection_state`]: what its
 //!   state says to the user.
-//! - [`tab_group`]: one connection per browser: the tabs elect a leader that holds it.
+//! - [`tab_group`]: one connection per browser: the tabs elect a leader that holds it,
+//!   for the union of their streams.
 //! - [`api`]: where the server is: its URLs, and the HTTP calls (gloo-net).
 //! - [`storage`]: what the client remembers across reloads (`localStorage`).
 //! - [`notification_list`]: the notification list as data (order, dedup, unread).

@@ -1,22 +1,26 @@
-//! `use_notification_feed(stream)`: a stream's notifications, and the server clock, as
-//! signals, for any component.
+//! `use_notification_feed(streams)`: the notifications of a set of streams (names and
+//! patterns such as `alerts.*`, which may change), and the server clock, as signals, for
+//! any component.
 //!
-//! One connection carries both (`/events?stream=…&clock_ms=1000`), and the tabs of the
-//! browser that show the same stream share it ([`ConnectionOptions::shared`]): a page costs
-//! one of the browser's six connections per host, however many tabs are open.
+//! One connection carries both (`/events?stream=…&stream=…&clock_ms=1000`), and the tabs of
+//! the browser share it whatever streams each shows ([`ConnectionOptions::for_topics`],
+//! [`ConnectionOptions::shared`]): the leader follows the union of their sets, and each
+//! feed keeps what its own set covers. A browser costs one of its six connections per
+//! host, however many tabs are open.
 //!
-//! History first, then the live stream from where that history ends (its `last_event_id`),
-//! so that everything that arrives live is newer than everything listed. After a `reset` (the
-//! server no longer has everything this page missed) the history is loaded again, keeping
-//! what arrives live meanwhile. The position to resume from lives in the connection
-//! ([`Connection::last_event_id`]) and nowhere else. Unread means "not yet marked read":
-//! `localStorage` keeps the read mark (the newest notification the user marked read),
-//! apart from the resume position, so it survives reloads and holds in every tab (a tab
-//! that marks all read updates the others through the `storage` event).
+//! History first, then the live stream from where that history ends (its `last_event_id`).
+//! When the set changes, the connection follows the new one from where it was (a stream
+//! added joins from the connection's start), and the history of the new set is loaded
+//! again, keeping what arrives meanwhile; the list orders by publish time, so a replayed
+//! older notification takes its place rather than the top. After a `reset` (the server no
+//! longer has everything this page missed) the history is loaded again too. The position
+//! to resume from lives in the connection ([`Connection::last_event_id`]) and nowhere else.
+//! Unread means "not yet marked read": `localStorage` keeps the read mark of each set (the
+//! newest notification the user marked read), apart from the resume position, so it
+//! survives reloads and holds in every tab (a tab that marks all read updates the others
+//! through the `storage` event); a set seen for the first time starts all read.
 
-use std::sync::Arc;
-
-use common::{events, paths, query, History, Notification};
+use common::{events, paths, query, History, Notification, Selection};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -38,10 +42,10 @@ const CLOCK_MS: u64 = 1_000;
 /// The clock ticks every second: three seconds without an event means a dead connection.
 const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// A stream's notifications, live. Cheap to copy.
+/// The notifications of a set of streams, live. Cheap to copy.
 #[derive(Clone, Copy)]
 pub struct NotificationFeed {
-    stream: StoredValue<Arc<str>>,
+    streams: Signal<Vec<String>>,
     signals: Signals,
     connection: Connection,
 }
@@ -57,9 +61,9 @@ struct Signals {
 }
 
 impl NotificationFeed {
-    /// The stream's name.
-    pub fn stream(&self) -> Arc<str> {
-        self.stream.get_value()
+    /// The streams followed: names and patterns.
+    pub fn streams(&self) -> Signal<Vec<String>> {
+        self.streams
     }
 
     /// The server's time (RFC 3339) at its latest tick, once one has arrived.
@@ -89,11 +93,11 @@ impl NotificationFeed {
 
     /// Marks every listed notification read, here and in the other tabs.
     pub fn mark_all_read(&self) {
-        let stream = self.stream();
+        let key = self.streams.with_untracked(|streams| read_key(streams));
         self.signals.feed.update(|feed| {
             feed.mark_all_read();
             if let Some(newest) = feed.newest() {
-                storage::set(&read_key(&stream), newest);
+                storage::set(&key, newest);
             }
         });
     }
@@ -102,13 +106,20 @@ impl NotificationFeed {
 /// The read mark of a browser that has seen the stream empty: no id, so all is unread.
 const NOTHING_READ: &str = "-";
 
-/// Where the read mark of `stream` is kept.
-fn read_key(stream: &str) -> String {
-    format!("notify-hub:read-through:{stream}")
+/// Where the read mark of the set `streams` is kept (for one stream, its name).
+fn read_key(streams: &[String]) -> String {
+    format!("notify-hub:read-through:{}", streams.join("&"))
 }
 
-/// Loads `stream`'s history and follows it live, for as long as the calling owner lives.
-pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
+/// The selection of `streams`; `None` for a set the server would refuse.
+fn selection(streams: &[String]) -> Option<Selection> {
+    Selection::parse(streams.iter().map(String::as_str)).ok()
+}
+
+/// Loads the history of the streams `streams` selects and follows them live, as the set
+/// changes, for as long as the calling owner lives.
+pub fn use_notification_feed(streams: impl Into<Signal<Vec<String>>>) -> NotificationFeed {
+    let streams = streams.into();
     let api = use_context::<Api>().unwrap_or_default();
     let signals = Signals {
         feed: RwSignal::new(NotificationList::new(CAP)),
@@ -116,32 +127,51 @@ pub fn use_notification_feed(stream: Arc<str>) -> NotificationFeed {
         server_time: RwSignal::new(None),
         history_trouble: RwSignal::new(None),
     };
-    let read_mark = storage::get(&read_key(&stream));
-    follow_read_marks(&stream, signals.feed);
-    let connection = connection(
-        &api,
-        &stream,
-        on_event(api.clone(), stream.clone(), signals),
-    );
+    follow_read_marks(streams, signals.feed);
+    let connection = connection(&api, streams, on_event(api.clone(), streams, signals));
     spawn_local(start_after_history(
-        api,
-        stream.clone(),
-        read_mark,
+        api.clone(),
+        streams,
         signals,
         connection,
     ));
+    follow_set_changes(api, streams, signals);
     NotificationFeed {
-        stream: StoredValue::new(stream),
+        streams,
         signals,
         connection,
     }
 }
 
+/// When the set changes (after the start): drops what the new set does not cover, and
+/// loads its history again, keeping what arrives meanwhile (the connection follows the
+/// new set by itself).
+fn follow_set_changes(api: Api, streams: Signal<Vec<String>>, signals: Signals) {
+    Effect::new(move |previous: Option<Vec<String>>| {
+        let now = streams.get();
+        if previous.is_some_and(|previous| previous != now) {
+            let covers = selection(&now);
+            signals.feed.update(|feed| {
+                feed.retain(|n| covers.as_ref().is_some_and(|s| s.matches(&n.stream)));
+                feed.begin_reload();
+            });
+            let api = api.clone();
+            let set = now.clone();
+            spawn_local(async move {
+                if let Some(history) = load_history(&api, &set, signals).await {
+                    signals.feed.try_update(|f| f.reload(history.notifications));
+                }
+            });
+        }
+        now
+    });
+}
+
 /// Applies the read marks other tabs set (the `storage` event) to `feed`, while the
 /// calling owner lives.
-fn follow_read_marks(stream: &str, feed: RwSignal<NotificationList>) {
-    let key = read_key(stream);
+fn follow_read_marks(streams: Signal<Vec<String>>, feed: RwSignal<NotificationList>) {
     let on_storage = window_event_listener(leptos::ev::storage, move |event| {
+        let key = streams.with_untracked(|streams| read_key(streams));
         if event.key().as_deref() == Some(key.as_str()) {
             if let Some(mark) = event.new_value() {
                 feed.try_update(|f| f.mark_read_through(&mark));
@@ -151,17 +181,29 @@ fn follow_read_marks(stream: &str, feed: RwSignal<NotificationList>) {
     on_cleanup(move || on_storage.remove());
 }
 
-/// What each event of the connection does: a clock tick sets the time, a `reset` reloads
-/// the history (keeping what arrives meanwhile), a notification joins the list and is
-/// announced when it is new to it.
-fn on_event(api: Api, stream: Arc<str>, signals: Signals) -> impl Fn(SseMessage) + 'static {
+/// What each event of the connection does: a clock tick sets the time, a `reset` of a
+/// stream of the set reloads the history (keeping what arrives meanwhile), a notification
+/// of the set joins the list and is announced when it is the newest. Notifications and
+/// resets of streams only other tabs follow are left to them.
+fn on_event(
+    api: Api,
+    streams: Signal<Vec<String>>,
+    signals: Signals,
+) -> impl Fn(SseMessage) + 'static {
+    let covers = move |stream: &str| {
+        streams.with_untracked(|set| selection(set).is_some_and(|s| s.matches(stream)))
+    };
     move |message: SseMessage| match message.event.as_str() {
         events::TIME => signals.server_time.set(Some(message.data)),
         events::RESET => {
+            let reset = serde_json::from_str::<common::Reset>(&message.data);
+            if reset.is_ok_and(|reset| !covers(&reset.stream)) {
+                return;
+            }
             signals.feed.update(NotificationList::begin_reload);
-            let (api, stream) = (api.clone(), stream.clone());
+            let (api, set) = (api.clone(), streams.get_untracked());
             spawn_local(async move {
-                if let Some(history) = load_history(&api, &stream, signals).await {
+                if let Some(history) = load_history(&api, &set, signals).await {
                     signals.feed.try_update(|f| f.reload(history.notifications));
                 }
             });
@@ -170,8 +212,15 @@ fn on_event(api: Api, stream: Arc<str>, signals: Signals) -> impl Fn(SseMessage)
             let Ok(notification) = serde_json::from_str::<Notification>(&message.data) else {
                 return;
             };
-            // Announce only what is new to the list, not replayed duplicates.
-            if signals.feed.try_update(|f| f.push(notification.clone())) == Some(true) {
+            if !covers(&notification.stream) {
+                return;
+            }
+            // Announce only what is new and the newest, not replayed notifications.
+            let id = notification.id.clone();
+            let newest = signals
+                .feed
+                .try_update(|f| f.push(notification.clone()) && f.newest() == Some(&id));
+            if newest == Some(true) {
                 signals
                     .announcement
                     .set(format!("New notification: {}", notification.title));
@@ -181,22 +230,24 @@ fn on_event(api: Api, stream: Arc<str>, signals: Signals) -> impl Fn(SseMessage)
     }
 }
 
-/// The stream's connection (with the clock on it), shared by the tabs that show it; it
-/// waits for [`Connection::start`].
-fn connection(api: &Api, stream: &str, on_event: impl Fn(SseMessage) + 'static) -> Connection {
-    let path = format!(
-        "{}?{}={stream}&{}={CLOCK_MS}",
-        paths::EVENTS,
-        query::STREAM,
-        query::CLOCK_MS
-    );
-    let url = api.url(&path);
+/// The set's connection (with the clock on it), shared by the browser's tabs on this hub,
+/// for the union of their sets; it waits for [`Connection::start`].
+fn connection(
+    api: &Api,
+    streams: Signal<Vec<String>>,
+    on_event: impl Fn(SseMessage) + 'static,
+) -> Connection {
+    let clock = format!("{}={CLOCK_MS}", query::CLOCK_MS);
+    let group = api.url(&format!("{}?{clock}", paths::EVENTS));
     let api = api.clone();
-    ConnectionOptions::new(move |last| api.resume_url(&path, last))
-        .events(&["message", events::RESET, events::TIME])
-        .silence_limit(SILENCE_LIMIT)
-        .shared(url)
-        .connect_later(on_event)
+    ConnectionOptions::for_topics(streams, move |topics, last| {
+        let selection = api::selection_query(topics);
+        api.resume_url(&format!("{}?{selection}&{clock}", paths::EVENTS), last)
+    })
+    .events(&["message", events::RESET, events::TIME])
+    .silence_limit(SILENCE_LIMIT)
+    .shared(group)
+    .connect_later(on_event)
 }
 
 /// Loads the history into the list, with the unread marks after `read_mark`, then starts
@@ -204,25 +255,24 @@ fn connection(api: &Api, stream: &str, on_event: impl Fn(SseMessage) + 'static) 
 /// already there as read.
 async fn start_after_history(
     api: Api,
-    stream: Arc<str>,
-    read_mark: Option<String>,
+    streams: Signal<Vec<String>>,
     signals: Signals,
     connection: Connection,
 ) {
+    let set = streams.get_untracked();
+    let key = read_key(&set);
+    let read_mark = storage::get(&key);
     let Some(History {
         notifications,
         last_event_id,
-    }) = load_history(&api, &stream, signals).await
+    }) = load_history(&api, &set, signals).await
     else {
         return;
     };
     let newest = notifications.last().map(|n| n.id.clone());
     if read_mark.is_none() {
         // What comes from now on is unread until marked read.
-        storage::set(
-            &read_key(&stream),
-            newest.as_deref().unwrap_or(NOTHING_READ),
-        );
+        storage::set(&key, newest.as_deref().unwrap_or(NOTHING_READ));
     }
     if signals
         .feed
@@ -234,12 +284,12 @@ async fn start_after_history(
     }
 }
 
-/// The stream's newest stored notifications, retrying with the hub's backoff until the
+/// The newest stored notifications of the set `streams`, retrying with the hub's backoff until the
 /// server answers (starting without them would replay the whole stream as new), and
 /// saying meanwhile in `history_trouble` why it cannot. A retry comes at once when the user
 /// opens a session (gives a token). `None` once the feed is gone: nobody is left to show them, so
 /// the retries stop.
-async fn load_history(api: &Api, stream: &str, signals: Signals) -> Option<History> {
+async fn load_history(api: &Api, streams: &[String], signals: Signals) -> Option<History> {
     let Signals {
         feed,
         history_trouble: trouble,
@@ -251,7 +301,7 @@ async fn load_history(api: &Api, stream: &str, signals: Signals) -> Option<Histo
             return None;
         }
         let session = api::session_generation();
-        match api.history(stream, HISTORY).await {
+        match api.history(streams, HISTORY).await {
             Ok(history) => {
                 trouble.try_set(None);
                 return Some(history);
@@ -263,7 +313,7 @@ async fn load_history(api: &Api, stream: &str, signals: Signals) -> Option<Histo
                         .map_or(Trouble::Unreachable, Trouble::from_status),
                 ));
                 let pause = delays.next().unwrap_or(common::backoff::MAX_DELAY);
-                leptos::logging::warn!("history of {stream}: {failure}; retrying in {pause:?}");
+                leptos::logging::warn!("history of {streams:?}: {failure}; retrying in {pause:?}");
                 let until = js_sys::Date::now() + pause.as_millis() as f64;
                 while js_sys::Date::now() < until && api::session_generation() == session {
                     gloo_timers::future::sleep(SESSION_POLL).await;

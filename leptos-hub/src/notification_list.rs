@@ -1,10 +1,10 @@
 //! The notification list as data: newest first, deduplicated by id, capped, with unread
 //! marks. Kept apart from the components so that its rules are plain Rust.
 //!
-//! Ids are opaque: the feed compares them for equality only and takes order from the
-//! server. That order holds because the panel loads history first (oldest first) and then
-//! follows the stream from the newest history entry, so everything pushed afterwards is
-//! newer than everything listed.
+//! Ids are opaque: the list compares them for equality only. Order is the publish time
+//! (`created_at`, the server's clock): history comes oldest first and live notifications
+//! mostly newer, but a list over several streams also gets older ones, replayed for a
+//! stream it just added, which take their place by time rather than the top.
 
 use common::Notification;
 
@@ -21,9 +21,9 @@ pub struct NotificationList {
     /// Newest first.
     items: Vec<ListedNotification>,
     cap: usize,
-    /// While history is reloaded (after a reset): how many items arrived live meanwhile;
-    /// they stay listed when the reloaded history does not have them yet.
-    arrived_while_reloading: Option<usize>,
+    /// While history is reloaded (after a reset or a change of streams): what arrived live
+    /// meanwhile; it stays listed when the reloaded history does not have it yet.
+    arrived_while_reloading: Option<Vec<ListedNotification>>,
 }
 
 impl NotificationList {
@@ -77,18 +77,16 @@ impl NotificationList {
 
     /// Starts a reload (after a reset): what arrives live until [`NotificationList::reload`] is kept.
     pub fn begin_reload(&mut self) {
-        self.arrived_while_reloading.get_or_insert(0);
+        self.arrived_while_reloading.get_or_insert_with(Vec::new);
     }
 
     /// Replaces the list with freshly loaded history (oldest first), as after a reset.
     /// Entries listed before keep their unread mark; the others are unread. What arrived
     /// live since [`NotificationList::begin_reload`] and is not in `history` (it is newer) stays on top.
     pub fn reload(&mut self, history: Vec<Notification>) {
-        let arrived = self.arrived_while_reloading.take().unwrap_or(0);
-        let mut newer: Vec<ListedNotification> = self.items[..arrived.min(self.items.len())]
-            .iter()
+        let arrived = self.arrived_while_reloading.take().unwrap_or_default();
+        let mut newer: Vec<ListedNotification> = (arrived.into_iter().rev())
             .filter(|item| !history.iter().any(|n| n.id == item.notification.id))
-            .cloned()
             .collect();
         let was_read = |id: &str| {
             self.items
@@ -104,26 +102,38 @@ impl NotificationList {
             .collect();
         items.reverse();
         newer.extend(items);
+        // Stable: what was published at the same time keeps the order above.
+        newer.sort_by(|a, b| b.notification.created_at.cmp(&a.notification.created_at));
         newer.truncate(self.cap);
         self.items = newer;
     }
 
-    /// Adds a notification that just arrived; returns false for one already listed.
+    /// Keeps only the notifications `keep` accepts (those of a set's remaining streams).
+    pub fn retain(&mut self, keep: impl Fn(&Notification) -> bool) {
+        self.items.retain(|item| keep(&item.notification));
+        if let Some(arrived) = &mut self.arrived_while_reloading {
+            arrived.retain(|item| keep(&item.notification));
+        }
+    }
+
+    /// Adds a notification that just arrived, in its place by time (newest first, and on
+    /// top of those published at the same time); returns false for one already listed.
     pub fn push(&mut self, notification: Notification) -> bool {
         if self.contains(&notification.id) {
             return false;
         }
-        self.items.insert(
-            0,
-            ListedNotification {
-                notification,
-                unread: true,
-            },
-        );
-        self.items.truncate(self.cap);
+        let at = (self.items.iter())
+            .position(|item| item.notification.created_at <= notification.created_at)
+            .unwrap_or(self.items.len());
+        let item = ListedNotification {
+            notification,
+            unread: true,
+        };
         if let Some(arrived) = &mut self.arrived_while_reloading {
-            *arrived += 1;
+            arrived.push(item.clone());
         }
+        self.items.insert(at, item);
+        self.items.truncate(self.cap);
         true
     }
 
@@ -161,13 +171,17 @@ mod tests {
     wasm_bindgen_test_configure!(run_in_browser);
 
     fn n(id: &str) -> Notification {
+        at(id, "2026-01-01T00:00:00.000000000Z")
+    }
+
+    fn at(id: &str, created_at: &str) -> Notification {
         Notification {
             id: id.into(),
             stream: "messages".into(),
             title: format!("t{id}"),
             body: String::new(),
             level: common::Level::Info,
-            created_at: "2026-01-01T00:00:00.000000000Z".into(),
+            created_at: created_at.into(),
         }
     }
 
@@ -224,6 +238,35 @@ mod tests {
             [("g", true)],
             "no reload under way: nothing kept"
         );
+    }
+
+    #[test]
+    fn older_notifications_of_a_stream_just_added_take_their_place_by_time() {
+        let mut feed = NotificationList::new(3);
+        feed.load_history(
+            vec![
+                at("a", "2026-01-01T00:00:01.000000000Z"),
+                at("c", "2026-01-01T00:00:03.000000000Z"),
+            ],
+            None,
+        );
+        assert!(feed.push(at("b", "2026-01-01T00:00:02.000000000Z")));
+        assert!(feed.push(at("d", "2026-01-01T00:00:04.000000000Z")));
+        assert_eq!(feed.newest(), Some("d"));
+        assert!(feed.push(at("z", "2025-12-31T00:00:00.000000000Z")));
+        let order: Vec<&str> = ids(&feed).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            order,
+            ["d", "c", "b"],
+            "by time, the oldest beyond the cap dropped"
+        );
+        feed.begin_reload();
+        feed.push(at("e", "2026-01-01T00:00:05.000000000Z"));
+        feed.push(at("y", "2026-01-01T00:00:00.500000000Z"));
+        feed.retain(|n| n.id != "c");
+        feed.reload(vec![at("b", "2026-01-01T00:00:02.000000000Z")]);
+        let order: Vec<&str> = ids(&feed).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(order, ["e", "b", "y"]);
     }
 
     #[test]

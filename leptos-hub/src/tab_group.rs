@@ -1,5 +1,6 @@
-//! One server connection per browser, however many tabs: the tabs that follow the same URL
-//! form a group, and only one of them, the leader, holds the `EventSource`.
+//! One server connection per browser, however many tabs: the tabs that share a key (the
+//! hub's URL, whatever streams each shows) form a group, and only one of them, the leader,
+//! holds the `EventSource`, for the union of the streams its tabs follow.
 //!
 //! Over plain HTTP/1.1 a browser opens at most six connections to one host; with one
 //! stream per tab, the seventh tab would wait forever. The leader is elected with the Web
@@ -45,8 +46,8 @@ extern "C" {
 }
 
 /// What tabs of a group tell each other. Posted as a plain JS array (structured clone),
-/// `["event", name, id, data]`, `["state", kind, detail]` or `["hello"]`: no JSON codec
-/// in the bundle for it.
+/// `["event", name, id, data]`, `["state", kind, detail]`, `["want", tab, topics…]` or
+/// `["hello"]`: no JSON codec in the bundle for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupMessage {
     /// An event the leader received, in its order.
@@ -59,6 +60,8 @@ pub enum GroupMessage {
     State { state: ConnectionState },
     /// A tab joined and wants to hear the state now.
     Hello,
+    /// What tab `tab` follows (none: it left), for the leader's union.
+    Want { tab: String, topics: Vec<String> },
 }
 
 impl GroupMessage {
@@ -73,6 +76,10 @@ impl GroupMessage {
                 vec!["state".into(), kind.into(), detail]
             }
             GroupMessage::Hello => vec!["hello".into()],
+            GroupMessage::Want { tab, topics } => ["want".into(), tab.clone()]
+                .into_iter()
+                .chain(topics.iter().cloned())
+                .collect(),
         };
         parts
             .into_iter()
@@ -98,6 +105,10 @@ impl GroupMessage {
                 state: ConnectionState::from_code(&part(1)?, &part(2)?)?,
             },
             "hello" => GroupMessage::Hello,
+            "want" => GroupMessage::Want {
+                tab: part(1)?,
+                topics: parts[2..].to_vec(),
+            },
             _ => return None,
         })
     }
@@ -226,6 +237,14 @@ mod tests {
                 state: ConnectionState::Offline(Trouble::NotAllowed),
             },
             GroupMessage::Hello,
+            GroupMessage::Want {
+                tab: "3f".into(),
+                topics: vec!["messages".into(), "alerts.*".into()],
+            },
+            GroupMessage::Want {
+                tab: "3f".into(),
+                topics: Vec::new(),
+            },
         ];
         for message in messages {
             assert_eq!(GroupMessage::from_js(&message.to_js()), Some(message));

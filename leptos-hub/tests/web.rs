@@ -411,7 +411,7 @@ async fn the_feed_lists_history_then_live_notifications_once_each() {
         let made = made.clone();
         move || {
             provide_context(Api::new(SERVER));
-            *made.borrow_mut() = Some(use_notification_feed(stream.into()));
+            *made.borrow_mut() = Some(use_notification_feed(vec![stream.to_owned()]));
         }
     });
     let feed = made.borrow().expect("the feed was made");

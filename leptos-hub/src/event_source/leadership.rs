@@ -1,8 +1,15 @@
 //! The tab's part in a shared connection ([`crate::tab_group`]): alone, leader (holds the
 //! socket and posts what it receives) or follower (receives from the leader, and takes over
 //! when the leader goes silent or closes).
+//!
+//! Every tab posts its topics ([`GroupMessage::Want`]) when it joins, when they change and
+//! in answer to each of the leader's beacons, and every tab keeps what it heard: the leader
+//! connects for the union of its own and those heard in the last
+//! [`tab_group::LEADER_SILENCE`], and a tab that takes over already knows that union. A tab
+//! that closes without a word drops out of the union within that time.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use gloo_timers::callback::{Interval, Timeout};
@@ -21,7 +28,6 @@ pub(super) enum Role {
 }
 
 /// What a connection keeps of its group.
-#[derive(Default)]
 pub(super) struct Tabs {
     pub(super) role: Cell<Role>,
     group: RefCell<Option<TabGroup>>,
@@ -33,6 +39,25 @@ pub(super) struct Tabs {
     beacon: RefCell<Option<Interval>>,
     /// A follower's countdown to taking over from a silent leader.
     leader_watch: RefCell<Option<Timeout>>,
+    /// This tab's name in the group's [`GroupMessage::Want`]s.
+    tab: String,
+    /// The other tabs' topics, by tab, with when they were last heard (`Date.now()`).
+    peers: RefCell<HashMap<String, (Vec<String>, f64)>>,
+}
+
+impl Default for Tabs {
+    fn default() -> Self {
+        Self {
+            role: Cell::default(),
+            group: RefCell::default(),
+            started: Cell::default(),
+            early: RefCell::default(),
+            beacon: RefCell::default(),
+            leader_watch: RefCell::default(),
+            tab: format!("{:x}", js_sys::Math::random().to_bits()),
+            peers: RefCell::default(),
+        }
+    }
 }
 
 impl Tabs {
@@ -40,7 +65,35 @@ impl Tabs {
     pub(super) fn close(&self) {
         self.beacon.borrow_mut().take();
         self.leader_watch.borrow_mut().take();
-        self.group.borrow_mut().take();
+        if let Some(group) = self.group.borrow_mut().take() {
+            // Out of the union at once, rather than when the leader stops hearing it.
+            group.post(&GroupMessage::Want {
+                tab: self.tab.clone(),
+                topics: Vec::new(),
+            });
+        }
+    }
+
+    /// Tells the group this tab's topics.
+    fn want(&self, own: &[String]) {
+        if let Some(group) = self.group.borrow().as_ref() {
+            group.post(&GroupMessage::Want {
+                tab: self.tab.clone(),
+                topics: own.to_vec(),
+            });
+        }
+    }
+
+    /// This tab's topics and those the others said in the last
+    /// [`tab_group::LEADER_SILENCE`], each once, sorted; forgets the tabs gone quiet.
+    fn union(&self, own: &[String]) -> Vec<String> {
+        let since = js_sys::Date::now() - tab_group::LEADER_SILENCE.as_millis() as f64;
+        let mut peers = self.peers.borrow_mut();
+        peers.retain(|_, (topics, heard)| *heard >= since && !topics.is_empty());
+        let all = own
+            .iter()
+            .chain(peers.values().flat_map(|(topics, _)| topics));
+        super::sorted(all.cloned().collect())
     }
 
     /// Posts `message` to the group, if this tab leads one.
@@ -76,6 +129,18 @@ pub(super) fn join(core: &Rc<Core>, key: &str) {
         core.tabs.role.set(Role::Follower);
     }
     *core.tabs.group.borrow_mut() = group;
+    core.tabs.want(&core.own.borrow());
+}
+
+/// This tab's own topics changed: alone, it follows them; a leader follows the new union;
+/// a follower tells the leader.
+pub(super) fn topics_changed(core: &Rc<Core>) {
+    let own = core.own.borrow().clone();
+    match core.tabs.role.get() {
+        Role::Alone => core.follow(super::sorted(own)),
+        Role::Leader => core.follow(core.tabs.union(&own)),
+        Role::Follower => core.tabs.want(&own),
+    }
 }
 
 /// Starts a connection in a group: what the leader sent so far is delivered, then the
@@ -101,11 +166,19 @@ fn receive(core: &Rc<Core>, message: SseMessage) {
 /// What another tab of the group said.
 fn from_group(core: &Rc<Core>, message: GroupMessage) {
     match (core.tabs.role.get(), message) {
+        (role, GroupMessage::Want { tab, topics }) => {
+            let heard = js_sys::Date::now();
+            core.tabs.peers.borrow_mut().insert(tab, (topics, heard));
+            if role == Role::Leader {
+                core.follow(core.tabs.union(&core.own.borrow()));
+            }
+        }
         (Role::Leader, GroupMessage::Hello) => core.post(&GroupMessage::State {
             state: core.state.get_untracked(),
         }),
         (Role::Follower, GroupMessage::State { state }) => {
             core.set_state.set(state);
+            core.tabs.want(&core.own.borrow());
             watch_leader(core);
         }
         (Role::Follower, GroupMessage::Event { event, id, data }) => {
@@ -135,6 +208,7 @@ fn request_lead(core: &Rc<Core>, steal: bool) {
             };
             core.tabs.role.set(Role::Leader);
             core.tabs.leader_watch.borrow_mut().take();
+            *core.topics.borrow_mut() = core.tabs.union(&core.own.borrow());
             let beacon = Rc::downgrade(&core);
             *core.tabs.beacon.borrow_mut() = Some(Interval::new(
                 tab_group::BEACON_EVERY.as_millis() as u32,
@@ -143,6 +217,8 @@ fn request_lead(core: &Rc<Core>, steal: bool) {
                         core.post(&GroupMessage::State {
                             state: core.state.get_untracked(),
                         });
+                        // Drops the topics of tabs gone quiet.
+                        core.follow(core.tabs.union(&core.own.borrow()));
                     }
                 },
             ));

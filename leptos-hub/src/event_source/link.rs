@@ -51,6 +51,12 @@ impl Link {
         }
     }
 
+    /// Whether a socket is open or a reopen is scheduled (the connection has started and
+    /// not been closed).
+    pub(super) fn is_open(&self) -> bool {
+        self.source.borrow().is_some() || self.retry.borrow().is_some()
+    }
+
     /// Closes the socket and cancels its countdowns and any scheduled reopen.
     pub(super) fn close(&self) {
         self.retry.borrow_mut().take();
@@ -101,10 +107,7 @@ impl Drop for Source {
 
 /// Opens a new `EventSource`, resuming after the last id seen.
 pub(super) fn open(core: &Rc<Core>) {
-    let url = core
-        .last_event_id
-        .with_untracked(|last| (core.url)(last.as_deref()));
-    let Ok(source) = EventSource::new(&url) else {
+    let Ok(source) = EventSource::new(&core.url()) else {
         core.failed(Some(Trouble::Unreachable));
         schedule_reopen(core);
         return;

@@ -15,10 +15,13 @@
 //! keeps failing its state says why, from a plain request to the same URL. The connection
 //! closes when the reactive owner that opened it is dropped.
 //!
-//! With [`ConnectionOptions::shared`], the tabs of the app that follow the same URL share one
+//! With [`ConnectionOptions::shared`], the tabs of the app that share a key share one
 //! connection: see [`crate::tab_group`]. The wrapper then has one of three roles: alone
 //! (no group), leader (holds the `EventSource` and posts what it receives) or follower
-//! (receives from the leader, and takes over when the leader goes).
+//! (receives from the leader, and takes over when the leader goes). A connection made with
+//! [`ConnectionOptions::for_topics`] follows a set of topics (the hub's stream selectors)
+//! that may change: the leader connects for the union of its group's topics and reopens,
+//! resuming where it was, when that union changes; every tab gets every event of it.
 //!
 //! Here: the options and the connection's signals. `link.rs`: the socket, its timeouts
 //! and its reopening. `leadership.rs`: the tab's role in its group.
@@ -26,6 +29,7 @@
 mod leadership;
 mod link;
 
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -79,12 +83,14 @@ impl Connection {
     }
 }
 
-/// Builds the URL to connect to, given the id to resume after (if any).
-pub type UrlFn = Box<dyn Fn(Option<&str>) -> String>;
+/// Builds the URL to connect to, given the topics to follow (the union of the group's,
+/// sorted) and the id to resume after (if any).
+pub type UrlFn = Box<dyn Fn(&[String], Option<&str>) -> String>;
 
 /// What to connect to and how; [`ConnectionOptions::connect`] opens it.
 pub struct ConnectionOptions {
     url: UrlFn,
+    topics: Option<Signal<Vec<String>>>,
     events: Vec<&'static str>,
     silence_limit: Option<Duration>,
     connect_timeout: Duration,
@@ -94,8 +100,23 @@ pub struct ConnectionOptions {
 impl ConnectionOptions {
     /// A subscription to the URL that `url` builds (it gets the id to resume after).
     pub fn new(url: impl Fn(Option<&str>) -> String + 'static) -> Self {
+        Self::with_url(Box::new(move |_, last| url(last)), None)
+    }
+
+    /// A subscription to `topics`, as they change, at the URL that `url` builds for a set
+    /// of topics (the union of the group's, when shared) and the id to resume after. A
+    /// change reopens the connection, resuming where it was.
+    pub fn for_topics(
+        topics: impl Into<Signal<Vec<String>>>,
+        url: impl Fn(&[String], Option<&str>) -> String + 'static,
+    ) -> Self {
+        Self::with_url(Box::new(url), Some(topics.into()))
+    }
+
+    fn with_url(url: UrlFn, topics: Option<Signal<Vec<String>>>) -> Self {
         Self {
-            url: Box::new(url),
+            url,
+            topics,
             events: Vec::new(),
             silence_limit: None,
             connect_timeout: CONNECT_TIMEOUT,
@@ -103,9 +124,10 @@ impl ConnectionOptions {
         }
     }
 
-    /// Share the connection with the other tabs of this browser that follow the same
-    /// `key` (normally the URL without the resume position): one of them connects, the
-    /// others receive its events. Where the browser cannot, each tab connects alone.
+    /// Share the connection with the other tabs of this browser that use the same `key`
+    /// (normally the URL without the resume position and the topics): one of them
+    /// connects, for the union of their topics, and the others receive its events. Where
+    /// the browser cannot, each tab connects alone.
     pub fn shared(mut self, key: impl Into<String>) -> Self {
         self.group = Some(key.into());
         self
@@ -145,8 +167,11 @@ impl ConnectionOptions {
     pub fn connect_later(self, on_event: impl Fn(SseMessage) + 'static) -> Connection {
         let (state, set_state) = signal(ConnectionState::Connecting);
         let (last_event_id, set_last_event_id) = signal(None);
+        let own = self.topics.map(|t| t.get_untracked()).unwrap_or_default();
         let core = Rc::new(Core {
             url: self.url,
+            topics: RefCell::new(sorted(own.clone())),
+            own: RefCell::new(own),
             events: self.events,
             on_event: Box::new(on_event),
             state,
@@ -158,6 +183,18 @@ impl ConnectionOptions {
         });
         if let Some(key) = self.group {
             leadership::join(&core, &key);
+        }
+        if let Some(topics) = self.topics {
+            let weak = Rc::downgrade(&core);
+            Effect::new(move |_| {
+                let topics = topics.get();
+                if let Some(core) = weak.upgrade() {
+                    if *core.own.borrow() != topics {
+                        *core.own.borrow_mut() = topics;
+                        leadership::topics_changed(&core);
+                    }
+                }
+            });
         }
         let handle = StoredValue::new_local(Rc::downgrade(&core));
         let guard = SendWrapper::new(core);
@@ -175,6 +212,10 @@ impl ConnectionOptions {
 /// timers hold it weakly.
 struct Core {
     url: UrlFn,
+    /// What the socket follows (or will, once opened): the union of the group's topics.
+    topics: RefCell<Vec<String>>,
+    /// This tab's own topics.
+    own: RefCell<Vec<String>>,
     events: Vec<&'static str>,
     on_event: Box<dyn Fn(SseMessage)>,
     state: ReadSignal<ConnectionState>,
@@ -190,7 +231,33 @@ pub(crate) fn reconnect_delays() -> ReconnectDelays {
     common::backoff::reconnect_delays(Some(js_sys::Math::random().to_bits()))
 }
 
+/// `topics` sorted and each once: a set, as the union of a group's topics is.
+fn sorted(mut topics: Vec<String>) -> Vec<String> {
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
 impl Core {
+    /// The URL for the topics followed now, resuming after the last id seen.
+    fn url(&self) -> String {
+        let topics = self.topics.borrow();
+        (self.last_event_id).with_untracked(|last| (self.url)(&topics, last.as_deref()))
+    }
+
+    /// Follows `topics` from now on: a socket that is open, or waits to reopen, reopens
+    /// at once for them, resuming where it was.
+    fn follow(self: &Rc<Self>, topics: Vec<String>) {
+        if *self.topics.borrow() == topics {
+            return;
+        }
+        *self.topics.borrow_mut() = topics;
+        if self.link.is_open() {
+            self.link.close();
+            link::open(self);
+        }
+    }
+
     /// Stops for good: closes the socket and cancels any scheduled reconnect.
     fn close(&self) {
         self.link.close();
@@ -222,9 +289,7 @@ impl Core {
             self.show(ConnectionState::Offline(trouble));
             return;
         }
-        let url = self
-            .last_event_id
-            .with_untracked(|last| (self.url)(last.as_deref()));
+        let url = self.url();
         let weak = Rc::downgrade(self);
         wasm_bindgen_futures::spawn_local(async move {
             let trouble = link::diagnose(&url).await;
