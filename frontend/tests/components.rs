@@ -67,7 +67,7 @@ async fn clock_component_shows_the_ticking_server_time() {
     let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), || {
         provide_context(Api::new(SERVER));
-        let feed = use_notification_feed("clock-test".into());
+        let feed = use_notification_feed(vec!["clock-test".to_owned()]);
         view! { <ServerClock time=feed.server_time() state=feed.state() /> }
     });
     let text = |testid: &str| text_in(&root, testid);
@@ -99,7 +99,7 @@ async fn notification_panel_lists_history_then_live_notifications() {
     let root = new_root();
     let _mounted = leptos::mount::mount_to(root.clone(), move || {
         provide_context(Api::new(SERVER));
-        view! { <NotificationPanel notifications=use_notification_feed(stream.into()) /> }
+        view! { <NotificationPanel notifications=use_notification_feed(vec![stream.to_owned()]) /> }
     });
     let items = || {
         let list = root
@@ -157,7 +157,7 @@ async fn history_retries_stop_when_the_panel_is_gone() {
     // Nothing listens on port 9: every history request fails at once and is retried.
     let mounted = leptos::mount::mount_to(root, || {
         provide_context(Api::new("http://127.0.0.1:9"));
-        view! { <NotificationPanel notifications=use_notification_feed("gone".into()) /> }
+        view! { <NotificationPanel notifications=use_notification_feed(vec!["gone".to_owned()]) /> }
     });
     wait_until("two retries", Duration::from_secs(10), || {
         fetches() - before >= 3.0

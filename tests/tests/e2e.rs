@@ -238,12 +238,7 @@ async fn the_page_follows_the_stream_named_in_its_address() -> anyhow::Result<()
         .client
         .goto(&format!("{}/?stream=counter", server.url))
         .await?;
-    assert_eq!(
-        browser
-            .wait_text("stream-name", WAIT, |t| !t.is_empty())
-            .await?,
-        "counter"
-    );
+    assert_eq!(followed(&browser).await?, ["counter"]);
     let counts = eventually("the counter to tick in the list", WAIT, || async {
         let items = items(&browser).await?;
         Ok((items.len() >= 3).then_some(items))
@@ -312,6 +307,109 @@ async fn subscribers(server: &ServerProcess, stream: &str) -> anyhow::Result<u64
         .iter()
         .find(|s| s.name == stream)
         .map_or(0, |s| s.subscribers))
+}
+
+/// The streams the current tab follows, as its chips show them.
+async fn followed(browser: &Browser) -> anyhow::Result<Vec<String>> {
+    let chips = (browser.client)
+        .find_all(Locator::Css("[data-testid=followed-stream]"))
+        .await?;
+    let mut names = Vec::new();
+    for chip in chips {
+        names.push(chip.attr("data-stream").await?.unwrap_or_default());
+    }
+    Ok(names)
+}
+
+/// How many long-lived streams (SSE connections) the server holds, from `/metrics`.
+async fn streams_open(server: &ServerProcess) -> anyhow::Result<u64> {
+    let page = reqwest::get(format!("{}/metrics", server.url))
+        .await?
+        .text()
+        .await?;
+    let line = (page.lines())
+        .find(|line| line.starts_with("notify_hub_streams_open "))
+        .ok_or_else(|| anyhow::anyhow!("no notify_hub_streams_open in /metrics"))?;
+    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+}
+
+#[tokio::test]
+async fn eight_tabs_on_eight_streams_share_one_connection_and_a_tab_adds_a_stream(
+) -> anyhow::Result<()> {
+    const TABS: usize = 8;
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+    let client = &browser.client;
+    let mut tabs = vec![client.window().await?];
+    for _ in 1..TABS {
+        tabs.push(client.new_window(true).await?.handle);
+    }
+    for (n, tab) in tabs.iter().enumerate() {
+        client.switch_to_window(tab.clone()).await?;
+        client
+            .goto(&format!("{}/?stream=tab{n}", server.url))
+            .await?;
+        notifications_live(&browser).await?;
+    }
+    // Every tab's stream has the one subscriber, the leader's connection for the union.
+    let held = eventually("one subscriber on every tab's stream", WAIT, || async {
+        let mut each = Vec::new();
+        for n in 0..TABS {
+            each.push(subscribers(&server, &format!("tab{n}")).await?);
+        }
+        Ok(each.iter().all(|&held| held == 1).then_some(each))
+    })
+    .await?;
+    let open = streams_open(&server).await?;
+    println!("{TABS} tabs on {TABS} streams: {open} connections (the feed's and the streams card's), subscribers {held:?}");
+    assert_eq!(
+        open, 2,
+        "one connection for every tab's feed, one for the streams card"
+    );
+
+    // Each tab lists its own stream's notifications, and only those.
+    for n in [3, 6] {
+        publish(&server, &format!("tab{n}"), &format!("for tab {n}")).await?;
+    }
+    for (n, tab) in tabs.iter().enumerate() {
+        client.switch_to_window(tab.clone()).await?;
+        if n == 3 || n == 6 {
+            wait_for_item(&browser, &format!("for tab {n}")).await?;
+        }
+        assert_eq!(
+            count_items(&browser, "for tab").await?,
+            usize::from(n == 3 || n == 6)
+        );
+    }
+
+    // The first tab adds a pattern: it gets tab3's history and what comes next, once, and
+    // the browser still holds one connection for the feeds.
+    client.switch_to_window(tabs[0].clone()).await?;
+    browser.type_into("follow-input", "tab3*").await?;
+    browser.click("follow-button").await?;
+    assert_eq!(followed(&browser).await?, ["tab0", "tab3*"]);
+    wait_for_item(&browser, "for tab 3").await?;
+    publish(&server, "tab3", "after tab 0 added it").await?;
+    wait_for_item(&browser, "after tab 0 added it").await?;
+    publish(&server, "tab0", "own stream still followed").await?;
+    wait_for_item(&browser, "own stream still followed").await?;
+    assert_eq!(count_items(&browser, "for tab 3").await?, 1);
+    assert_eq!(count_items(&browser, "after tab 0 added it").await?, 1);
+    assert_eq!(streams_open(&server).await?, 2);
+    // The set survives a reload.
+    client.refresh().await?;
+    notifications_live(&browser).await?;
+    assert_eq!(followed(&browser).await?, ["tab0", "tab3*"]);
+    wait_for_item(&browser, "after tab 0 added it").await?;
+    // A bad selector is refused with the server's reason.
+    browser.type_into("follow-input", "no spaces").await?;
+    browser.click("follow-button").await?;
+    let reason = browser
+        .wait_text("follow-error", WAIT, |t| !t.is_empty())
+        .await?;
+    assert!(reason.contains("is not a stream selector"), "{reason}");
+    browser.close().await
 }
 
 /// How many listed notifications in the current tab contain `text`.
@@ -528,7 +626,7 @@ async fn the_streams_card_shows_every_stream_live_and_opens_one() -> anyhow::Res
         .click()
         .await?;
     wait_for_item(&browser, "in the other stream").await?;
-    assert_eq!(browser.text("stream-name").await, "other");
+    assert_eq!(followed(&browser).await?, ["other"]);
     browser.close().await
 }
 

@@ -1,4 +1,5 @@
-//! One notification in the list: level colour, title, body, and how long ago it came.
+//! One notification in the list: level colour, title, its stream, body, and how long ago
+//! it came.
 
 use leptos::prelude::*;
 
@@ -24,6 +25,7 @@ pub fn NotificationItem(item: ListedNotification) -> impl IntoView {
         >
             <div class="item-head">
                 <span class="item-title">{n.title}</span>
+                <span class="item-stream" data-testid="item-stream">{n.stream}</span>
                 <time datetime=n.created_at.clone() title=n.created_at>{ago}</time>
             </div>
             {(!n.body.is_empty()).then(|| view! { <p class="item-body">{n.body}</p> })}

@@ -1,17 +1,20 @@
-//! The notification panel: a bell with the unread count, the list (history, then live),
-//! mark-all-read, a screen-reader announcement per arrival, and opt-in desktop alerts.
+//! The notification panel: a bell with the unread count, the streams it follows (each
+//! removable, and a field to add one), the list (history, then live), mark-all-read, a
+//! screen-reader announcement per arrival, and opt-in desktop alerts.
 
+use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
 use crate::components::{NotificationItem, StatusPill};
+use crate::followed::Followed;
 use leptos_hub::desktop;
 use leptos_hub::notification_feed::NotificationFeed;
 use leptos_hub::notification_list::NotificationList;
 
-/// The panel for one stream's feed (see [`leptos_hub::notification_feed::use_notification_feed`]).
+/// The panel for a feed (see [`leptos_hub::notification_feed::use_notification_feed`]);
+/// the streams it follows can be changed where [`Followed`] is provided.
 #[component]
 pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
-    let stream = notifications.stream();
     let feed = notifications.feed();
     let unread = move || feed.with(NotificationList::unread);
     view! {
@@ -25,13 +28,13 @@ pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
                         />
                     </svg>
                     "Notifications"
-                    <span class="stream-name" data-testid="stream-name">{stream.to_string()}</span>
                     <span class="badge" data-testid="unread-count" class:hidden=move || unread() == 0>
                         {unread}
                     </span>
                 </h2>
                 <StatusPill state=notifications.state() testid="notifications-state" />
             </header>
+            <FollowedStreams streams=notifications.streams() />
             <div class="toolbar">
                 <button
                     type="button"
@@ -44,7 +47,7 @@ pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
                 <desktop::DesktopToggle />
             </div>
             <p class="visually-hidden" aria-live="polite">{move || notifications.announcement().get()}</p>
-            <ul class="feed" data-testid="notification-list">
+            <ul class="feed" data-testid="notification-list" tabindex="0" aria-label="Notification list">
                 <For
                     each=move || feed.with(|f| f.items().to_vec())
                     key=|item| (item.notification.id.clone(), item.unread)
@@ -55,5 +58,63 @@ pub fn NotificationPanel(notifications: NotificationFeed) -> impl IntoView {
                 "Nothing yet. Press Trigger, or publish with the CLI."
             </p>
         </section>
+    }
+}
+
+/// The followed streams as chips, each with a button that stops following it, and a field
+/// that adds a stream or a pattern (checked as the server checks it).
+#[component]
+fn FollowedStreams(streams: Signal<Vec<String>>) -> impl IntoView {
+    let followed = use_context::<Followed>();
+    let (text, error) = (RwSignal::new(String::new()), RwSignal::new(None::<String>));
+    let add = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Some(followed) = followed else { return };
+        match followed.add(&text.get_untracked()) {
+            Ok(()) => {
+                text.set(String::new());
+                error.set(None);
+            }
+            Err(reason) => error.set(Some(reason)),
+        }
+    };
+    view! {
+        <ul class="chips" data-testid="followed" aria-label="Streams followed">
+            <For
+                each=move || streams.get()
+                key=Clone::clone
+                children=move |name| {
+                    let label = format!("Stop following {name}");
+                    let (gone, shown) = (name.clone(), name.clone());
+                    view! {
+                        <li class="chip" data-testid="followed-stream" data-stream=name>
+                            {shown}
+                            {followed.map(|followed| view! {
+                                <button
+                                    type="button"
+                                    aria-label=label
+                                    on:click=move |_| followed.remove(&gone)
+                                >
+                                    "×"
+                                </button>
+                            })}
+                        </li>
+                    }
+                }
+            />
+        </ul>
+        {followed.map(|_| view! {
+            <form class="follow" on:submit=add>
+                <input
+                    type="text"
+                    placeholder="Follow a stream, or alerts.*"
+                    aria-label="Stream or pattern to follow"
+                    data-testid="follow-input"
+                    bind:value=text
+                />
+                <button type="submit" data-testid="follow-button">"Follow"</button>
+                <p class="error" role="alert" data-testid="follow-error">{move || error.get()}</p>
+            </form>
+        })}
     }
 }

@@ -1,6 +1,7 @@
 //! The streams card: every stream on the hub, live: its subscribers, what it stores, its
-//! publishes in the last minute with a sparkline per second, and a link that opens its
-//! notification list (`?stream=`).
+//! publishes in the last minute with a sparkline per second, a link that opens its
+//! notification list alone (`?stream=`), and a button that adds it to the page's
+//! followed streams or removes it.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use common::{events, paths, StreamSummary, StreamsOverview};
 use leptos::prelude::*;
 
 use crate::components::StatusPill;
+use crate::followed::Followed;
 use leptos_hub::api::Api;
 use leptos_hub::event_source::ConnectionOptions;
 
@@ -16,11 +18,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(6);
 
 /// A card with the table of streams, from `/sse/streams` (shared by the browser's tabs).
 #[component]
-pub fn StreamsCard(
-    /// The stream this page shows, highlighted in the table.
-    #[prop(into)]
-    current: String,
-) -> impl IntoView {
+pub fn StreamsCard() -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let overview = RwSignal::new(None::<StreamsOverview>);
     let url = api.url(paths::SSE_STREAMS);
@@ -57,10 +55,7 @@ pub fn StreamsCard(
                     <For
                         each=streams
                         key=|s| (s.name.clone(), s.subscribers, s.stored, s.publishes_per_second.clone())
-                        children={
-                            let current = current.clone();
-                            move |summary| view! { <StreamRow current=summary.name == current summary /> }
-                        }
+                        children=move |summary| view! { <StreamRow summary /> }
                     />
                 </tbody>
             </table>
@@ -71,14 +66,48 @@ pub fn StreamsCard(
     }
 }
 
-/// One stream's row.
+/// One stream's row, highlighted while followed by name.
 #[component]
-fn StreamRow(summary: StreamSummary, current: bool) -> impl IntoView {
+fn StreamRow(summary: StreamSummary) -> impl IntoView {
     let href = format!("?{}={}", common::query::STREAM, summary.name);
     let label = summary.name.clone();
+    let followed = use_context::<Followed>();
+    let name = summary.name.clone();
+    let following = Signal::derive(move || followed.is_some_and(|f| f.has(&name)));
+    let toggle = followed.map(|followed| {
+        let name = summary.name.clone();
+        let action = move || {
+            if following.get() {
+                "Unfollow"
+            } else {
+                "Follow"
+            }
+        };
+        let aria = {
+            let name = name.clone();
+            move || format!("{} {name}", action())
+        };
+        view! {
+            <button
+                type="button"
+                class="small"
+                data-testid="stream-follow"
+                aria-label=aria
+                on:click=move |_| {
+                    if following.get_untracked() {
+                        followed.remove(&name);
+                    } else if let Err(reason) = followed.add(&name) {
+                        leptos::logging::warn!("{reason}");
+                    }
+                }
+            >
+                {action}
+            </button>
+        }
+    });
     view! {
-        <tr class:current=current data-testid="stream-row" data-stream=summary.name>
-            <td><a href=href>{label}</a></td>
+        <tr class:current=following data-testid="stream-row" data-stream=summary.name>
+            <td><a href=href>{label}</a> {toggle}</td>
             <td data-testid="stream-subscribers">{summary.subscribers}</td>
             <td data-testid="stream-stored">{summary.stored}</td>
             <td class="rate">

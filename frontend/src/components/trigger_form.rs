@@ -1,7 +1,5 @@
 //! The trigger form: publish a notification (or the seed's default one) with one click.
 
-use std::sync::Arc;
-
 use common::validate::{MAX_BODY_CHARS, MAX_TITLE_CHARS};
 use common::{Draft, Level, NewNotification, DEFAULT_STREAM};
 use leptos::ev::SubmitEvent;
@@ -17,12 +15,12 @@ use leptos_hub::api::{self, Api};
 /// `403`), a [`TokenForm`] appears, and the publish is sent again with the token.
 #[component]
 pub fn TriggerForm(
-    #[prop(into, default = DEFAULT_STREAM.into())] stream: Arc<str>,
+    #[prop(into, default = DEFAULT_STREAM.to_owned().into())] stream: Signal<String>,
 ) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let fields = Fields::default();
     let status = Status::default();
-    let publish = Callback::new(move |()| send(&api, &stream, fields, status));
+    let publish = Callback::new(move |()| send(&api, &stream.get_untracked(), fields, status));
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         publish.run(());
@@ -31,7 +29,10 @@ pub fn TriggerForm(
     view! {
         <section class="card trigger" aria-labelledby="trigger-title">
             <header class="card-header">
-                <h2 id="trigger-title">"Send a notification"</h2>
+                <h2 id="trigger-title">
+                    "Send a notification"
+                    <span class="stream-name" data-testid="trigger-stream">{stream}</span>
+                </h2>
             </header>
             <form on:submit=submit>
                 <label>
