@@ -88,11 +88,7 @@ impl Followed {
             storage::set(KEY, &set.join("\n"));
             return;
         }
-        let query = set
-            .iter()
-            .map(|s| format!("{}={s}", query::STREAM))
-            .collect::<Vec<_>>()
-            .join("&");
+        let query = leptos_hub::api::selection_query(set);
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(
                 &wasm_bindgen::JsValue::NULL,
