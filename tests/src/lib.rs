@@ -141,6 +141,17 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Publishes `title` to `stream` through the HTTP API.
+    pub async fn publish(&self, stream: &str, title: &str) -> anyhow::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/api/notifications", self.url))
+            .json(&serde_json::json!({"stream": stream, "title": title}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Starts `bin serve` on `addr` (`127.0.0.1:0`: a port the server picks itself and
     /// reports, so no other process can take it first) serving `assets`, with the SQLite
     /// file `db` and extra `args`, and waits until it says where it listens.

@@ -370,7 +370,9 @@ async fn eight_tabs_on_eight_streams_share_one_connection_and_a_tab_adds_a_strea
 
     // Each tab lists its own stream's notifications, and only those.
     for n in [3, 6] {
-        publish(&server, &format!("tab{n}"), &format!("for tab {n}")).await?;
+        server
+            .publish(&format!("tab{n}"), &format!("for tab {n}"))
+            .await?;
     }
     for (n, tab) in tabs.iter().enumerate() {
         client.switch_to_window(tab.clone()).await?;
@@ -390,9 +392,9 @@ async fn eight_tabs_on_eight_streams_share_one_connection_and_a_tab_adds_a_strea
     browser.click("follow-button").await?;
     assert_eq!(followed(&browser).await?, ["tab0", "tab3*"]);
     wait_for_item(&browser, "for tab 3").await?;
-    publish(&server, "tab3", "after tab 0 added it").await?;
+    server.publish("tab3", "after tab 0 added it").await?;
     wait_for_item(&browser, "after tab 0 added it").await?;
-    publish(&server, "tab0", "own stream still followed").await?;
+    server.publish("tab0", "own stream still followed").await?;
     wait_for_item(&browser, "own stream still followed").await?;
     assert_eq!(count_items(&browser, "for tab 3").await?, 1);
     assert_eq!(count_items(&browser, "after tab 0 added it").await?, 1);
@@ -489,17 +491,6 @@ async fn eight_tabs_share_one_connection_and_survive_the_leader_closing() -> any
     browser.close().await
 }
 
-/// Publishes `title` to `stream` through the HTTP API.
-async fn publish(server: &ServerProcess, stream: &str, title: &str) -> anyhow::Result<()> {
-    reqwest::Client::new()
-        .post(format!("{}/api/notifications", server.url))
-        .json(&serde_json::json!({"stream": stream, "title": title}))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 /// The unread badge's count (hidden, so empty, at 0).
 async fn unread(browser: &Browser, expected: usize) -> anyhow::Result<String> {
     let expected = expected.to_string();
@@ -514,7 +505,7 @@ async fn unread(browser: &Browser, expected: usize) -> anyhow::Result<String> {
 async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
     let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
-    publish(&server, "reads", "before the first visit").await?;
+    server.publish("reads", "before the first visit").await?;
     let page = format!("{}/?stream=reads", server.url);
     let browser = Browser::start().await?;
     let client = &browser.client;
@@ -523,8 +514,8 @@ async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<
     wait_for_item(&browser, "before the first visit").await?;
     unread(&browser, 0).await?;
 
-    publish(&server, "reads", "first").await?;
-    publish(&server, "reads", "second").await?;
+    server.publish("reads", "first").await?;
+    server.publish("reads", "second").await?;
     wait_for_item(&browser, "second").await?;
     unread(&browser, 2).await?;
     client.refresh().await?;
@@ -546,7 +537,7 @@ async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<
     // Read marks stay read across a reload; what comes next is unread in both tabs.
     client.refresh().await?;
     wait_for_item(&browser, "second").await?;
-    publish(&server, "reads", "third").await?;
+    server.publish("reads", "third").await?;
     wait_for_item(&browser, "third").await?;
     unread(&browser, 1).await?;
     client.switch_to_window(second).await?;
@@ -559,7 +550,7 @@ async fn unread_marks_survive_reloads_and_hold_in_every_tab() -> anyhow::Result<
 async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
     let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
-    publish(&server, "junk", "stored").await?;
+    server.publish("junk", "stored").await?;
     let browser = Browser::start().await?;
     let client = &browser.client;
     let page = format!("{}/?stream=junk", server.url);
@@ -578,7 +569,7 @@ async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()
     client.refresh().await?;
     notifications_live(&browser).await?;
     wait_for_item(&browser, "stored").await?;
-    publish(&server, "junk", "live after the junk").await?;
+    server.publish("junk", "live after the junk").await?;
     wait_for_item(&browser, "live after the junk").await?;
     browser.close().await
 }
@@ -587,7 +578,7 @@ async fn garbage_in_local_storage_does_not_break_the_page() -> anyhow::Result<()
 async fn the_streams_card_shows_every_stream_live_and_opens_one() -> anyhow::Result<()> {
     let db = tempfile::tempdir()?;
     let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
-    publish(&server, "other", "in the other stream").await?;
+    server.publish("other", "in the other stream").await?;
     let browser = Browser::start().await?;
     let client = &browser.client;
     client
@@ -597,7 +588,7 @@ async fn the_streams_card_shows_every_stream_live_and_opens_one() -> anyhow::Res
         .wait_text("streams-state", WAIT, |t| t == "live")
         .await?;
     for n in 0..3 {
-        publish(&server, "watched", &format!("watched {n}")).await?;
+        server.publish("watched", &format!("watched {n}")).await?;
     }
     let cell = |stream: &str, column: &str| {
         format!("[data-testid=stream-row][data-stream='{stream}'] [data-testid={column}]")
@@ -719,7 +710,9 @@ async fn when_the_leader_tab_freezes_another_takes_over() -> anyhow::Result<()> 
         .await?;
     client.switch_to_window(follower).await?;
     let frozen_at = std::time::Instant::now();
-    publish(&server, "frozen", "while the leader was frozen").await?;
+    server
+        .publish("frozen", "while the leader was frozen")
+        .await?;
     wait_for_item(&browser, "while the leader was frozen").await?;
     assert_eq!(
         count_items(&browser, "while the leader was frozen").await?,

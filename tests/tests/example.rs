@@ -39,23 +39,13 @@ fn build_example(dist: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn publish(server: &ServerProcess, stream: &str, title: &str) -> anyhow::Result<()> {
-    reqwest::Client::new()
-        .post(format!("{}/api/notifications", server.url))
-        .json(&serde_json::json!({"stream": stream, "title": title}))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn the_example_app_shows_its_streams_live() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let dist = dir.path().join("dist");
     build_example(&dist)?;
     let server = ServerProcess::serve(&dist, &dir.path().join("hub.db"), &[])?;
-    publish(&server, "messages", "from history").await?;
+    server.publish("messages", "from history").await?;
     let browser = Browser::start().await?;
     browser.client.goto(&format!("{}/", server.url)).await?;
     browser.wait_text("state", WAIT, |t| t == "live").await?;
@@ -64,7 +54,7 @@ async fn the_example_app_shows_its_streams_live() -> anyhow::Result<()> {
         ("other", "not shown"),
         ("alerts.disk", "disk full"),
     ] {
-        publish(&server, stream, title).await?;
+        server.publish(stream, title).await?;
     }
     browser.wait_text("unread", WAIT, |t| t == "2").await?;
     let mut items = Vec::new();
