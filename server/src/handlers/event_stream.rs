@@ -46,9 +46,7 @@ pub async fn subscribe(
         .await
         .map_err(ApiError::internal)?;
     let heartbeat = sse::heartbeat_frame(state.config.heartbeat);
-    let events = subscription
-        .into_stream()
-        .map(move |event| sse::event_frame(event, &heartbeat));
+    let events = subscription.map(move |event| sse::event_frame(event, &heartbeat));
     let events = with_clock(
         events,
         clock_ms.map(|ms| state.tickers.ticks(Duration::from_millis(ms))),

@@ -7,6 +7,9 @@
 //! carries the whole position as its id, so one `Last-Event-ID` resumes every stream. A
 //! reset names its stream and moves only that stream's cursor. Heartbeats come once for
 //! the connection, not once per stream.
+//!
+//! A subscriber of one named stream alone needs none of this: [`alone`] turns its one
+//! [`Subscription`] into events, with the entries' own ids.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
@@ -18,7 +21,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::position::Position;
-use super::subscription::Delivery;
+use super::subscription::{Delivery, Subscription};
 use super::Hub;
 use crate::store::{Entry, Error};
 
@@ -30,7 +33,8 @@ pub type MayRead = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A notification. `id` is the subscriber's position after it; `None` when the
-    /// subscriber follows this one stream alone, whose position is the entry's own id.
+    /// subscriber follows this one stream alone (see [`alone`]), whose position is the
+    /// entry's own id.
     Notification {
         entry: Arc<Entry>,
         id: Option<String>,
@@ -148,19 +152,13 @@ impl Selected {
         true
     }
 
-    /// The id of the next event: the position, or for one stream alone its cursor.
-    fn id(&self) -> String {
-        match self.selection.single() {
-            Some(stream) => self.position.only(stream).to_string(),
-            None => self.position.to_string(),
-        }
-    }
-
     /// The next event; `None` when the subscription ends (the hub is gone).
     pub async fn next(&mut self) -> Option<Event> {
         if !self.greeted {
             self.greeted = true;
-            return Some(Event::Greeting { id: self.id() });
+            return Some(Event::Greeting {
+                id: self.position.to_string(),
+            });
         }
         loop {
             tokio::select! {
@@ -170,12 +168,12 @@ impl Selected {
                         Delivery::Heartbeat => {}
                         Delivery::Notification(entry) => {
                             self.position.advance(&stream, entry.id);
-                            let id = self.selection.single().is_none().then(|| self.id());
+                            let id = Some(self.position.to_string());
                             return Some(Event::Notification { entry, id });
                         }
                         Delivery::Reset(restart) => {
                             self.position.advance(&stream, restart);
-                            return Some(Event::Reset { id: self.id(), stream: stream.to_string() });
+                            return Some(Event::Reset { id: self.position.to_string(), stream: stream.to_string() });
                         }
                     }
                 }
@@ -200,6 +198,25 @@ impl Selected {
             Some((event, selected))
         })
     }
+}
+
+/// A subscriber of one named stream alone, as events: its subscription's deliveries, the
+/// first one (a heartbeat) as the greeting, and the entries' own ids as its ids.
+pub fn alone(subscription: Subscription) -> impl futures::Stream<Item = Event> + Send + 'static {
+    let start = subscription.cursor().to_string();
+    let stream = subscription.stream().to_owned();
+    subscription
+        .into_stream()
+        .enumerate()
+        .map(move |(n, delivery)| match delivery {
+            Delivery::Heartbeat if n == 0 => Event::Greeting { id: start.clone() },
+            Delivery::Heartbeat => Event::Heartbeat,
+            Delivery::Notification(entry) => Event::Notification { entry, id: None },
+            Delivery::Reset(restart) => Event::Reset {
+                stream: stream.clone(),
+                id: restart.to_string(),
+            },
+        })
 }
 
 /// When the known names change; never without them.

@@ -124,6 +124,16 @@ impl Subscription {
         }
     }
 
+    /// The stream followed.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The id of the last entry delivered: where a client resumes from.
+    pub fn cursor(&self) -> EventId {
+        self.cursor
+    }
+
     /// The next delivery; `None` when the hub is gone.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
