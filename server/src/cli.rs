@@ -234,6 +234,10 @@ struct ServeArgs {
     /// then `408`. Streams, once started, are not cut.
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
+    /// Seconds a connection's writes may make no progress (a client gone, a half-open link,
+    /// a reader that stopped) before it is closed and its streams freed.
+    #[arg(long, default_value_t = defaults::SEND_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    send_timeout_secs: u64,
     /// Most SSE streams open at once (0: no limit); more are refused with 503 and
     /// Retry-After.
     #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
@@ -290,6 +294,7 @@ impl ServeArgs {
             demo: self.demo,
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            send_timeout: Duration::from_secs(self.send_timeout_secs),
             max_connections: count_unless_zero(self.max_connections),
             max_connections_per_ip: count_unless_zero(self.max_connections_per_ip),
             trust_proxy: self.trust_proxy,

@@ -27,6 +27,7 @@ pub mod defaults {
     pub const PRUNE_EVERY_SECS: u64 = 10;
     pub const HEADER_TIMEOUT_SECS: u64 = 10;
     pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+    pub const SEND_TIMEOUT_SECS: u64 = 30;
     pub const MAX_CONNECTIONS: u64 = 0;
     pub const MAX_CONNECTIONS_PER_IP: u64 = 0;
     pub const PUBLISH_RATE: u32 = 1_000;
@@ -76,6 +77,10 @@ pub struct Config {
     /// How long a request may take until its response starts (reading its body included);
     /// then `408`. Streams, once started, are not cut by it.
     pub request_timeout: Duration,
+    /// How long a connection's writes may make no progress (a client gone without a word,
+    /// a half-open link, a reader that stopped reading) before it is closed and its
+    /// streams freed: both the socket's `TCP_USER_TIMEOUT` and a deadline on each write.
+    pub send_timeout: Duration,
     /// Most SSE streams open at once (`None`: no limit); more get `503`.
     pub max_connections: Option<usize>,
     /// Most SSE streams open at once from one client IP (`None`: no limit); more get `429`.
@@ -118,6 +123,7 @@ impl Default for Config {
             demo: false,
             header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
+            send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECS),
             max_connections: count_unless_zero(defaults::MAX_CONNECTIONS),
             max_connections_per_ip: count_unless_zero(defaults::MAX_CONNECTIONS_PER_IP),
             trust_proxy: false,

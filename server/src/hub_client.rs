@@ -10,8 +10,8 @@ use common::{events, paths, query, Draft, Heartbeat, NewNotification, Notificati
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
-/// How long `listen` waits for anything (events or heartbeats) before it assumes the
-/// connection is dead, until the server has said how often it sends heartbeats.
+/// How long `listen` waits for anything (an answer, events or heartbeats) before it
+/// assumes the connection is dead, until the server has said how often it sends heartbeats.
 const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
 /// Publishes `new` on the server at `url` and returns what it stored. Input that breaks
@@ -117,7 +117,15 @@ pub async fn listen(
         if let Some(id) = &progress.last_event_id {
             request = request.header(common::LAST_EVENT_ID_HEADER, id);
         }
-        match request.send().await {
+        // A link that went dead while the request was on its way answers nothing, ever.
+        let Ok(sent) = tokio::time::timeout(DEFAULT_SILENCE, request.send()).await else {
+            if !connected_once {
+                bail!("the server at {url} did not answer within {DEFAULT_SILENCE:?}");
+            }
+            eprintln!("listen: no answer within {DEFAULT_SILENCE:?}");
+            continue;
+        };
+        match sent {
             Err(err) if !connected_once => return Err(connect_error(&url, err)),
             Err(err) => eprintln!("listen: connection failed: {err}"),
             Ok(response) if response.status() == reqwest::StatusCode::NO_CONTENT => return Ok(()),

@@ -4,7 +4,11 @@
 //! on a network needs before a request reaches the router: a client must send its request
 //! headers within `header_timeout` (a connection that never sends or never finishes them,
 //! the slowloris attack, is closed), and hyper buffers at most [`MAX_HEAD_BUFFER`] bytes
-//! of request head.
+//! of request head. A connection whose writes make no progress for `send_timeout` (a
+//! client that vanished, a half-open link, a reader that stopped reading) is closed and its
+//! streams freed: the kernel ends it when sent data goes unacknowledged that long
+//! (`TCP_USER_TIMEOUT`), and a deadline on every write ends it when the peer acknowledges
+//! but never reads, or a proxy between holds the connection open.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -50,11 +55,15 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (grace, header_timeout) = (config.shutdown_grace, config.header_timeout);
+    let grace = config.shutdown_grace;
+    let timeouts = Timeouts {
+        header: config.header_timeout,
+        send: config.send_timeout,
+    };
     let state = start(config, addr).await?;
     let shutdown = state.shutdown.clone();
     tracing::info!("listening on http://{addr}");
-    let connections = accept_until(listener, app(state), header_timeout, signal).await;
+    let connections = accept_until(listener, app(state), timeouts, signal).await;
     tracing::info!("shutting down: closing streams");
     shutdown.cancel();
     tokio::select! {
@@ -103,14 +112,22 @@ async fn start(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
     Ok(state)
 }
 
+/// The limits in time on every connection; see the module documentation.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    send: Duration,
+}
+
 /// Accepts connections and serves each with `router` until `signal`; returns the open
 /// ones, to be drained.
 async fn accept_until(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     signal: impl Future<Output = ()>,
 ) -> GracefulShutdown {
+    let header_timeout = timeouts.header;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -132,6 +149,7 @@ async fn accept_until(
                     // benchmark's p99 went from 0.8-1.6 s to 0.1 s without it). hyper
                     // already writes the frames that are ready together in one writev.
                     let _ = socket.set_nodelay(true);
+                    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeouts.send));
                     let service = hyper::service::service_fn(connection_service(router.clone(), peer));
                     let (builder, watcher) = (builder.clone(), connections.watcher());
                     tokio::spawn(async move {
@@ -139,8 +157,10 @@ async fn accept_until(
                             tracing::debug!("{peer} sent nothing in {header_timeout:?}; closed");
                             return;
                         }
+                        let mut socket = TimeoutStream::new(socket);
+                        socket.set_write_timeout(Some(timeouts.send));
                         let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(socket), service)
+                            .serve_connection_with_upgrades(TokioIo::new(Box::pin(socket)), service)
                             .into_owned();
                         if let Err(err) = watcher.watch(connection).await {
                             tracing::debug!("connection from {peer} ended: {err}");

@@ -4,9 +4,11 @@
 //!
 //! `scripts/test.sh` builds both first; `HUB_SERVER_BIN` and `HUB_DIST` may point elsewhere.
 //! Tests of the Redis store start a real `redis-server` through [`redis`]; the browser
-//! test of several instances puts [`proxy`] in front of them. The development loop's test
+//! test of several instances puts [`proxy`] in front of them, and the fault tests put
+//! [`fault_proxy`] between the parts. The development loop's test
 //! runs `trunk serve` in a copy of the workspace through [`trunk`].
 
+pub mod fault_proxy;
 pub mod proxy;
 pub mod redis;
 pub mod trunk;
