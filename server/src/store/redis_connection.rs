@@ -4,11 +4,12 @@
 //!
 //! Every call has a deadline: while Redis is away, publishes fail fast (`503`) instead of
 //! hanging, and [`StoreHealth`] says why until a call succeeds again. A background ping
-//! keeps that state current when nothing else talks to Redis.
+//! keeps that state current when nothing else talks to Redis. A call that runs out of time
+//! puts a new connection in place of the one it used (see [`Current`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -31,7 +32,7 @@ const IDLE_BLOCKING: usize = 16;
 pub struct RedisConnection {
     client: Client,
     /// Every call but the blocking reads; reconnects by itself.
-    conn: ConnectionManager,
+    conn: Arc<Current>,
     /// Connections for `XREAD BLOCK`, idle between two reads.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     health: Arc<StoreHealth>,
@@ -60,7 +61,7 @@ impl RedisConnection {
             .set_max_delay(Duration::from_millis(200));
         let mut conn = tokio::time::timeout(
             DEADLINE,
-            ConnectionManager::new_with_config(client.clone(), config),
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
         )
         .await
         .map_err(|_| anyhow!("Redis at {shown} did not answer within {DEADLINE:?}"))?
@@ -73,6 +74,11 @@ impl RedisConnection {
         check_version(&version)?;
         warn_if_evicting(&mut conn).await;
         let health = Arc::new(StoreHealth::default());
+        let conn = Arc::new(Current {
+            client: client.clone(),
+            config,
+            conn: Mutex::new((conn, Instant::now())),
+        });
         tokio::spawn(ping(Arc::downgrade(&health), conn.clone()));
         Ok(Self {
             client,
@@ -100,6 +106,7 @@ impl RedisConnection {
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
         let timed = tokio::time::timeout(limit, call).await;
+        self.conn.renew_after(&timed);
         self.health.track(described(what, limit, timed))
     }
 
@@ -113,6 +120,14 @@ impl RedisConnection {
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
         let timed = tokio::time::timeout(DEADLINE, call).await;
+        if self.conn.renew_after(&timed) {
+            // The append may have reached Redis, its answer not: the publisher must not
+            // take the refusal for "not stored".
+            return self.health.track(Err(anyhow!(
+                "Redis did not answer within {DEADLINE:?}; the notification may have been \
+                 stored all the same"
+            )));
+        }
         match &timed {
             Ok(Err(err)) if is_refusal(err) => {
                 return self
@@ -129,14 +144,14 @@ impl RedisConnection {
 
     /// Runs `command` with [`RedisConnection::call`].
     pub async fn query<T: FromRedisValue>(&self, what: &str, command: Cmd) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         self.call(what, async move { command.query_async(&mut conn).await })
             .await
     }
 
     /// The connection for every call but the blocking reads (a handle: clones are cheap).
     pub fn manager(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conn.get()
     }
 
     /// A connection for one blocking read: an idle one, or a new one.
@@ -181,6 +196,59 @@ impl RedisConnection {
     /// Why Redis cannot take publishes right now, or `None` while it works.
     pub fn problem(&self) -> Option<String> {
         self.refusal.problem().or_else(|| self.health.problem())
+    }
+}
+
+/// The connection manager for every call but the blocking reads. redis-rs makes a new
+/// connection by itself only when the old one reports an error; a connection that went
+/// half-open (a NAT or load balancer that forgot it, a Redis host frozen) reports none and
+/// answers nothing, ever: every call then ran into its deadline for as long as the process
+/// lived (found by the half-open test in `server/tests/redis_links.rs`). So a call that
+/// runs out of time replaces the manager with a new one, which connects afresh.
+struct Current {
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// The manager, and when it was made.
+    conn: Mutex<(ConnectionManager, Instant)>,
+}
+
+impl Current {
+    /// The manager to use now (a handle: clones are cheap).
+    fn get(&self) -> ConnectionManager {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Replaces the manager if `timed` ran out of time, or Redis's answer did; `true` if
+    /// it did. Calls that time out together (all those on the dead connection) replace it
+    /// once: a manager younger than [`DEADLINE`] is kept.
+    fn renew_after<T>(
+        &self,
+        timed: &Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> bool {
+        let timed_out = match timed {
+            Err(_) => true,
+            Ok(Err(err)) => err.is_timeout(),
+            Ok(Ok(_)) => false,
+        };
+        if !timed_out {
+            return false;
+        }
+        let mut current = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.1.elapsed() >= DEADLINE {
+            match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                Ok(fresh) => {
+                    tracing::debug!("a call to Redis timed out; connecting afresh");
+                    *current = (fresh, Instant::now());
+                }
+                Err(err) => tracing::warn!("cannot make a new Redis connection: {err}"),
+            }
+        }
+        true
     }
 }
 
@@ -283,7 +351,7 @@ fn check_version(info: &str) -> anyhow::Result<()> {
 
 /// Pings Redis every [`PING_EVERY`] while the store (its `health`) exists, so that
 /// `/healthz` and `/metrics` notice Redis going and coming back even when idle.
-async fn ping(health: Weak<StoreHealth>, mut conn: ConnectionManager) {
+async fn ping(health: Weak<StoreHealth>, conn: Arc<Current>) {
     let mut every = tokio::time::interval(PING_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -292,7 +360,9 @@ async fn ping(health: Weak<StoreHealth>, mut conn: ConnectionManager) {
             return;
         };
         let ping = redis::cmd("PING");
-        let timed = tokio::time::timeout(DEADLINE, ping.query_async::<String>(&mut conn)).await;
+        let mut manager = conn.get();
+        let timed = tokio::time::timeout(DEADLINE, ping.query_async::<String>(&mut manager)).await;
+        conn.renew_after(&timed);
         let _ = health.track(described("answer a ping", DEADLINE, timed));
     }
 }
