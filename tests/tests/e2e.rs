@@ -914,3 +914,109 @@ async fn the_page_fits_every_width_and_has_no_accessibility_violations() -> anyh
     );
     browser.close().await
 }
+
+/// Waits until exactly one listed notification contains each of `titles`.
+async fn each_listed_once(browser: &Browser, titles: &[String]) -> anyhow::Result<()> {
+    eventually("each notification listed once", WAIT, || async {
+        let items = items(browser).await?;
+        let counts: Vec<usize> = titles
+            .iter()
+            .map(|title| {
+                items
+                    .iter()
+                    .filter(|item| item.contains(title.as_str()))
+                    .count()
+            })
+            .collect();
+        anyhow::ensure!(
+            counts.iter().all(|&n| n <= 1),
+            "listed twice: {counts:?} for {titles:?}"
+        );
+        Ok(counts.iter().all(|&n| n == 1).then_some(()))
+    })
+    .await
+}
+
+/// The page in real Chromium through the fault proxy, at the default settings: a slow
+/// jittery link, a blackhole and a half-open link. Each time the pill says what the link
+/// is doing, and the list ends with every notification published meanwhile, once.
+#[tokio::test]
+async fn through_a_slow_a_cut_and_a_half_open_link_the_pill_tells_the_truth_and_the_list_ends_complete(
+) -> anyhow::Result<()> {
+    use e2e::fault_proxy::{FaultProxy, Faults};
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let proxy = FaultProxy::start(server.addr.parse()?).await?;
+    proxy.set(Faults {
+        latency: Duration::from_millis(200),
+        jitter: Duration::from_millis(100),
+        ..Faults::default()
+    });
+    let browser = Browser::start().await?;
+    let started = std::time::Instant::now();
+    browser.client.goto(&proxy.url()).await?;
+    notifications_live(&browser).await?;
+    let loaded = started.elapsed();
+    let publish = |phase: &'static str| {
+        let server = &server;
+        async move {
+            let mut titles = Vec::new();
+            for n in 0..5 {
+                let title = format!("{phase}-{n}");
+                server.publish("messages", &title).await?;
+                titles.push(title);
+            }
+            anyhow::Ok(titles)
+        }
+    };
+    let slow = publish("slow").await?;
+    each_listed_once(&browser, &slow).await?;
+
+    // A blackhole: the pill leaves `live` within 5 s, and the page is back, complete,
+    // once the link heals.
+    proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    let cut = std::time::Instant::now();
+    let during = browser
+        .wait_text("notifications-state", Duration::from_secs(5), |t| {
+            t != "live"
+        })
+        .await?;
+    let noticed_cut = cut.elapsed();
+    let held = publish("held").await?;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed())).await;
+    assert_ne!(
+        browser.text("notifications-state").await,
+        "live",
+        "live in a blackhole"
+    );
+    proxy.set(Faults::default());
+    let healed = std::time::Instant::now();
+    notifications_live(&browser).await?;
+    each_listed_once(&browser, &held).await?;
+    let back = healed.elapsed();
+
+    // Half-open: the open connection passes nothing, ever; new ones work.
+    proxy.freeze_open();
+    let frozen = std::time::Instant::now();
+    browser
+        .wait_text("notifications-state", Duration::from_secs(5), |t| {
+            t != "live"
+        })
+        .await?;
+    let noticed_freeze = frozen.elapsed();
+    let stranded = publish("stranded").await?;
+    notifications_live(&browser).await?;
+    each_listed_once(&browser, &stranded).await?;
+    let moved_on = frozen.elapsed();
+    each_listed_once(&browser, &[slow, held].concat()).await?;
+    println!(
+        "through the fault proxy: loaded and live in {loaded:?} at 200 ± 100 ms; a blackhole \
+         noticed after {noticed_cut:?} (pill: {during}), live and complete {back:?} after it \
+         healed; a half-open link noticed after {noticed_freeze:?}, live again on a new \
+         connection and complete {moved_on:?} after the freeze"
+    );
+    browser.close().await
+}
