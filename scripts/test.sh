@@ -56,6 +56,10 @@ step "tests (and clippy on them): unit, integration (real server, SQLite and Red
 start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
 run_tests --workspace --exclude frontend -- --show-output
 
+step "soak: one minute of subscribers coming and going (bench --quick --soak 1)"
+# A small soak on the debug server: fails unless every stay got every notification once.
+"$HUB_TARGET/debug/bench" --quick --soak 1 --hub "$HUB_TARGET/debug/server" --out "$(mktemp)"
+
 step "tests (and clippy on the frontend, wasm32): browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
 start_server HUB_TEST_SERVER "$HUB_TARGET/debug/server" serve --addr 127.0.0.1:0 --assets dist \

@@ -45,7 +45,8 @@ impl SendTimes {
         }
     }
 
-    fn since(&self, n: usize) -> Option<Duration> {
+    /// How long ago publish `n` was sent (`None` before it was).
+    pub fn since(&self, n: usize) -> Option<Duration> {
         let sent = self.sent_us.get(n)?.load(Ordering::Relaxed);
         let now = self.base.elapsed().as_micros() as u64;
         (sent > 0).then(|| Duration::from_micros(now.saturating_sub(sent)))

@@ -1,15 +1,17 @@
 //! The fan-out benchmark. `cargo run --release -p bench` runs every workload against our
 //! server, the raw tokio baseline and better-sse, prints the figures as they come, and
 //! writes them to `bench/results.md` with charts in `bench/charts/`. `--quick` runs a
-//! seconds-long version (small N) that checks that every event arrived.
+//! seconds-long version (small N) that checks that every event arrived. `--soak MINUTES`
+//! runs the soak instead (see `soak.rs`), into `bench/soak.md`.
 
 mod load;
 mod raw;
 mod report;
+mod soak;
 mod target;
 mod workloads;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -37,9 +39,13 @@ struct Args {
     /// Leave out better-sse (no Node or npm needed).
     #[arg(long)]
     no_peers: bool,
-    /// Where the Markdown results go.
-    #[arg(long, default_value = "bench/results.md")]
-    out: PathBuf,
+    /// Run the soak for this many minutes instead of the workloads (with `--quick`: its
+    /// small version, which fails unless every notification arrived).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..))]
+    soak: Option<u64>,
+    /// Where the Markdown results go [default: bench/results.md, bench/soak.md for the soak].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Where the charts go (full runs only).
     #[arg(long, default_value = "bench/charts")]
     charts: PathBuf,
@@ -135,6 +141,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut bench = Bench::new(&args)?;
+    if let Some(minutes) = args.soak {
+        return bench.soak(minutes, &args).await;
+    }
     let wants = |w: &str| args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
     bench.progress.total = [
         wants("A") as usize * bench.kinds.len() * (bench.plan.clock_ns.len() + 1),
@@ -169,16 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bench.several_streams().await?;
     }
 
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &bench.report.markdown)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!(
-        "bench: done in {:.0} s; figures in {}",
-        bench.progress.start.elapsed().as_secs_f64(),
-        args.out.display()
-    );
+    bench.write(args.out.as_deref().unwrap_or(Path::new("bench/results.md")))?;
     if args.quick && !bench.problems.is_empty() {
         bail!(
             "the quick bench found problems: {}",
@@ -308,6 +308,42 @@ impl Bench {
                 &sweep,
                 |r| r.rss_per_connection() / 1024.0,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Writes the report to `out`.
+    fn write(&self, out: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, &self.report.markdown)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!(
+            "bench: done in {:.0} s; figures in {}",
+            self.progress.start.elapsed().as_secs_f64(),
+            out.display()
+        );
+        Ok(())
+    }
+
+    /// The soak, with its chart on full runs; a quick one fails unless every notification
+    /// arrived once, in order.
+    async fn soak(&mut self, minutes: u64, args: &Args) -> anyhow::Result<()> {
+        self.report.section("Soak: subscribers coming and going");
+        let soak = soak::run(&self.programs, soak::Plan::new(minutes, self.quick)).await?;
+        self.report.soak(&soak);
+        if !self.quick {
+            std::fs::create_dir_all(&self.charts)?;
+            report::soak_chart(&self.charts.join("soak.svg"), &soak)?;
+        }
+        self.write(args.out.as_deref().unwrap_or(Path::new("bench/soak.md")))?;
+        let (delivery, wrong) = soak.delivery();
+        if self.quick && (delivery < 1.0 || wrong > 0) {
+            bail!(
+                "the quick soak lost or garbled notifications: {:.3} % delivered, {wrong} ids wrong",
+                delivery * 100.0
+            );
         }
         Ok(())
     }

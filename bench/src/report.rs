@@ -6,6 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::soak::Soak;
 use crate::target::Kind;
 use crate::workloads::{FanOut, Setup, Storm, Throughput};
 
@@ -173,6 +174,52 @@ impl Report {
         self.markdown.push_str(&table);
     }
 
+    /// The soak's samples, and what they come to after warm-up.
+    pub fn soak(&mut self, soak: &Soak) {
+        let plan = &soak.plan;
+        self.line(&format!(
+            "{} min; {} subscribers over {} streams, {:.0} arriving and as many leaving a \
+             second (one in ten resuming {} entries back); {} publishes a second. {} stays \
+             checked, {} notifications published.",
+            plan.minutes,
+            plan.population,
+            crate::soak::STREAMS,
+            plan.population as f64 / plan.lifetime.as_secs_f64(),
+            crate::soak::RESUME_BACK,
+            plan.publishes_per_s,
+            soak.sessions,
+            soak.published
+        ));
+        let mut table = "| at | RSS | open fds | tasks | connected | p99 ms | stays checked | delivered | wrong |\n|---|---|---|---|---|---|---|---|---|\n".to_owned();
+        for sample in &soak.samples {
+            let _ = writeln!(
+                table,
+                "| {:.0} s | {:.1} MiB | {} | {:.0} | {} | {:.1} | {} | {:.3} % | {} |",
+                sample.at.as_secs_f64(),
+                sample.rss as f64 / 1048576.0,
+                sample.fds,
+                sample.tasks,
+                sample.connected,
+                sample.p99_ms,
+                sample.checked,
+                sample.delivery * 100.0,
+                sample.wrong
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+        let (delivery, wrong) = soak.delivery();
+        self.line(&format!(
+            "After warm-up ({} samples): RSS spread {:.1} %, open fds spread {:.1} %, tasks \
+             spread {:.1} % (max − min over min); delivery {:.3} %, {wrong} ids wrong.",
+            plan.warm_up,
+            soak.spread(|s| s.rss as f64) * 100.0,
+            soak.spread(|s| s.fds as f64) * 100.0,
+            soak.spread(|s| s.tasks) * 100.0,
+            delivery * 100.0
+        ));
+    }
+
     /// A free line of text.
     pub fn line(&mut self, text: &str) {
         println!("{text}");
@@ -223,6 +270,65 @@ pub fn chart(
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(kind.name())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The soak's RSS, open fds and tasks over time, each as a percentage of its first value
+/// after warm-up, into `path` (SVG): a leak is a line that climbs.
+pub fn soak_chart(path: &Path, soak: &Soak) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let settled = soak.settled();
+    let Some(first) = settled.first() else {
+        return Ok(());
+    };
+    let minutes = |s: &crate::soak::Sample| s.at.as_secs_f64() / 60.0;
+    let end = soak.samples.last().map_or(1.0, minutes);
+    type Value = fn(&crate::soak::Sample) -> f64;
+    let series: [(&str, Value, RGBColor); 3] = [
+        ("RSS", |s| s.rss as f64, BLUE),
+        ("open fds", |s| s.fds as f64, BLACK),
+        ("tasks", |s| s.tasks, RED),
+    ];
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Soak: RSS, open fds and tasks against the first sample after warm-up",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end * 1.02, 80.0..120.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc("% of the first settled sample")
+        .draw()?;
+    for (name, value, color) in series {
+        let base = value(first).max(1e-9);
+        let points: Vec<(f64, f64)> = soak
+            .samples
+            .iter()
+            .map(|s| (minutes(s), (value(s) / base * 100.0).clamp(80.0, 120.0)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });

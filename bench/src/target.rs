@@ -123,6 +123,11 @@ impl Target {
         proc_kib(&format!("/proc/{}/status", self.child.id()), "VmRSS:") * 1024
     }
 
+    /// File descriptors the process has open (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
+    }
+
     /// CPU time the process has used (user + system), in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         let stat =

@@ -24,6 +24,7 @@ const PREFIX: &str = "notify_hub_";
 pub mod names {
     pub const SUBSCRIBERS: &str = "notify_hub_subscribers";
     pub const STREAMS_OPEN: &str = "notify_hub_streams_open";
+    pub const TASKS: &str = "notify_hub_tasks";
     pub const REFUSED: &str = "notify_hub_connections_refused_total";
     pub const PUBLISHED: &str = "notify_hub_published_total";
     pub const DELIVERED: &str = "notify_hub_delivered_total";
@@ -79,6 +80,10 @@ fn describe() {
     describe_gauge!(
         names::STREAMS_OPEN,
         "SSE streams open now (notifications, clock, overview)."
+    );
+    describe_gauge!(
+        names::TASKS,
+        "Tasks alive in the server's runtime (connections, subscriptions, followers)."
     );
     describe_counter!(
         names::REFUSED,
@@ -196,11 +201,15 @@ static LABELLED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 static PROCESS: LazyLock<metrics_process::Collector> =
     LazyLock::new(|| metrics_process::Collector::new(PREFIX));
 
-/// Sets the gauges that describe the present: open streams, subscribers per stream
+/// Sets the gauges that describe the present: open streams, live tasks (a leak of them
+/// shows in a long run before memory does), subscribers per stream
 /// (`streams` as the hub's overview gives them; `None` when the store could not say, which
 /// leaves those gauges as they were), and the process's own figures.
 pub fn record_states(streams_open: usize, streams: Option<&[StreamSummary]>) {
     gauge!(names::STREAMS_OPEN).set(streams_open as f64);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        gauge!(names::TASKS).set(runtime.metrics().num_alive_tasks() as f64);
+    }
     if let Some(streams) = streams {
         record_subscribers(streams);
     }

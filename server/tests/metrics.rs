@@ -102,6 +102,8 @@ async fn metrics_count_what_happened_and_need_the_token() {
     assert_eq!(value(&text, "notify_hub_replayed_total"), 3.0);
     assert_eq!(value(&text, r#"notify_hub_subscribers{stream="m"}"#), 2.0);
     assert_eq!(value(&text, "notify_hub_streams_open"), 2.0);
+    // Two streams open: at least their connections' tasks.
+    assert!(value(&text, "notify_hub_tasks") >= 2.0);
     assert_eq!(
         value(
             &text,
