@@ -18,6 +18,7 @@ use crate::config::{
     cors_origin, count_unless_zero, defaults, retention, seconds_unless_zero, Config, MIB,
 };
 use crate::hub_client::{self, Format};
+use crate::tls::TlsFiles;
 
 /// notify-hub: real-time notifications over Server-Sent Events.
 #[derive(Parser, Debug)]
@@ -55,6 +56,16 @@ struct ServerUrl {
     /// Token (JWT) sent as Authorization: Bearer, when the server checks tokens.
     #[arg(long, env = "NOTIFY_HUB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM certificates to trust for an https:// URL besides the system's (a private CA,
+    /// a self-signed certificate).
+    #[arg(long, env = "NOTIFY_HUB_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+impl ServerUrl {
+    fn remote(&self) -> anyhow::Result<hub_client::Remote> {
+        hub_client::Remote::new(&self.url, self.token.as_deref(), self.ca.as_deref())
+    }
 }
 
 /// Flags of `token`.
@@ -136,7 +147,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         body: args.body,
         level: args.level,
     };
-    let stored = hub_client::publish(&args.server.url, args.server.token.as_deref(), &new).await?;
+    let stored = hub_client::publish(&args.server.remote()?, &new).await?;
     println!("{}", serde_json::to_string(&stored)?);
     Ok(())
 }
@@ -163,8 +174,7 @@ async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         Format::Text
     };
     hub_client::listen(
-        &args.server.url,
-        args.server.token.as_deref(),
+        &args.server.remote()?,
         &args.streams,
         args.last_event_id,
         args.count,
@@ -234,6 +244,23 @@ struct ServeArgs {
     /// then `408`. Streams, once started, are not cut.
     #[arg(long, default_value_t = defaults::REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 on the same port) with this PEM certificate chain
+    /// (certbot's fullchain.pem); read again when it changes.
+    #[arg(
+        long,
+        env = "NOTIFY_HUB_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (certbot's privkey.pem).
+    #[arg(
+        long,
+        env = "NOTIFY_HUB_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_key: Option<PathBuf>,
     /// Seconds a connection's writes may make no progress (a client gone, a half-open link,
     /// a reader that stopped) before it is closed and its streams freed.
     #[arg(long, default_value_t = defaults::SEND_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -295,6 +322,10 @@ impl ServeArgs {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             send_timeout: Duration::from_secs(self.send_timeout_secs),
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
             max_connections: count_unless_zero(self.max_connections),
             max_connections_per_ip: count_unless_zero(self.max_connections_per_ip),
             trust_proxy: self.trust_proxy,

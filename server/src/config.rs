@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Uri};
 
 use crate::store::Retention;
+use crate::tls::TlsFiles;
 
 /// The default of each setting, in the unit its command-line flag uses.
 pub mod defaults {
@@ -81,6 +82,8 @@ pub struct Config {
     /// a half-open link, a reader that stopped reading) before it is closed and its
     /// streams freed: both the socket's `TCP_USER_TIMEOUT` and a deadline on each write.
     pub send_timeout: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate and key instead of HTTP.
+    pub tls: Option<TlsFiles>,
     /// Most SSE streams open at once (`None`: no limit); more get `503`.
     pub max_connections: Option<usize>,
     /// Most SSE streams open at once from one client IP (`None`: no limit); more get `429`.
@@ -124,6 +127,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(defaults::HEADER_TIMEOUT_SECS),
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS),
             send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECS),
+            tls: None,
             max_connections: count_unless_zero(defaults::MAX_CONNECTIONS),
             max_connections_per_ip: count_unless_zero(defaults::MAX_CONNECTIONS_PER_IP),
             trust_proxy: false,

@@ -3,6 +3,7 @@
 //! client of the hub does ([`common::backoff`]).
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -14,18 +15,52 @@ use futures::StreamExt;
 /// assumes the connection is dead, until the server has said how often it sends heartbeats.
 const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
-/// Publishes `new` on the server at `url` and returns what it stored. Input that breaks
-/// the publishing rules is refused here, before anything is sent.
-pub async fn publish(
-    url: &str,
-    token: Option<&str>,
-    new: &NewNotification,
-) -> anyhow::Result<Notification> {
+/// A running hub as its clients see it: where it is, the token they show, and for
+/// `https://` a private CA to trust besides the system's.
+pub struct Remote {
+    url: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Remote {
+    /// The hub at `url`; `ca` is a PEM file of certificates to trust (a private CA, a
+    /// self-signed certificate). Fails with the reason when `ca` cannot be read or parsed.
+    pub fn new(url: &str, token: Option<&str>, ca: Option<&Path>) -> anyhow::Result<Self> {
+        let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+            anyhow::ensure!(
+                !certificates.is_empty(),
+                "{} holds no PEM certificate",
+                ca.display()
+            );
+            for certificate in certificates {
+                client = client.add_root_certificate(certificate);
+            }
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+            client: client.build()?,
+        })
+    }
+}
+
+/// Publishes `new` on `hub` and returns what it stored. Input that breaks the publishing
+/// rules is refused here, before anything is sent.
+pub async fn publish(hub: &Remote, new: &NewNotification) -> anyhow::Result<Notification> {
     Draft::try_from(new.clone())?;
-    let client = reqwest::Client::new();
+    let (url, token) = (hub.url.as_str(), hub.token.as_deref());
     let mut waits = 0;
     loop {
-        let mut request = client.post(endpoint(url, paths::NOTIFICATIONS)).json(new);
+        let mut request = hub
+            .client
+            .post(endpoint(url, paths::NOTIFICATIONS))
+            .json(new);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -82,22 +117,19 @@ pub enum Format {
 }
 
 /// Prints the notifications of the streams `selectors` name or match (see
-/// [`Selection`]) as they arrive, reconnecting on its own after `Last-Event-ID` so that
-/// none is lost or repeated. Stops after `count` if given.
+/// [`Selection`]) on `hub` as they arrive, reconnecting on its own after `Last-Event-ID` so
+/// that none is lost or repeated. Stops after `count` if given.
 pub async fn listen(
-    url: &str,
-    token: Option<&str>,
+    hub: &Remote,
     selectors: &[String],
     last_event_id: Option<String>,
     count: Option<u64>,
     format: Format,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()?;
+    let (client, token) = (&hub.client, hub.token.as_deref());
     let selection = Selection::parse(selectors.iter().map(String::as_str))?;
-    let url = endpoint(url, paths::EVENTS);
+    let url = endpoint(&hub.url, paths::EVENTS);
     let mut progress = Progress {
         last_event_id,
         printed: 0,

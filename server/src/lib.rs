@@ -14,7 +14,8 @@
 //! - [`config`]: every setting and its default; [`state`]: what handlers share.
 //! - [`params`], [`error`], [`timestamp`]: query parameters, error answers, time format.
 //! - [`limits`], [`auth`], [`metrics`]: request limits, tokens, what is measured.
-//! - [`serve`]: binding, graceful shutdown.
+//! - [`serve`]: binding, the accept loop, graceful shutdown; [`tls`]: HTTPS (HTTP/2 and
+//!   HTTP/1.1) and certificate renewal.
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
 
 pub mod assets;
@@ -37,3 +38,4 @@ pub mod state;
 pub mod store;
 pub mod ticker;
 pub mod timestamp;
+pub mod tls;

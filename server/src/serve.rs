@@ -1,4 +1,5 @@
-//! Running a server: binding, the accept loop, and graceful shutdown within a bounded time.
+//! Running a server: binding, the accept loop (plain HTTP, or HTTPS with HTTP/2 and
+//! HTTP/1.1 through `tls.rs`), and graceful shutdown within a bounded time.
 //!
 //! The accept loop is hyper's own (hyper-util), not `axum::serve`, for the limits a server
 //! on a network needs before a request reaches the router: a client must send its request
@@ -35,6 +36,7 @@ use crate::store::redis_connection;
 use crate::store::redis_streams::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Retention, Store};
+use crate::tls::Tls;
 use crate::{assets, demo};
 
 /// Binds `config.addr` and serves until SIGINT or SIGTERM.
@@ -60,10 +62,12 @@ pub async fn serve(
         header: config.header_timeout,
         send: config.send_timeout,
     };
+    let tls = config.tls.clone().map(Tls::start).transpose()?;
     let state = start(config, addr).await?;
     let shutdown = state.shutdown.clone();
-    tracing::info!("listening on http://{addr}");
-    let connections = accept_until(listener, app(state), timeouts, signal).await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{addr}");
+    let connections = accept_until(listener, app(state), tls, timeouts, signal).await;
     tracing::info!("shutting down: closing streams");
     shutdown.cancel();
     tokio::select! {
@@ -119,11 +123,12 @@ struct Timeouts {
     send: Duration,
 }
 
-/// Accepts connections and serves each with `router` until `signal`; returns the open
-/// ones, to be drained.
+/// Accepts connections and serves each with `router` (through `tls` when given) until
+/// `signal`; returns the open ones, to be drained.
 async fn accept_until(
     listener: TcpListener,
     router: Router,
+    tls: Option<Tls>,
     timeouts: Timeouts,
     signal: impl Future<Output = ()>,
 ) -> GracefulShutdown {
@@ -151,7 +156,7 @@ async fn accept_until(
                     let _ = socket.set_nodelay(true);
                     let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeouts.send));
                     let service = hyper::service::service_fn(connection_service(router.clone(), peer));
-                    let (builder, watcher) = (builder.clone(), connections.watcher());
+                    let (builder, watcher, tls) = (builder.clone(), connections.watcher(), tls.clone());
                     tokio::spawn(async move {
                         if !sends_first_byte(&socket, header_timeout).await {
                             tracing::debug!("{peer} sent nothing in {header_timeout:?}; closed");
@@ -159,10 +164,30 @@ async fn accept_until(
                         }
                         let mut socket = TimeoutStream::new(socket);
                         socket.set_write_timeout(Some(timeouts.send));
-                        let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(Box::pin(socket)), service)
-                            .into_owned();
-                        if let Err(err) = watcher.watch(connection).await {
+                        let socket = Box::pin(socket);
+                        let served = match tls {
+                            None => {
+                                let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+                                watcher.watch(connection.into_owned()).await
+                            }
+                            Some(tls) => {
+                                let handshake = tls.acceptor().accept(socket);
+                                let socket = match tokio::time::timeout(header_timeout, handshake).await {
+                                    Ok(Ok(socket)) => socket,
+                                    Ok(Err(err)) => {
+                                        tracing::debug!("TLS handshake with {peer} failed: {err}");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!("{peer} did not finish its TLS handshake in {header_timeout:?}; closed");
+                                        return;
+                                    }
+                                };
+                                let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+                                watcher.watch(connection.into_owned()).await
+                            }
+                        };
+                        if let Err(err) = served {
                             tracing::debug!("connection from {peer} ended: {err}");
                         }
                     });
