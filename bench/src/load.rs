@@ -1,7 +1,8 @@
 //! The load generator: many SSE connections on loopback, each reading every event, and
 //! what they measured (connections, events, latency on arrival).
 //!
-//! Each connection is a hyper HTTP/1 client over its own socket; events are parsed with
+//! Each subscriber is a hyper HTTP/1 client over its own socket, plain or TLS, or one of
+//! several streams of an HTTP/2 connection over TLS ([`Transport`]); events are parsed with
 //! `eventsource-stream`. Latency is the receive time minus the time the event carries: the
 //! timestamp in a clock event's data, or, for a notification titled `b-N`, the instant the
 //! publisher sent publish number N.
@@ -16,10 +17,13 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyDataStream, Empty};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
 
 /// One event in this many has its latency measured (the first of each connection included).
 const LATENCY_SAMPLE: u64 = 4;
@@ -152,6 +156,89 @@ pub struct Subscribe {
     pub until: Option<u64>,
 }
 
+/// How subscribers reach the server.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP/1.1 over TCP, a connection each.
+    Plain,
+    /// HTTP/1.1 over TLS, a connection each.
+    Tls(TlsConnector),
+    /// HTTP/2 over TLS, `per_connection` subscribers on each connection.
+    H2 {
+        tls: TlsConnector,
+        per_connection: usize,
+    },
+}
+
+impl Transport {
+    /// A TLS client that trusts `cert` (PEM) only, offering `alpn`.
+    pub fn tls(cert: &str, alpn: &[u8]) -> anyhow::Result<TlsConnector> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(cert.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+}
+
+/// A way to send a subscriber's request: its own HTTP/1 connection, or a share of an
+/// HTTP/2 one.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+impl Sender {
+    /// A new connection to `addr` over `transport` (for HTTP/2, the one its subscribers share).
+    async fn connect(addr: SocketAddr, transport: &Transport) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let name = || ServerName::try_from("localhost").expect("a valid name");
+        Ok(match transport {
+            Transport::Plain => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                Self::H1(sender)
+            }
+            Transport::Tls(tls) => {
+                let stream = tls.connect(name(), stream).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                Self::H1(sender)
+            }
+            Transport::H2 { tls, .. } => {
+                let stream = tls.connect(name(), stream).await?;
+                let (sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await?;
+                tokio::spawn(conn);
+                Self::H2(sender)
+            }
+        })
+    }
+
+    async fn send(
+        &mut self,
+        request: hyper::Request<Empty<Bytes>>,
+    ) -> hyper::Result<hyper::Response<hyper::body::Incoming>> {
+        match self {
+            Self::H1(sender) => sender.send_request(request).await,
+            Self::H2(sender) => sender.send_request(request).await,
+        }
+    }
+}
+
 /// Opens `n` connections to `addr`, at most 256 handshakes at a time, and returns once each
 /// has connected or failed (or `limit` passed).
 pub async fn open(
@@ -162,21 +249,59 @@ pub async fn open(
     stats: Arc<Stats>,
     limit: Duration,
 ) -> Connections {
+    open_over(addr, &Transport::Plain, n, subscribe, latency, stats, limit).await
+}
+
+/// [`open`] over `transport`.
+pub async fn open_over(
+    addr: SocketAddr,
+    transport: &Transport,
+    n: usize,
+    subscribe: Subscribe,
+    latency: LatencyFrom,
+    stats: Arc<Stats>,
+    limit: Duration,
+) -> Connections {
+    // HTTP/2: the connections first, each shared by its subscribers.
+    let mut shared = Vec::new();
+    if let Transport::H2 { per_connection, .. } = transport {
+        for _ in 0..n.div_ceil(*per_connection) {
+            match Sender::connect(addr, transport).await {
+                Ok(Sender::H2(sender)) => shared.push(sender),
+                Ok(Sender::H1(_)) => unreachable!("an HTTP/2 transport makes HTTP/2 connections"),
+                Err(err) => eprintln!("bench: an HTTP/2 connection failed: {err:#}"),
+            }
+        }
+    }
     // Counts are shared by every `open` of a run: wait for this call's own `n`.
     let settled = || stats.connected.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed);
     let before = settled();
     let gate = Arc::new(Semaphore::new(256));
     let tasks = (0..n)
-        .map(|_| {
+        .map(|i| {
             let (gate, subscribe, latency, stats) = (
                 gate.clone(),
                 subscribe.clone(),
                 latency.clone(),
                 stats.clone(),
             );
+            let (transport, share) = (
+                transport.clone(),
+                shared.get(i % shared.len().max(1)).cloned(),
+            );
             tokio::spawn(async move {
                 let permit = gate.acquire_owned().await.ok();
-                if let Err(err) = subscriber(addr, &subscribe, &latency, &stats, permit).await {
+                let sender = match share {
+                    Some(sender) => Ok(Sender::H2(sender)),
+                    None => Sender::connect(addr, &transport).await,
+                };
+                let subscribed = match sender {
+                    Ok(sender) => {
+                        subscriber(addr, sender, &subscribe, &latency, &stats, permit).await
+                    }
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = subscribed {
                     if stats.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                         eprintln!("bench: a connection failed: {err:#}");
                     }
@@ -193,24 +318,26 @@ pub async fn open(
 
 async fn subscriber(
     addr: SocketAddr,
+    mut sender: Sender,
     subscribe: &Subscribe,
     latency: &LatencyFrom,
     stats: &Stats,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let mut request = hyper::Request::get(&subscribe.path)
-        .header("host", addr.to_string())
-        .header("accept", "text/event-stream");
+    let mut request = match sender {
+        // HTTP/2 names the host in the URI (`:authority`), HTTP/1.1 in a header.
+        Sender::H2(_) => hyper::Request::get(format!(
+            "https://localhost:{}{}",
+            addr.port(),
+            subscribe.path
+        )),
+        Sender::H1(_) => hyper::Request::get(&subscribe.path).header("host", addr.to_string()),
+    }
+    .header("accept", "text/event-stream");
     if let Some(id) = &subscribe.last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new())?)
-        .await?;
+    let response = sender.send(request.body(Empty::<Bytes>::new())?).await?;
     anyhow::ensure!(
         response.status().is_success(),
         "status {}",

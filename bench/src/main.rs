@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use report::Report;
 use target::{Kind, Programs, Target};
-use workloads::{FanOut, Setup};
+use workloads::{FanOut, Setup, Wire};
 
 /// The fan-out benchmark (see BENCHMARKS.md).
 #[derive(Parser)]
@@ -30,8 +30,8 @@ struct Args {
     /// A seconds-long run with small N that fails unless every event arrived.
     #[arg(long)]
     quick: bool,
-    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G).
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G")]
+    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G H).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G,H")]
     only: Vec<String>,
     /// Our server binary.
     #[arg(long, default_value = "target/release/server")]
@@ -58,6 +58,9 @@ enum Command {
     RawServer,
 }
 
+/// Workload H's wires, the reference (plain HTTP) first.
+const WIRES: [Wire; 3] = [Wire::Http, Wire::Https1, Wire::H2];
+
 /// Workload F's setups, the reference (SQLite) first.
 const SETUPS: [Setup; 3] = [Setup::Sqlite, Setup::Redis(1), Setup::Redis(3)];
 
@@ -74,6 +77,8 @@ struct Plan {
     instances: Vec<(usize, u32)>,
     /// G: subscribers and publishes a second, on one stream and on ten.
     selections: (usize, u32),
+    /// H: subscribers and publishes a second, over each wire.
+    wires: (usize, u32),
 }
 
 impl Plan {
@@ -89,6 +94,7 @@ impl Plan {
                 idle: 200,
                 instances: vec![(60, 50)],
                 selections: (50, 50),
+                wires: (50, 50),
             }
         } else {
             Self {
@@ -101,6 +107,7 @@ impl Plan {
                 idle: 10_000,
                 instances: vec![(1_000, 50), (1_000, 500)],
                 selections: (1_000, 100),
+                wires: (1_000, 100),
             }
         }
     }
@@ -153,6 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wants("E") as usize * bench.kinds.len(),
         wants("F") as usize * SETUPS.len() * bench.plan.instances.len(),
         wants("G") as usize * 2,
+        wants("H") as usize * WIRES.len(),
     ]
     .iter()
     .sum();
@@ -176,6 +184,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("G") {
         bench.several_streams().await?;
+    }
+    if wants("H") {
+        bench.over_wires().await?;
     }
 
     bench.write(args.out.as_deref().unwrap_or(Path::new("bench/results.md")))?;
@@ -345,6 +356,28 @@ impl Bench {
                 delivery * 100.0
             );
         }
+        Ok(())
+    }
+
+    /// H: workload B over plain HTTP, HTTPS/1.1 and HTTP/2, ours only.
+    async fn over_wires(&mut self) -> anyhow::Result<()> {
+        self.report
+            .section("H: HTTPS and HTTP/2 against plain HTTP (`/events`, ours)");
+        let (n, rate) = self.plan.wires;
+        let mut runs = Vec::new();
+        for wire in WIRES {
+            self.progress.step(&format!(
+                "H: {} × {n} subscribers, {rate} publishes/s",
+                wire.name()
+            ));
+            let (run, connect) =
+                workloads::fan_out_over_wire(&self.programs, wire, n, rate, self.plan.window)
+                    .await?;
+            runs.push((wire, run, connect));
+        }
+        self.report.wires(&runs);
+        let fan_outs: Vec<FanOut> = runs.iter().map(|(_, run, _)| run.clone()).collect();
+        check(&mut self.problems, "H", &fan_outs, 1.0);
         Ok(())
     }
 

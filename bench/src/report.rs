@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use crate::soak::Soak;
 use crate::target::Kind;
-use crate::workloads::{FanOut, Setup, Storm, Throughput};
+use crate::workloads::{FanOut, Setup, Storm, Throughput, Wire};
 
 /// The Markdown results of a run, built up as figures come in.
 #[derive(Default)]
@@ -168,6 +168,42 @@ impl Report {
                 run.rss_before as f64 / 1048576.0,
                 run.rss_after as f64 / 1048576.0,
                 kib(run.rss_per_connection())
+            );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// Workload H: each wire against plain HTTP (the first run), in one run.
+    pub fn wires(&mut self, runs: &[(Wire, FanOut, std::time::Duration)]) {
+        let mut table = "| wire | N | connected / failed | connect all | delivered | p50 ms | p99 ms | × plain p99 | RSS per subscriber | × plain | server CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|\n".to_owned();
+        let plain = runs.first().map(|(_, run, _)| run.clone());
+        for (wire, run, connect) in runs {
+            let ratio = |ours: f64, theirs: f64| {
+                if theirs > 0.0 {
+                    format!("{:.2}", ours / theirs)
+                } else {
+                    "–".into()
+                }
+            };
+            let (plain_p99, plain_rss) = plain
+                .as_ref()
+                .map_or((0.0, 0.0), |p| (p.p99_ms, p.rss_per_connection()));
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} / {} | {:.2} s | {:.2} % | {:.1} | {:.1} | {} | {} | {} | {:.2} |",
+                wire.name(),
+                run.n,
+                run.connected,
+                run.failed,
+                connect.as_secs_f64(),
+                run.delivery() * 100.0,
+                run.p50_ms,
+                run.p99_ms,
+                ratio(run.p99_ms, plain_p99),
+                kib(run.rss_per_connection()),
+                ratio(run.rss_per_connection(), plain_rss),
+                run.cpu_s,
             );
         }
         println!("{table}");

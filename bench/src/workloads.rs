@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::load::{self, LatencyFrom, SendTimes, Stats, Subscribe};
+use crate::load::{self, LatencyFrom, SendTimes, Stats, Subscribe, Transport};
 use crate::target::{Kind, Programs, Target};
 
 /// How long connecting may take before the run goes on with what connected.
@@ -71,7 +71,8 @@ impl FanOut {
 }
 
 fn addr(target: &Target) -> anyhow::Result<SocketAddr> {
-    Ok(target.url.trim_start_matches("http://").parse()?)
+    let url = target.url.trim_start_matches("http://");
+    Ok(url.trim_start_matches("https://").parse()?)
 }
 
 /// A freshly started target with `n` subscribers connected and settled.
@@ -79,6 +80,8 @@ struct Loaded {
     target: Target,
     /// The target's memory before the subscribers came.
     rss_before: u64,
+    /// How long it took them all to connect.
+    connect: Duration,
     stats: Arc<Stats>,
     connections: load::Connections,
 }
@@ -92,11 +95,24 @@ impl Loaded {
         latency: LatencyFrom,
     ) -> anyhow::Result<Self> {
         let target = Target::start(kind, programs, &[])?;
+        Self::load(target, &Transport::Plain, n, subscribe, latency).await
+    }
+
+    /// `n` subscribers on `target`, over `transport`.
+    async fn load(
+        target: Target,
+        transport: &Transport,
+        n: usize,
+        subscribe: Subscribe,
+        latency: LatencyFrom,
+    ) -> anyhow::Result<Self> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let rss_before = target.rss();
         let stats = Stats::new();
-        let connections = load::open(
+        let started = Instant::now();
+        let connections = load::open_over(
             addr(&target)?,
+            transport,
             n,
             subscribe,
             latency,
@@ -104,10 +120,12 @@ impl Loaded {
             CONNECT_LIMIT,
         )
         .await;
+        let connect = started.elapsed();
         tokio::time::sleep(SETTLE).await;
         Ok(Self {
             target,
             rss_before,
+            connect,
             stats,
             connections,
         })
@@ -198,6 +216,89 @@ impl Selection {
     }
 }
 
+/// How workload H's subscribers reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    Http,
+    Https1,
+    H2,
+}
+
+impl Wire {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Http => "HTTP/1.1",
+            Wire::Https1 => "HTTPS, HTTP/1.1",
+            Wire::H2 => "HTTPS, HTTP/2 (100 streams a connection)",
+        }
+    }
+}
+
+/// H: `n` subscribers of one stream reaching our server over `wire`, while `rate`
+/// publishes a second go to it for `window`; also how long connecting them all took.
+pub async fn fan_out_over_wire(
+    programs: &Programs,
+    wire: Wire,
+    n: usize,
+    rate: u32,
+    window: Duration,
+) -> anyhow::Result<(FanOut, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.key_pair.serialize_pem())?;
+    let pem = made.cert.pem();
+    let (args, transport, client): (Vec<&str>, Transport, reqwest::Client) = match wire {
+        Wire::Http => (Vec::new(), Transport::Plain, reqwest::Client::new()),
+        Wire::Https1 | Wire::H2 => {
+            let args = vec![
+                "--tls-cert",
+                cert.to_str().unwrap_or_default(),
+                "--tls-key",
+                key.to_str().unwrap_or_default(),
+            ];
+            let transport = if wire == Wire::H2 {
+                Transport::H2 {
+                    tls: Transport::tls(&pem, b"h2")?,
+                    per_connection: 100,
+                }
+            } else {
+                Transport::Tls(Transport::tls(&pem, b"http/1.1")?)
+            };
+            let client = reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?)
+                .build()?;
+            (args, transport, client)
+        }
+    };
+    let target = Target::start(Kind::Hub, programs, &args)?;
+    let total = (rate as f64 * window.as_secs_f64()) as usize;
+    let times = SendTimes::new(total);
+    let selection = Selection::one();
+    let subscribe = Subscribe {
+        path: selection.path(),
+        last_event_id: None,
+        until: None,
+    };
+    let run = Loaded::load(
+        target,
+        &transport,
+        n,
+        subscribe,
+        LatencyFrom::Publish(times.clone()),
+    )
+    .await?;
+    let connect = run.connect;
+    let cpu = run.target.cpu_seconds();
+    run.stats.count(true);
+    let url = format!("{}{}", run.target.url, Kind::Hub.publish_path());
+    let acked = publish_at_rate(&client, &[url], &selection.streams, rate, total, &times).await;
+    let expected = delivered_to_all(&run.stats, acked).await;
+    let cpu_s = run.target.cpu_seconds() - cpu;
+    Ok((run.finish(n, window, cpu_s, expected), connect))
+}
+
 /// B and G: `n` subscribers of `selection` while `rate` publishes a second go to its
 /// streams in turn, measured for `window`.
 pub async fn fan_out_over(
@@ -226,7 +327,8 @@ pub async fn fan_out_over(
     let cpu = run.target.cpu_seconds();
     run.stats.count(true);
     let url = format!("{}{}", run.target.url, run.target.kind.publish_path());
-    let acked = publish_at_rate(&[url], &selection.streams, rate, total, &times).await;
+    let client = reqwest::Client::new();
+    let acked = publish_at_rate(&client, &[url], &selection.streams, rate, total, &times).await;
     let expected = delivered_to_all(&run.stats, acked).await;
     let cpu_s = run.target.cpu_seconds() - cpu;
     Ok(run.finish(n, window, cpu_s, expected))
@@ -248,13 +350,13 @@ async fn delivered_to_all(stats: &Stats, acked: u64) -> u64 {
 /// task, so a slow answer does not slow the rate), to the publish URLs `urls` and the
 /// `streams` in turn; returns how many were acknowledged.
 async fn publish_at_rate(
+    client: &reqwest::Client,
     urls: &[String],
     streams: &[String],
     rate: u32,
     total: usize,
     times: &Arc<SendTimes>,
 ) -> u64 {
-    let client = reqwest::Client::new();
     let acked = Arc::new(AtomicU64::new(0));
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -526,7 +628,16 @@ pub async fn fan_out_across_instances(
         .iter()
         .map(|t| format!("{}{}", t.url, Kind::Hub.publish_path()))
         .collect();
-    let acked = publish_at_rate(&urls, &Selection::one().streams, rate, total, &times).await;
+    let client = reqwest::Client::new();
+    let acked = publish_at_rate(
+        &client,
+        &urls,
+        &Selection::one().streams,
+        rate,
+        total,
+        &times,
+    )
+    .await;
     let expected = delivered_to_all(&stats, acked).await;
     let mut run = FanOut::measure(Kind::Hub, n, &stats, window);
     run.cpu_s = cpu(&targets) - cpu_before;
