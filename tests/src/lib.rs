@@ -239,6 +239,12 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium flags (`--host-resolver-rules=…` to reach
+    /// the server under a name of the test's own).
+    pub async fn start_with(flags: &[&str]) -> anyhow::Result<Self> {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         // Port 0: chromedriver picks a free port itself and says which.
         let mut driver = Command::new(&chromedriver)
@@ -260,11 +266,19 @@ impl Browser {
                 "--disable-component-update", "--disable-sync", "--window-size=1100,900"
             ]
         });
+        for flag in flags {
+            options["args"]
+                .as_array_mut()
+                .expect("args is a list")
+                .push((*flag).into());
+        }
         if Path::new("/usr/bin/chromium").exists() {
             options["binary"] = "/usr/bin/chromium".into();
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
+        // The HTTPS tests' certificates are made at test time, signed by nobody.
+        caps.insert("acceptInsecureCerts".into(), true.into());
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
             match ClientBuilder::new(HttpConnector::new())

@@ -1020,3 +1020,115 @@ async fn through_a_slow_a_cut_and_a_half_open_link_the_pill_tells_the_truth_and_
     );
     browser.close().await
 }
+
+/// Over HTTPS (HTTP/2) on a name that is not `localhost`: the page is a secure context, so
+/// its tabs share one connection (Web Locks), and it holds more than six streams to the
+/// host at once, all live, which HTTP/1.1's six connections per host could not.
+#[tokio::test]
+async fn over_https_on_a_named_host_a_page_holds_eight_live_streams_and_tabs_share_one(
+) -> anyhow::Result<()> {
+    const STREAMS: usize = 8;
+    let dir = tempfile::tempdir()?;
+    let key = rcgen::generate_simple_self_signed(vec!["hub.test".into(), "127.0.0.1".into()])?;
+    let (cert, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, key.cert.pem())?;
+    std::fs::write(&key_file, key.key_pair.serialize_pem())?;
+    let server = ServerProcess::serve(
+        &dist()?,
+        &dir.path().join("hub.db"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    )?;
+    let port = server
+        .addr
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(key.cert.pem().as_bytes())?)
+        .build()?;
+    let streams_open = || async {
+        let page = (client.get(format!("{}/metrics", server.url)).send().await?)
+            .text()
+            .await?;
+        let value = page
+            .lines()
+            .find_map(|line| line.strip_prefix("notify_hub_streams_open "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(-1.0);
+        anyhow::Ok(value)
+    };
+    let browser = Browser::start_with(&["--host-resolver-rules=MAP hub.test 127.0.0.1"]).await?;
+    let page = format!("https://hub.test:{port}/");
+    browser.client.goto(&page).await?;
+    notifications_live(&browser).await?;
+    let context = browser
+        .client
+        .execute(
+            "return [window.isSecureContext, typeof navigator.locks, \
+             performance.getEntriesByType('navigation')[0].nextHopProtocol]",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        context,
+        serde_json::json!([true, "object", "h2"]),
+        "{context}"
+    );
+
+    // Eight streams of the page's own, beside the app's: all open and live at once.
+    let app_streams = streams_open().await?;
+    browser
+        .client
+        .execute(
+            "window.got = {}; for (let n = 0; n < arguments[0]; n++) { \
+               const s = new EventSource('/events?stream=many-' + n); \
+               s.onmessage = (e) => { window.got[n] = JSON.parse(e.data).title; }; }",
+            vec![STREAMS.into()],
+        )
+        .await?;
+    eventually("eight more streams open", WAIT, || async {
+        Ok((streams_open().await? >= app_streams + STREAMS as f64).then_some(()))
+    })
+    .await?;
+    for n in 0..STREAMS {
+        let response = client
+            .post(format!("{}/api/notifications", server.url))
+            .json(&serde_json::json!({"stream": format!("many-{n}"), "title": format!("to {n}")}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 201, "publish: {}", response.status());
+    }
+    let got = eventually("a notification on each of the eight", WAIT, || async {
+        let got = browser.client.execute("return window.got", vec![]).await?;
+        let all = (0..STREAMS).all(|n| got.get(n.to_string()).is_some());
+        Ok(all.then_some(got))
+    })
+    .await?;
+    for n in 0..STREAMS {
+        assert_eq!(got[n.to_string()], format!("to {n}"));
+    }
+
+    // A second tab joins the first's connection: no new stream on the server.
+    let before = streams_open().await?;
+    let tab = browser.client.new_window(true).await?.handle;
+    browser.client.switch_to_window(tab).await?;
+    browser.client.goto(&page).await?;
+    notifications_live(&browser).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        streams_open().await?,
+        before,
+        "the second tab shares the first's connection"
+    );
+    println!(
+        "over HTTPS (h2) on hub.test: a secure context with Web Locks; {STREAMS} streams of \
+         the page's own live beside the app's {app_streams}; a second tab added no stream"
+    );
+    browser.close().await
+}
