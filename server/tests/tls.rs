@@ -328,3 +328,54 @@ fn publish_and_listen_speak_https_with_a_private_ca() {
     let printed: common::Notification = serde_json::from_slice(&listened.stdout).unwrap();
     assert_eq!(printed.title, "over https");
 }
+
+#[tokio::test]
+async fn a_stalled_h2_stream_holds_back_only_itself_and_catches_up() {
+    const BURST: usize = 800;
+    let dir = tempfile::tempdir().unwrap();
+    let pair = certificate(false);
+    let (_server, url) = https_server(write(dir.path(), &pair), config()).await;
+    let client = client(&pair.0, false);
+    let open = |stream: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let response = client
+                .get(format!("{url}/events?stream={stream}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.version(), reqwest::Version::HTTP_2);
+            response
+        }
+    };
+    // Both on one connection: one is never read while the burst goes out.
+    let stalled = open("stalled").await;
+    let mut live = events(open("live").await);
+    assert_eq!(live.next().await.unwrap().event, common::events::HEARTBEAT);
+    let body = "x".repeat(3_900);
+    for n in 0..BURST {
+        for stream in ["stalled", "live"] {
+            let response = client
+                .post(format!("{url}/api/notifications"))
+                .json(
+                    &serde_json::json!({"stream": stream, "title": format!("n{n}"), "body": body}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+        // The live one keeps up though its neighbour's window is full (about 3 MB unread).
+        assert_eq!(
+            support::next_notification(&mut live).await.title,
+            format!("n{n}")
+        );
+    }
+    let mut stalled = events(stalled);
+    for n in 0..BURST {
+        assert_eq!(
+            support::next_notification(&mut stalled).await.title,
+            format!("n{n}")
+        );
+    }
+}
