@@ -376,6 +376,7 @@ pub fn soak_chart(path: &Path, soak: &Soak) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;

@@ -325,6 +325,9 @@ async fn publish(url: String, rate: u32, shared: Arc<Shared>) {
                 .json(&serde_json::json!({"stream": format!("soak-{stream}"), "title": format!("b-{n}")}))
                 .send()
                 .await;
+            if shared.over.load(Ordering::Relaxed) {
+                return;
+            }
             let stored = match response {
                 Ok(response) if response.status().as_u16() == 201 => {
                     response.json::<serde_json::Value>().await.ok()
@@ -334,7 +337,13 @@ async fn publish(url: String, rate: u32, shared: Arc<Shared>) {
                     None
                 }
                 Err(err) => {
-                    eprintln!("soak: a publish failed: {err}");
+                    let mut why = err.to_string();
+                    let mut cause = std::error::Error::source(&err);
+                    while let Some(inner) = cause {
+                        why.push_str(&format!(": {inner}"));
+                        cause = inner.source();
+                    }
+                    eprintln!("soak: a publish failed: {why}");
                     None
                 }
             };
