@@ -943,9 +943,22 @@ async fn each_listed_once(browser: &Browser, titles: &[String]) -> anyhow::Resul
 #[tokio::test]
 async fn through_a_slow_a_cut_and_a_half_open_link_the_pill_tells_the_truth_and_the_list_ends_complete(
 ) -> anyhow::Result<()> {
+    through_faults(&[]).await
+}
+
+/// The same with the notifications in Redis.
+#[tokio::test]
+async fn on_redis_through_a_slow_a_cut_and_a_half_open_link_the_list_ends_complete(
+) -> anyhow::Result<()> {
+    let (url, prefix) = (e2e::redis::shared_url(), e2e::redis::unique_prefix());
+    through_faults(&["--redis", &url, "--redis-prefix", &prefix]).await
+}
+
+/// The page through the fault proxy with the server started with `args`.
+async fn through_faults(args: &[&str]) -> anyhow::Result<()> {
     use e2e::fault_proxy::{FaultProxy, Faults};
     let db = tempfile::tempdir()?;
-    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), args)?;
     let proxy = FaultProxy::start(server.addr.parse()?).await?;
     proxy.set(Faults {
         latency: Duration::from_millis(200),
