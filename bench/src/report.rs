@@ -228,19 +228,7 @@ impl Report {
         ));
         let mut table = "| at | RSS | open fds | tasks | connected | p99 ms | stays checked | delivered | wrong |\n|---|---|---|---|---|---|---|---|---|\n".to_owned();
         for sample in &soak.samples {
-            let _ = writeln!(
-                table,
-                "| {:.0} s | {:.1} MiB | {} | {:.0} | {} | {:.1} | {} | {:.3} % | {} |",
-                sample.at.as_secs_f64(),
-                sample.rss as f64 / 1048576.0,
-                sample.fds,
-                sample.tasks,
-                sample.connected,
-                sample.p99_ms,
-                sample.checked,
-                sample.delivery * 100.0,
-                sample.wrong
-            );
+            let _ = writeln!(table, "{}", sample.row());
         }
         println!("{table}");
         self.markdown.push_str(&table);

@@ -97,6 +97,24 @@ pub struct Sample {
     pub wrong: usize,
 }
 
+impl Sample {
+    /// The sample as a row of the results table (also the line printed as it comes).
+    pub fn row(&self) -> String {
+        format!(
+            "| {:.0} s | {:.1} MiB | {} | {:.0} | {} | {:.1} | {} | {:.3} % | {} |",
+            self.at.as_secs_f64(),
+            self.rss as f64 / 1048576.0,
+            self.fds,
+            self.tasks,
+            self.connected,
+            self.p99_ms,
+            self.checked,
+            self.delivery * 100.0,
+            self.wrong
+        )
+    }
+}
+
 /// What a soak found.
 pub struct Soak {
     pub plan: Plan,
@@ -271,18 +289,7 @@ pub async fn run(programs: &Programs, plan: Plan) -> anyhow::Result<Soak> {
             },
             wrong,
         };
-        eprintln!(
-            "soak [{:.0} s] RSS {:.1} MiB, {} fds, {} tasks, {} connected, p99 {:.1} ms, {} left and checked: {:.3} % delivered, {} wrong",
-            sample.at.as_secs_f64(),
-            sample.rss as f64 / 1048576.0,
-            sample.fds,
-            sample.tasks,
-            sample.connected,
-            sample.p99_ms,
-            sample.checked,
-            sample.delivery * 100.0,
-            sample.wrong
-        );
+        eprintln!("soak: {}", sample.row());
         samples.push(sample);
     }
     shared.over.store(true, Ordering::Relaxed);

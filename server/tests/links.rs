@@ -182,25 +182,14 @@ async fn a_narrow_link_under_a_burst_delivers_everything_once_in_order(base: Con
     let got = receive(&mut received, sent.len(), Duration::from_secs(60)).await;
     let took = started.elapsed();
     assert_eq!(got, sent, "every notification once, in order");
-    let metrics = reqwest::get(server.at("/metrics"))
+    let lagged = support::metric(&server, "notify_hub_lagged_subscribers_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lagged = metric(&metrics, "notify_hub_lagged_subscribers_total");
+        .unwrap_or(0.0);
     println!(
         "64 KB/s: a burst of {} published in {published:?} arrived whole in {took:?}; the \
          subscriber fell behind its buffer {lagged} times",
         sent.len()
     );
-}
-
-/// The value of the metric `name` (without labels) in a Prometheus page; 0 when absent.
-fn metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn bytes_cut_at_every_boundary_change_nothing(base: Config) {
@@ -370,13 +359,9 @@ async fn a_half_open_link_is_freed_by_the_server_and_listen_moves_on(base: Confi
     // A subscriber that, unlike listen, never gives up on its connection.
     let _stuck = subscriber(&proxy.url(), "half").await;
     let streams_open = || async {
-        let page = reqwest::get(server.at("/metrics"))
+        support::metric(&server, "notify_hub_streams_open")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric(&page, "notify_hub_streams_open")
+            .expect("the streams_open gauge")
     };
     assert_eq!(streams_open().await, 2.0);
     proxy.freeze_open();

@@ -168,15 +168,8 @@ async fn health(server: &TestServer) -> (u16, f64) {
         .unwrap()
         .status()
         .as_u16();
-    let page = reqwest::get(server.at("/metrics"))
+    let up = support::metric(server, "notify_hub_store_up")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let up = page
-        .lines()
-        .find_map(|line| line.strip_prefix("notify_hub_store_up ")?.parse().ok())
         .expect("the store_up gauge");
     (status, up)
 }

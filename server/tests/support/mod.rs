@@ -170,3 +170,18 @@ pub async fn next_event(events: &mut (impl Stream<Item = Event> + Unpin)) -> Eve
         .expect("no event within 10 s")
         .expect("the stream ended")
 }
+
+/// The value of the metric `series` (a name, with its labels if any) on `server`'s
+/// `/metrics`; `None` when it is not there.
+pub async fn metric(server: &TestServer, series: &str) -> Option<f64> {
+    let page = reqwest::get(server.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
