@@ -25,6 +25,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -165,15 +166,12 @@ async fn accept_until(
                         let mut socket = TimeoutStream::new(socket);
                         socket.set_write_timeout(Some(timeouts.send));
                         let socket = Box::pin(socket);
-                        let served = match tls {
-                            None => {
-                                let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
-                                watcher.watch(connection.into_owned()).await
-                            }
+                        let socket = match tls {
+                            None => Either::Left(socket),
                             Some(tls) => {
                                 let handshake = tls.acceptor().accept(socket);
-                                let socket = match tokio::time::timeout(header_timeout, handshake).await {
-                                    Ok(Ok(socket)) => socket,
+                                match tokio::time::timeout(header_timeout, handshake).await {
+                                    Ok(Ok(socket)) => Either::Right(socket),
                                     Ok(Err(err)) => {
                                         tracing::debug!("TLS handshake with {peer} failed: {err}");
                                         return;
@@ -182,11 +180,11 @@ async fn accept_until(
                                         tracing::debug!("{peer} did not finish its TLS handshake in {header_timeout:?}; closed");
                                         return;
                                     }
-                                };
-                                let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
-                                watcher.watch(connection.into_owned()).await
+                                }
                             }
                         };
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+                        let served = watcher.watch(connection.into_owned()).await;
                         if let Err(err) = served {
                             tracing::debug!("connection from {peer} ended: {err}");
                         }
