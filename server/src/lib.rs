@@ -15,7 +15,8 @@
 //! - [`params`], [`error`], [`timestamp`]: query parameters, error answers, time format.
 //! - [`limits`], [`auth`], [`metrics`]: request limits, tokens, what is measured.
 //! - [`serve`]: binding, the accept loop, graceful shutdown; [`tls`]: HTTPS (HTTP/2 and
-//!   HTTP/1.1) and certificate renewal.
+//!   HTTP/1.1) and certificate renewal; [`http1_stream`]: event streams over plain
+//!   HTTP/1.1 written straight to the socket, a few KiB per idle subscriber.
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
 
 pub mod assets;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod handlers;
+pub mod http1_stream;
 pub mod hub;
 pub mod hub_client;
 pub mod limits;

@@ -76,7 +76,8 @@ fn client_ip(request: &Request, trust_proxy: bool) -> Option<IpAddr> {
 }
 
 /// Middleware for the stream routes: a stream takes a slot (or is refused with `503`/`429`
-/// and `Retry-After`) and holds it for as long as its response body lives.
+/// and `Retry-After`) and holds it for as long as its response body lives, when it is
+/// a stream.
 pub async fn stream_slots(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let ip = client_ip(&request, state.config.trust_proxy);
     let slot = match state.stream_slots.take(ip) {
@@ -84,6 +85,10 @@ pub async fn stream_slots(State(state): State<AppState>, request: Request, next:
         Err(refusal) => return refusal.into_response(),
     };
     let response = next.run(request).await;
+    // A refusal has a short body and no stream to hold the slot for.
+    if !response.status().is_success() {
+        return response;
+    }
     response.map(|body| {
         Body::from_stream(body.into_data_stream().map(move |chunk| {
             let _held = &slot;

@@ -19,6 +19,10 @@ use crate::{assets, middleware};
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The paths of the long-lived streams: each holds one of the server's stream slots while
+/// it is open, and over plain HTTP/1.1 is written by [`crate::http1_stream`].
+pub const STREAM_PATHS: [&str; 3] = [paths::SSE_TIME, paths::EVENTS, paths::SSE_STREAMS];
+
 /// The whole HTTP surface: SSE streams, API and the web app as fallback.
 ///
 /// Every request is logged at `debug`: at `info`, a line per publish cost up to a quarter
@@ -31,11 +35,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// the clock twice: for an SSE stream that is every event, and it was 17 % of the
 /// server's CPU in the fan-out benchmark (1,000 clock streams at 10 ms).
 pub fn app(state: AppState) -> Router {
-    // Long-lived streams: each holds one of the server's stream slots while it is open.
+    let [time, events, overview] = STREAM_PATHS;
     let streams = Router::new()
-        .route(paths::SSE_TIME, get(time_stream::stream))
-        .route(paths::EVENTS, get(event_stream::subscribe))
-        .route(paths::SSE_STREAMS, get(streams_overview::watch))
+        .route(time, get(time_stream::stream))
+        .route(events, get(event_stream::subscribe))
+        .route(overview, get(streams_overview::watch))
         .route_layer(from_fn_with_state(state.clone(), middleware::stream_slots));
     // Publishing: each client within its rate.
     let publishing = Router::new()

@@ -19,10 +19,9 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::either::Either;
@@ -30,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::http1_stream::{self, StreamRequest};
 use crate::hub::Hub;
 use crate::routes::app;
 use crate::state::AppState;
@@ -150,45 +150,14 @@ async fn accept_until(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    // Events are small writes that must leave at once: with Nagle's
-                    // algorithm each waited for the client's delayed ACK (the fan-out
-                    // benchmark's p99 went from 0.8-1.6 s to 0.1 s without it). hyper
-                    // already writes the frames that are ready together in one writev.
-                    let _ = socket.set_nodelay(true);
-                    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeouts.send));
-                    let service = hyper::service::service_fn(connection_service(router.clone(), peer));
-                    let (builder, watcher, tls) = (builder.clone(), connections.watcher(), tls.clone());
-                    tokio::spawn(async move {
-                        if !sends_first_byte(&socket, header_timeout).await {
-                            tracing::debug!("{peer} sent nothing in {header_timeout:?}; closed");
-                            return;
-                        }
-                        let mut socket = TimeoutStream::new(socket);
-                        socket.set_write_timeout(Some(timeouts.send));
-                        let socket = Box::pin(socket);
-                        let socket = match tls {
-                            None => Either::Left(socket),
-                            Some(tls) => {
-                                let handshake = tls.acceptor().accept(socket);
-                                match tokio::time::timeout(header_timeout, handshake).await {
-                                    Ok(Ok(socket)) => Either::Right(socket),
-                                    Ok(Err(err)) => {
-                                        tracing::debug!("TLS handshake with {peer} failed: {err}");
-                                        return;
-                                    }
-                                    Err(_) => {
-                                        tracing::debug!("{peer} did not finish its TLS handshake in {header_timeout:?}; closed");
-                                        return;
-                                    }
-                                }
-                            }
-                        };
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
-                        let served = watcher.watch(connection.into_owned()).await;
-                        if let Err(err) = served {
-                            tracing::debug!("connection from {peer} ended: {err}");
-                        }
-                    });
+                    let connection = Connection {
+                        peer,
+                        router: router.clone(),
+                        builder: builder.clone(),
+                        tls: tls.clone(),
+                        timeouts,
+                    };
+                    tokio::spawn(connection.serve(socket, connections.watcher()));
                 }
                 // Out of file descriptors, say: wait for some to be freed rather than spin.
                 Err(err) => {
@@ -200,6 +169,79 @@ async fn accept_until(
         }
     }
     connections
+}
+
+/// One accepted connection and what serving it takes.
+struct Connection {
+    peer: SocketAddr,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<Tls>,
+    timeouts: Timeouts,
+}
+
+impl Connection {
+    /// Serves `socket` until it closes: its first request by [`http1_stream`] when that
+    /// is an event stream over plain HTTP/1.1, everything else by hyper. `watcher` lets
+    /// the graceful shutdown wait for it.
+    async fn serve(self, socket: TcpStream, watcher: Watcher) {
+        let Self {
+            peer,
+            router,
+            builder,
+            tls,
+            timeouts,
+        } = self;
+        // Events are small writes that must leave at once: with Nagle's algorithm each
+        // waited for the client's delayed ACK (the fan-out benchmark's p99 went from
+        // 0.8-1.6 s to 0.1 s without it). hyper and `http1_stream` already write the
+        // frames that are ready together.
+        let _ = socket.set_nodelay(true);
+        let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeouts.send));
+        if !sends_first_byte(&socket, timeouts.header).await {
+            tracing::debug!("{peer} sent nothing in {:?}; closed", timeouts.header);
+            return;
+        }
+        let first = match tls {
+            None => http1_stream::peek_first_request(&socket).await,
+            Some(_) => Ok(None),
+        };
+        let mut socket = TimeoutStream::new(socket);
+        socket.set_write_timeout(Some(timeouts.send));
+        let mut socket = Box::pin(socket);
+        if let Ok(Some(StreamRequest { request, head_len })) = first {
+            let Ok(response) = connection_service(router.clone(), peer)(request).await;
+            if let Err(err) = http1_stream::respond(&mut socket, head_len, response).await {
+                tracing::debug!("stream to {peer} ended: {err}");
+                return;
+            }
+        }
+        let socket = match tls {
+            None => Either::Left(socket),
+            Some(tls) => {
+                let handshake = tls.acceptor().accept(socket);
+                match tokio::time::timeout(timeouts.header, handshake).await {
+                    Ok(Ok(socket)) => Either::Right(socket),
+                    Ok(Err(err)) => {
+                        tracing::debug!("TLS handshake with {peer} failed: {err}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "{peer} did not finish its TLS handshake in {:?}; closed",
+                            timeouts.header
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        let service = hyper::service::service_fn(connection_service(router, peer));
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+        if let Err(err) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!("connection from {peer} ended: {err}");
+        }
+    }
 }
 
 /// Whether `socket` brings its first byte within `header_timeout`. hyper's header timeout
@@ -251,11 +293,15 @@ async fn forget_idle_publishers(state: AppState) {
 /// Pause after a failed `accept` (e.g. no file descriptor left).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The router as one connection's service: each request carries the peer's address.
-fn connection_service(
+/// The router as one connection's service, for hyper's requests and for those of
+/// [`http1_stream`]: each request carries the peer's address.
+fn connection_service<B>(
     router: Router,
     peer: SocketAddr,
-) -> impl Fn(hyper::Request<Incoming>) -> tower::util::Oneshot<Router, hyper::Request<Incoming>> + Clone
+) -> impl Fn(hyper::Request<B>) -> tower::util::Oneshot<Router, hyper::Request<B>> + Clone
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     move |mut request| {
         request.extensions_mut().insert(ConnectInfo(peer));

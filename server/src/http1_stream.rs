@@ -1,0 +1,299 @@
+//! Event streams over plain HTTP/1.1, written straight to the socket: the lean path that
+//! keeps an idle subscriber at a few KiB.
+//!
+//! hyper gives every HTTP/1 connection an 8 KiB buffer for the response head up front and
+//! an 8 KiB read buffer at its first read, and keeps both for as long as a response
+//! streams: 16 of the 20 KiB that an idle `/events` subscriber cost (bench workload E,
+//! 10,000 subscribers: 19.4 KiB each, against 2.8 KiB for a raw tokio writer). A stream
+//! needs neither once its head is parsed. So the first request of a plain connection is
+//! peeked at (nothing is read from the socket yet): a `GET` of one of the stream routes
+//! ([`crate::routes::STREAM_PATHS`]), complete in what has arrived, over HTTP/1.1 without
+//! a body or an upgrade, is parsed here with `httparse` and answered by the same router,
+//! middleware and SSE encoding ([`crate::sse`]) as any other; only the bytes of its
+//! response (head, chunked body) are written here, each batch of ready frames in one
+//! write. Everything else (another route or method, a head split over several packets,
+//! HTTP/1.0, TLS) goes to hyper untouched, and so does the connection itself once a
+//! stream has ended, for whatever the client asks next on it.
+//!
+//! While the stream is open the socket is watched for the client hanging up, as hyper
+//! does, so a subscriber that leaves frees its stream at once, not at the next heartbeat.
+
+use std::io;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_io_timeout::TimeoutStream;
+
+use crate::routes::STREAM_PATHS;
+
+/// A plain connection's socket as the accept loop serves it: writes that make no progress
+/// for the send timeout fail.
+pub type Socket = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// Most bytes of a request head this path looks at; a longer head goes to hyper, whose
+/// limits answer it.
+const MAX_HEAD: usize = 4096;
+
+/// Most header fields a request on this path may have (hyper takes up to 100).
+const MAX_HEADERS: usize = 64;
+
+/// Most bytes of ready frames written in one go.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// A connection's first request when it is a stream this path serves.
+pub struct StreamRequest {
+    pub request: Request<Body>,
+    /// The length of its head, to be read off the socket when it is answered.
+    pub head_len: usize,
+}
+
+/// Looks at what has arrived on `socket`, which holds at least one byte, without reading
+/// it: `None` when hyper should serve it.
+pub async fn peek_first_request(socket: &TcpStream) -> io::Result<Option<StreamRequest>> {
+    let mut buffer = vec![0; MAX_HEAD];
+    let arrived = socket.peek(&mut buffer).await?;
+    Ok(parse_stream_request(&buffer[..arrived])
+        .map(|(request, head_len)| StreamRequest { request, head_len }))
+}
+
+/// `head` as a stream request this path serves, with the head's length; `None` for
+/// anything hyper should see.
+fn parse_stream_request(head: &[u8]) -> Option<(Request<Body>, usize)> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let httparse::Status::Complete(head_len) = parsed.parse(head).ok()? else {
+        return None;
+    };
+    let target = parsed.path?;
+    let path = target.split('?').next().unwrap_or_default();
+    if parsed.method != Some("GET") || parsed.version != Some(1) || !STREAM_PATHS.contains(&path) {
+        return None;
+    }
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .body(Body::empty())
+        .ok()?;
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(field.value).ok()?;
+        let bodiless = if name == header::CONTENT_LENGTH {
+            value.as_bytes() == b"0"
+        } else if name == header::CONNECTION {
+            // `keep-alive`, the default, is the only choice this path makes.
+            value.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+        } else {
+            ![header::TRANSFER_ENCODING, header::UPGRADE, header::EXPECT].contains(&name)
+        };
+        if !bodiless {
+            return None;
+        }
+        request.headers_mut().append(name, value);
+    }
+    Some((request, head_len))
+}
+
+/// Reads the head of the request being served off `socket`, then writes `response` to
+/// it. Returns once the response has ended and the connection can take another request;
+/// an error when the client hung up or the connection failed.
+pub async fn respond(
+    socket: &mut Socket,
+    head_len: usize,
+    response: Response<Body>,
+) -> io::Result<()> {
+    socket.read_exact(&mut vec![0; head_len]).await?;
+    let (parts, mut body) = response.into_parts();
+    let bodiless = parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED
+        || parts.status.is_informational();
+    let length = if bodiless {
+        None
+    } else {
+        parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| http_body::Body::size_hint(&body).exact())
+    };
+    let chunked = !bodiless && length.is_none();
+    let mut head = BytesMut::with_capacity(256);
+    head.put_slice(b"HTTP/1.1 ");
+    head.put_slice(parts.status.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    head.put_slice(b"\r\n");
+    for (name, value) in parts
+        .headers
+        .iter()
+        .filter(|(name, _)| ![header::CONTENT_LENGTH, header::TRANSFER_ENCODING].contains(name))
+    {
+        put_field(&mut head, name.as_str(), value.as_bytes());
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        put_field(
+            &mut head,
+            "date",
+            httpdate::fmt_http_date(SystemTime::now()).as_bytes(),
+        );
+    }
+    match length {
+        Some(length) => put_field(&mut head, "content-length", length.to_string().as_bytes()),
+        None if chunked => put_field(&mut head, "transfer-encoding", b"chunked"),
+        None => {}
+    }
+    head.put_slice(b"\r\n");
+    socket.write_all(&head).await?;
+    drop(head);
+    if bodiless {
+        return Ok(());
+    }
+    // Whether a read would tell a hang-up: until the client sends anything more (a next
+    // request, pipelined), which stays unread for hyper.
+    let mut watching = true;
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            hung_up = hung_up(socket.get_ref()), if watching => {
+                if hung_up {
+                    return Err(io::ErrorKind::ConnectionAborted.into());
+                }
+                watching = false;
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
+        let mut batch = Batch::new(chunked);
+        batch.add(frame.map_err(io::Error::other)?);
+        // Every frame that is ready too, up to a bound: one write for a burst.
+        while batch.len() < MAX_BATCH {
+            match body.frame().now_or_never() {
+                Some(Some(frame)) => batch.add(frame.map_err(io::Error::other)?),
+                Some(None) => {
+                    socket.write_all(&batch.finish()).await?;
+                    return end(socket, chunked).await;
+                }
+                None => break,
+            }
+        }
+        socket.write_all(&batch.finish()).await?;
+    }
+    end(socket, chunked).await
+}
+
+/// Ends a response body: the last chunk of a chunked one.
+async fn end(socket: &mut Socket, chunked: bool) -> io::Result<()> {
+    if chunked {
+        socket.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// One `name: value` line of a response head.
+fn put_field(head: &mut BytesMut, name: &str, value: &[u8]) {
+    head.put_slice(name.as_bytes());
+    head.put_slice(b": ");
+    head.put_slice(value);
+    head.put_slice(b"\r\n");
+}
+
+/// Whether the client hung up (`true`) or sent something (`false`), once it did either;
+/// nothing is read.
+async fn hung_up(socket: &TcpStream) -> bool {
+    let mut byte = [0; 1];
+    matches!(socket.peek(&mut byte).await, Ok(0) | Err(_))
+}
+
+/// The bytes of one write: frames of the body, as chunks when `chunked`.
+struct Batch {
+    bytes: BytesMut,
+    chunked: bool,
+}
+
+impl Batch {
+    fn new(chunked: bool) -> Self {
+        Self {
+            bytes: BytesMut::new(),
+            chunked,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Adds a frame's data (trailers have no place in these responses and are dropped).
+    fn add(&mut self, frame: http_body::Frame<Bytes>) {
+        let Ok(data) = frame.into_data() else { return };
+        if data.is_empty() {
+            return;
+        }
+        if self.chunked {
+            self.bytes
+                .put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            self.bytes.put_slice(&data);
+            self.bytes.put_slice(b"\r\n");
+        } else {
+            self.bytes.put_slice(&data);
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        self.bytes.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_a_whole_stream_get_and_leaves_the_rest_to_hyper() {
+        let head = b"GET /events?stream=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 4\r\n\r\n";
+        let (request, len) = parse_stream_request(head).expect("a stream request");
+        assert_eq!(len, head.len());
+        assert_eq!(request.uri(), "/events?stream=a");
+        assert_eq!(request.headers()["last-event-id"], "4");
+        let pipelined = [&head[..], b"GET /healthz HTTP/1.1\r\n\r\n"].concat();
+        assert_eq!(
+            parse_stream_request(&pipelined).map(|(_, n)| n),
+            Some(head.len())
+        );
+        for other in [
+            &b"GET /events?stream=a HTTP/1.1\r\nHost: x\r\n"[..],
+            b"GET /events HTTP/1.0\r\n\r\n",
+            b"POST /events HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            b"GET /api/streams HTTP/1.1\r\n\r\n",
+            b"GET /events/x HTTP/1.1\r\n\r\n",
+            b"GET /events HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"GET /events HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"\x16\x03\x01\x02\x00",
+        ] {
+            assert!(
+                parse_stream_request(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn chunks_each_frame() {
+        let mut batch = Batch::new(true);
+        batch.add(http_body::Frame::data(Bytes::from_static(b"data: 1\n\n")));
+        batch.add(http_body::Frame::data(Bytes::new()));
+        batch.add(http_body::Frame::data(Bytes::from(vec![b'x'; 26])));
+        let mut want = b"9\r\ndata: 1\n\n\r\n1a\r\n".to_vec();
+        want.extend([b'x'; 26]);
+        want.extend(b"\r\n");
+        assert_eq!(&batch.finish()[..], &want[..]);
+    }
+}
