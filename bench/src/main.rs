@@ -104,7 +104,7 @@ impl Plan {
                 notify: vec![(1_000, 500), (10_000, 20)],
                 publishers: vec![1, 8, 64],
                 storm: (1_000, 1_000),
-                idle: 10_000,
+                idle: 19_000,
                 instances: vec![(1_000, 50), (1_000, 500)],
                 selections: (1_000, 100),
                 wires: (1_000, 100),

@@ -238,7 +238,9 @@ impl Connection {
         };
         let service = hyper::service::service_fn(connection_service(router, peer));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
-        if let Err(err) = watcher.watch(connection.into_owned()).await {
+        // Boxed: hyper's connection state is kilobytes, and inline it would size every
+        // connection's task, also those that stream through `http1_stream`.
+        if let Err(err) = Box::pin(watcher.watch(connection.into_owned())).await {
             tracing::debug!("connection from {peer} ended: {err}");
         }
     }
