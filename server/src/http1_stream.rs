@@ -17,17 +17,18 @@
 //! stream has ended, for whatever the client asks next on it.
 //!
 //! While the stream is open the socket is watched for the client hanging up, as hyper
-//! does, so a subscriber that leaves frees its stream at once, not at the next heartbeat.
+//! does (until the client sends anything more), so a subscriber that leaves frees its
+//! stream at once, not at the next heartbeat.
 
 use std::io;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::FutureExt;
-use http_body_util::BodyExt;
+use http_body::Body as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_io_timeout::TimeoutStream;
@@ -103,7 +104,8 @@ fn parse_stream_request(head: &[u8]) -> Option<(Request<Body>, usize)> {
 
 /// Reads the head of the request being served off `socket`, then writes `response` to
 /// it. Returns once the response has ended and the connection can take another request;
-/// an error when the client hung up or the connection failed.
+/// an error when the client hung up, the connection or the body failed, or the body did
+/// not match its length: the connection is then to be closed.
 pub async fn respond(
     socket: &mut Socket,
     head_len: usize,
@@ -155,12 +157,13 @@ pub async fn respond(
     if bodiless {
         return Ok(());
     }
-    // Whether a read would tell a hang-up: until the client sends anything more (a next
-    // request, pipelined), which stays unread for hyper.
+    // Whether a read would tell a hang-up: until the client sends anything (a next
+    // request, pipelined, which stays unread for hyper); hyper stops watching then too.
     let mut watching = true;
+    let mut sent = 0;
     loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
+        let (batch, next) = tokio::select! {
+            gathered = gather(&mut body, chunked) => gathered.map_err(io::Error::other)?,
             hung_up = hung_up(socket.get_ref()), if watching => {
                 if hung_up {
                     return Err(io::ErrorKind::ConnectionAborted.into());
@@ -169,23 +172,54 @@ pub async fn respond(
                 continue;
             }
         };
-        let Some(frame) = frame else { break };
-        let mut batch = Batch::new(chunked);
-        batch.add(frame.map_err(io::Error::other)?);
-        // Every frame that is ready too, up to a bound: one write for a burst.
-        while batch.len() < MAX_BATCH {
-            match body.frame().now_or_never() {
-                Some(Some(frame)) => batch.add(frame.map_err(io::Error::other)?),
-                Some(None) => {
-                    socket.write_all(&batch.finish()).await?;
-                    return end(socket, chunked).await;
-                }
-                None => break,
-            }
+        sent += batch.data;
+        socket.write_all(&batch.bytes).await?;
+        match next {
+            Next::Ended => break,
+            Next::Full => {}
+            // The body said "not now" after some frames. As hyper does, the task lets go
+            // before asking again, so that a body that yields to the scheduler (a
+            // replay does every 16 entries, for the other tasks' sake) really yields.
+            Next::Paused => tokio::task::yield_now().await,
         }
-        socket.write_all(&batch.finish()).await?;
+    }
+    if length.is_some_and(|length| length != sent) {
+        // The client cannot tell where this response ends: the connection cannot go on.
+        return Err(io::Error::other(format!(
+            "the body had {sent} bytes, not its content-length {length:?}"
+        )));
     }
     end(socket, chunked).await
+}
+
+/// Why [`gather`] stopped.
+enum Next {
+    /// The body has ended.
+    Ended,
+    /// The batch is as large as one write should be; more frames may be ready.
+    Full,
+    /// The body has nothing more ready now.
+    Paused,
+}
+
+/// The frames of `body` that are ready, up to [`MAX_BATCH`] bytes, once at least one is
+/// (or the body has ended): one write for a burst.
+async fn gather(body: &mut Body, chunked: bool) -> Result<(Batch, Next), axum::Error> {
+    let mut batch = Batch::new(chunked);
+    let next = std::future::poll_fn(|cx| loop {
+        if batch.bytes.len() >= MAX_BATCH {
+            return Poll::Ready(Ok(Next::Full));
+        }
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => batch.add(frame),
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
+            Poll::Ready(None) => return Poll::Ready(Ok(Next::Ended)),
+            Poll::Pending if batch.bytes.is_empty() => return Poll::Pending,
+            Poll::Pending => return Poll::Ready(Ok(Next::Paused)),
+        }
+    })
+    .await?;
+    Ok((batch, next))
 }
 
 /// Ends a response body: the last chunk of a chunked one.
@@ -214,6 +248,8 @@ async fn hung_up(socket: &TcpStream) -> bool {
 /// The bytes of one write: frames of the body, as chunks when `chunked`.
 struct Batch {
     bytes: BytesMut,
+    /// How many bytes of the body it holds (without the chunks' framing).
+    data: u64,
     chunked: bool,
 }
 
@@ -221,12 +257,9 @@ impl Batch {
     fn new(chunked: bool) -> Self {
         Self {
             bytes: BytesMut::new(),
+            data: 0,
             chunked,
         }
-    }
-
-    fn len(&self) -> usize {
-        self.bytes.len()
     }
 
     /// Adds a frame's data (trailers have no place in these responses and are dropped).
@@ -235,6 +268,7 @@ impl Batch {
         if data.is_empty() {
             return;
         }
+        self.data += data.len() as u64;
         if self.chunked {
             self.bytes
                 .put_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -243,10 +277,6 @@ impl Batch {
         } else {
             self.bytes.put_slice(&data);
         }
-    }
-
-    fn finish(self) -> Bytes {
-        self.bytes.freeze()
     }
 }
 
@@ -295,6 +325,7 @@ mod tests {
         let mut want = b"9\r\ndata: 1\n\n\r\n1a\r\n".to_vec();
         want.extend([b'x'; 26]);
         want.extend(b"\r\n");
-        assert_eq!(&batch.finish()[..], &want[..]);
+        assert_eq!(&batch.bytes[..], &want[..]);
+        assert_eq!(batch.data, 9 + 26);
     }
 }

@@ -85,7 +85,8 @@ pub async fn stream_slots(State(state): State<AppState>, request: Request, next:
         Err(refusal) => return refusal.into_response(),
     };
     let response = next.run(request).await;
-    // A refusal has a short body and no stream to hold the slot for.
+    // The handler's own refusal (a bad stream name, a missing right): a short JSON body,
+    // no stream to hold the slot for, and a length the client is told.
     if !response.status().is_success() {
         return response;
     }

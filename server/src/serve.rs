@@ -68,7 +68,7 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{addr}");
-    let connections = accept_until(listener, app(state), tls, timeouts, signal).await;
+    let connections = accept_until(listener, app(state), tls, timeouts, &shutdown, signal).await;
     tracing::info!("shutting down: closing streams");
     shutdown.cancel();
     tokio::select! {
@@ -131,6 +131,7 @@ async fn accept_until(
     router: Router,
     tls: Option<Tls>,
     timeouts: Timeouts,
+    shutdown: &CancellationToken,
     signal: impl Future<Output = ()>,
 ) -> GracefulShutdown {
     let header_timeout = timeouts.header;
@@ -156,6 +157,7 @@ async fn accept_until(
                         builder: builder.clone(),
                         tls: tls.clone(),
                         timeouts,
+                        shutdown: shutdown.clone(),
                     };
                     tokio::spawn(connection.serve(socket, connections.watcher()));
                 }
@@ -178,6 +180,8 @@ struct Connection {
     builder: auto::Builder<TokioExecutor>,
     tls: Option<Tls>,
     timeouts: Timeouts,
+    /// Cancelled when the server shuts down.
+    shutdown: CancellationToken,
 }
 
 impl Connection {
@@ -191,6 +195,7 @@ impl Connection {
             builder,
             tls,
             timeouts,
+            shutdown,
         } = self;
         // Events are small writes that must leave at once: with Nagle's algorithm each
         // waited for the client's delayed ACK (the fan-out benchmark's p99 went from
@@ -214,6 +219,15 @@ impl Connection {
             if let Err(err) = http1_stream::respond(&mut socket, head_len, response).await {
                 tracing::debug!("stream to {peer} ended: {err}");
                 return;
+            }
+            // hyper starts afresh: an idle connection must bring its next request in time,
+            // and none is taken once the server shuts down (which ended the stream).
+            tokio::select! {
+                sent = sends_first_byte(socket.get_ref(), timeouts.header) => if !sent {
+                    tracing::debug!("{peer} sent nothing more in {:?}; closed", timeouts.header);
+                    return;
+                },
+                () = shutdown.cancelled() => return,
             }
         }
         let socket = match tls {

@@ -202,3 +202,26 @@ async fn shutdown_ends_a_stream_with_its_last_chunk() {
     assert_eq!(n, 0, "closed after the stream");
     stopping.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_left_idle_after_a_stream_is_closed_at_the_header_timeout() {
+    // Default settings: a connection must bring each request within 10 s.
+    let server = TestServer::start(config()).await;
+    let mut wire = Wire::connect(&server).await;
+    wire.get("/events?stream=no%20spaces").await;
+    wire.response().await;
+    let idle = Instant::now();
+    let mut rest = [0; 64];
+    let n = tokio::time::timeout(Duration::from_secs(15), wire.socket.read(&mut rest))
+        .await
+        .expect("an idle connection is still open 15 s later")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without another answer");
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_secs(9),
+        "closed after {after:?}, before the header timeout"
+    );
+    println!("an idle connection after a refused stream closed after {after:?}");
+    server.stop().await.unwrap();
+}
