@@ -5,10 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-# The two builds side by side: each profile has its own folder, and the web build's last
-# steps use one core.
-trunk build --release &
-web_build=$!
+trunk build --release
 cargo build --release -p server
-wait "$web_build"
 exec "$HUB_TARGET/release/server" serve "$@"

@@ -19,14 +19,10 @@ trap cleanup EXIT
 step "format"
 cargo fmt --all -- --check
 
-step "build: web app (in the background, its lines marked [web]) beside the server's"
-# Started before clippy-driver is set below: it turns MIR optimisations off, and the bundle
-# has a size budget. Its profile has a folder of its own in the target folder (cargo locks
-# each profile's), and its last steps (fat LTO in one codegen unit, wasm-opt) use one core:
-# beside the build below, a first run takes about a minute less.
-trunk build --release 2>&1 | sed -u 's/^/  [web] /' &
-web_build=$!
-pids+=("$web_build")
+step "build: web app"
+# Before clippy-driver is set below: it turns MIR optimisations off, and the bundle has a
+# size budget.
+trunk build --release
 
 # Clippy, with warnings denied, on every crate of the workspace as the builds and tests
 # below compile it: clippy-driver as cargo's workspace wrapper is what `cargo clippy` does,
@@ -54,9 +50,6 @@ start_server() {
   printf -v "$var" '%s' "$url"
   export "${var?}"
 }
-
-step "build: web app, waiting for it"
-wait "$web_build"
 
 step "tests (and clippy on them): unit, integration (real server, SQLite and Redis), end to end (real Chromium) and the trunk serve loop"
 # One Redis for the whole run, on a free port with a temporary folder; killed at the end.
