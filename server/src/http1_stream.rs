@@ -123,7 +123,7 @@ pub async fn respond(
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
-            .or_else(|| http_body::Body::size_hint(&body).exact())
+            .or_else(|| body.size_hint().exact())
     };
     let chunked = !bodiless && length.is_none();
     let mut head = BytesMut::with_capacity(256);
@@ -153,6 +153,7 @@ pub async fn respond(
     }
     head.put_slice(b"\r\n");
     socket.write_all(&head).await?;
+    // Not kept for as long as the stream lasts.
     drop(head);
     if bodiless {
         return Ok(());
@@ -189,7 +190,10 @@ pub async fn respond(
             "the body had {sent} bytes, not its content-length {length:?}"
         )));
     }
-    end(socket, chunked).await
+    if chunked {
+        socket.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
 }
 
 /// Why [`gather`] stopped.
@@ -220,14 +224,6 @@ async fn gather(body: &mut Body, chunked: bool) -> Result<(Batch, Next), axum::E
     })
     .await?;
     Ok((batch, next))
-}
-
-/// Ends a response body: the last chunk of a chunked one.
-async fn end(socket: &mut Socket, chunked: bool) -> io::Result<()> {
-    if chunked {
-        socket.write_all(b"0\r\n\r\n").await?;
-    }
-    Ok(())
 }
 
 /// One `name: value` line of a response head.

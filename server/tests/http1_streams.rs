@@ -52,6 +52,19 @@ impl Wire {
         }
     }
 
+    /// Waits, up to `limit`, for the server to close the connection without sending
+    /// anything more; returns how long that took.
+    async fn closed_within(&mut self, limit: Duration) -> Duration {
+        let waiting = Instant::now();
+        let mut rest = [0; 64];
+        let n = tokio::time::timeout(limit, self.socket.read(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("the connection is still open {limit:?} later"))
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without anything more");
+        waiting.elapsed()
+    }
+
     /// Reads a response whose length is given, returning its head and body.
     async fn response(&mut self) -> (String, String) {
         let head = self.until(b"\r\n\r\n").await;
@@ -194,12 +207,7 @@ async fn shutdown_ends_a_stream_with_its_last_chunk() {
     wire.until(b"event: heartbeat\n").await;
     let stopping = tokio::spawn(server.stop());
     wire.until(b"\r\n0\r\n\r\n").await;
-    let mut rest = [0; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), wire.socket.read(&mut rest))
-        .await
-        .expect("the connection stays open after shutdown")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "closed after the stream");
+    wire.closed_within(Duration::from_secs(5)).await;
     stopping.await.unwrap().unwrap();
 }
 
@@ -210,14 +218,7 @@ async fn a_connection_left_idle_after_a_stream_is_closed_at_the_header_timeout()
     let mut wire = Wire::connect(&server).await;
     wire.get("/events?stream=no%20spaces").await;
     wire.response().await;
-    let idle = Instant::now();
-    let mut rest = [0; 64];
-    let n = tokio::time::timeout(Duration::from_secs(15), wire.socket.read(&mut rest))
-        .await
-        .expect("an idle connection is still open 15 s later")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "closed without another answer");
-    let after = idle.elapsed();
+    let after = wire.closed_within(Duration::from_secs(15)).await;
     assert!(
         after >= Duration::from_secs(9),
         "closed after {after:?}, before the header timeout"
