@@ -6,6 +6,9 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// Seconds a client is told to wait when the store failed.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
+
 /// A client-visible failure. Handlers return it instead of panicking on bad input.
 #[derive(Debug)]
 pub struct ApiError {
@@ -35,10 +38,22 @@ impl ApiError {
         Self::new(status, rejection.body_text())
     }
 
-    /// 500: something failed on our side; the details go to the log, not the client.
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error: {err}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+    /// 503 with `Retry-After`: the store did not do what was asked (Redis away or too slow
+    /// to answer, a disk that refuses writes), so the same request may be sent again
+    /// shortly. `outcome` says what that left undone (`nothing was stored`); the store's
+    /// messages show no secret (Redis URLs are shown without their password). Not logged
+    /// here: the store's health logs an outage once, not once per request.
+    pub fn store_failed(outcome: &str, err: &anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{outcome}: {err:#}; retry later"),
+        )
+        .retry_after(STORE_RETRY_AFTER_SECS)
+    }
+
+    /// [`ApiError::store_failed`] for a read (a history, a subscriber's start).
+    pub fn store_unread(err: anyhow::Error) -> Self {
+        Self::store_failed("the store could not be read", &err)
     }
 
     /// Any status with a message.

@@ -415,8 +415,9 @@ async fn killing_an_instance_while_publishing_loses_nothing_acknowledged() {
 }
 
 /// Redis is killed (SIGKILL) and restarted while a publisher publishes through two
-/// instances: publishes in between get 503, `/healthz` says degraded, subscribers keep
-/// their connections, and afterwards every acknowledged notification arrives once.
+/// instances: publishes, new subscribers and reads in between get 503, `/healthz` says
+/// degraded, subscribers keep their connections, and afterwards every acknowledged
+/// notification arrives once.
 #[tokio::test]
 async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
     let mut redis = RedisServer::start_durable().unwrap();
@@ -467,6 +468,31 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
     let reason = refused_publish(&client, &urls[0], "rr").await;
     println!("a publish while Redis is down: 503 {reason:?}");
     assert!(reason.error.contains("Redis"), "{}", reason.error);
+    // A new subscriber (its start is read from the store) and a history read are
+    // refused the same way: 503, a reason, and when to try again.
+    for path in [
+        "/events?stream=rr&stream=other",
+        "/api/notifications?stream=rr",
+    ] {
+        let refused = client
+            .get(format!("{}{path}", urls[1]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "{path}"
+        );
+        assert_eq!(refused.headers()["retry-after"], "1", "{path}");
+        let reason: common::ErrorBody = refused.json().await.unwrap();
+        println!("GET {path} while Redis is down: 503 {reason:?}");
+        assert!(
+            reason.error.contains("could not be read"),
+            "{}",
+            reason.error
+        );
+    }
     let metrics = client
         .get(format!("{}/metrics", urls[0]))
         .send()

@@ -44,7 +44,7 @@ pub async fn subscribe(
         .hub
         .subscribe_to(selection, streams, after, may_read)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store_unread)?;
     let heartbeat = sse::heartbeat_frame(state.config.heartbeat);
     let events = subscription.map(move |event| sse::event_frame(event, &heartbeat));
     let events = with_clock(

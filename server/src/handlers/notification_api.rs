@@ -84,7 +84,7 @@ pub async fn history(
         }
         (None, None) => {
             let (entries, position) =
-                (state.hub.latest_of(&streams, limit).await).map_err(ApiError::internal)?;
+                (state.hub.latest_of(&streams, limit).await).map_err(ApiError::store_unread)?;
             (entries, position.to_string())
         }
     };
@@ -107,7 +107,7 @@ async fn one_stream(
                 .hub
                 .history_after(stream, EventId::parse_or_unknown(after), limit)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(ApiError::store_unread)?;
             if page.reset_to.is_some() {
                 return Err(ApiError::new(
                     StatusCode::GONE,
@@ -121,12 +121,16 @@ async fn one_stream(
         }
         None => {
             // The position first: whatever is appended after it is in the page or replayed.
-            let head = state.hub.head(stream).await.map_err(ApiError::internal)?;
+            let head = state
+                .hub
+                .head(stream)
+                .await
+                .map_err(ApiError::store_unread)?;
             let entries = state
                 .hub
                 .latest(stream, limit)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(ApiError::store_unread)?;
             (entries, head.to_string())
         }
     };
@@ -146,9 +150,6 @@ fn trigger_draft(query: &HashMap<String, String>) -> Result<Draft, ApiError> {
     })
 }
 
-/// Seconds a publisher is told to wait when the store cannot write.
-const STORE_RETRY_AFTER_SECS: u64 = 1;
-
 /// Publishes `draft` (when the request's token may) and answers 201 with what was stored.
 /// A store that cannot write (full disk, read-only file, I/O error) is answered `503`:
 /// nothing was stored, and the same publish may be sent again shortly.
@@ -158,12 +159,7 @@ async fn publish_draft(
     draft: Draft,
 ) -> Result<Published, ApiError> {
     state.auth.may_publish(parts, &draft.stream)?;
-    let entry = state.hub.publish(draft).await.map_err(|err| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("nothing was stored: {err:#}; retry later"),
-        )
-        .retry_after(STORE_RETRY_AFTER_SECS)
-    })?;
+    let entry = (state.hub.publish(draft).await)
+        .map_err(|err| ApiError::store_failed("nothing was stored", &err))?;
     Ok((StatusCode::CREATED, Json(entry.notification.clone())))
 }

@@ -31,7 +31,7 @@ pub async fn list(
     State(state): State<AppState>,
     parts: Parts,
 ) -> Result<Json<StreamsOverview>, ApiError> {
-    let overview = state.hub.overview().await.map_err(ApiError::internal)?;
+    let overview = state.hub.overview().await.map_err(ApiError::store_unread)?;
     Ok(Json(visible(&state, &parts, overview)))
 }
 
