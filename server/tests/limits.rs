@@ -273,3 +273,71 @@ async fn publishes_over_a_clients_rate_get_429_and_nothing_is_lost() {
     );
     server.stop().await.unwrap();
 }
+
+/// A burst of connections larger than `TcpListener::bind`'s accept queue (128) while the
+/// server cannot accept (stopped with SIGSTOP, as a busy or paused process would be):
+/// the kernel completes and queues every handshake, and once the server runs again each
+/// queued request is answered. With a queue of 128, the connections past it were not
+/// completed, and one whose handshake's last ACK was dropped sent its request only when
+/// retransmitting, after the header timeout had closed it.
+#[tokio::test]
+async fn a_burst_of_connections_to_a_stopped_server_is_queued_and_then_served() {
+    const BURST: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        e2e::ServerProcess::api_only("127.0.0.1:0", &dir.path().join("hub.db"), &[]).unwrap();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let connects = (0..BURST).map(|_| async {
+        let connect = TcpStream::connect(&server.addr);
+        let mut socket = tokio::time::timeout(Duration::from_secs(3), connect)
+            .await
+            .ok()?
+            .ok()?;
+        let request = "GET /events?stream=burst HTTP/1.1\r\nhost: hub\r\n\r\n";
+        socket.write_all(request.as_bytes()).await.ok()?;
+        Some(socket)
+    });
+    let sockets: Vec<TcpStream> = futures::future::join_all(connects)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    println!(
+        "{} of {BURST} connections completed in {:?} while the server was stopped",
+        sockets.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        sockets.len(),
+        BURST,
+        "every handshake completed and was queued"
+    );
+    signal("-CONT");
+    let started = Instant::now();
+    let answers = sockets.into_iter().map(|mut socket| async move {
+        let mut head = [0u8; 12];
+        let read = socket.read_exact(&mut head);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), read).await,
+            Ok(Ok(_)) if &head == b"HTTP/1.1 200"
+        )
+    });
+    let served = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    println!(
+        "{served} of {BURST} answered 200 within {:?} of the server running again",
+        started.elapsed()
+    );
+    assert_eq!(served, BURST);
+}
