@@ -5,9 +5,10 @@
 //! several streams of an HTTP/2 connection over TLS ([`Transport`]); events are parsed with
 //! `eventsource-stream`. Latency is the receive time minus the time the event carries: the
 //! timestamp in a clock event's data, or, for a notification titled `b-N`, the instant the
-//! publisher sent publish number N.
+//! publisher sent publish number N (or, titled `at-µs`, the wall-clock time it was sent,
+//! for a load generator in another process: see `worker.rs`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use http_body_util::{BodyDataStream, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -64,16 +65,24 @@ pub enum LatencyFrom {
     Timestamp,
     /// The send time of the publish named in the data's `title` (`b-N`).
     Publish(Arc<SendTimes>),
+    /// The wall-clock time the event carries, which another process can read: a clock
+    /// event's timestamp, or a notification's `title` `at-µs` (Unix microseconds, stamped
+    /// by its publisher as it sent it; see [`sent_at_title`]).
+    Wall,
 }
 
 impl LatencyFrom {
-    fn of(&self, data: &str) -> Option<Duration> {
+    fn of(&self, event: &str, data: &str) -> Option<Duration> {
         match self {
-            LatencyFrom::Timestamp => {
-                let sent = chrono::DateTime::parse_from_rfc3339(data.trim()).ok()?;
-                (chrono::Utc::now() - sent.with_timezone(&chrono::Utc))
-                    .to_std()
-                    .ok()
+            LatencyFrom::Timestamp => since_timestamp(data),
+            LatencyFrom::Wall if event == "time" => since_timestamp(data),
+            LatencyFrom::Wall => {
+                let value: serde_json::Value = serde_json::from_str(data).ok()?;
+                let sent: i64 = value["title"].as_str()?.strip_prefix("at-")?.parse().ok()?;
+                let now = chrono::Utc::now().timestamp_micros();
+                Some(Duration::from_micros(
+                    now.checked_sub(sent)?.try_into().ok()?,
+                ))
             }
             LatencyFrom::Publish(times) => {
                 let value: serde_json::Value = serde_json::from_str(data).ok()?;
@@ -84,12 +93,31 @@ impl LatencyFrom {
     }
 }
 
+/// A notification title that carries the wall-clock time it is sent ([`LatencyFrom::Wall`]).
+pub fn sent_at_title() -> String {
+    format!("at-{}", chrono::Utc::now().timestamp_micros())
+}
+
+/// How long ago the RFC 3339 timestamp `data` was.
+fn since_timestamp(data: &str) -> Option<Duration> {
+    let sent = chrono::DateTime::parse_from_rfc3339(data.trim()).ok()?;
+    (chrono::Utc::now() - sent.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
+}
+
 /// What the connections of one run saw. Events and latencies count only while
 /// [`Stats::counting`] is on, so the connect phase does not skew the window.
 pub struct Stats {
     pub connected: AtomicU64,
     pub failed: AtomicU64,
+    /// `message` events (notifications, or the clock's ticks on `/sse/time`).
     pub events: AtomicU64,
+    /// Clock ticks on a connection that also carries notifications ([`Subscribe::ticks_every`]).
+    pub ticks: AtomicU64,
+    /// Ticks those connections did not get: the whole intervals missing between the
+    /// timestamps of consecutive ticks.
+    pub ticks_missed: AtomicU64,
     /// Connections that received all they were asked to wait for.
     pub done: AtomicU64,
     counting: AtomicBool,
@@ -102,6 +130,8 @@ impl Stats {
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            ticks_missed: AtomicU64::new(0),
             done: AtomicU64::new(0),
             counting: AtomicBool::new(false),
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
@@ -123,12 +153,61 @@ impl Stats {
         self.latency_us.lock().unwrap().max() as f64 / 1000.0
     }
 
-    /// Counts one event; `latency` measures it (called for a sample of the events).
-    fn record(&self, latency: impl FnOnce() -> Option<Duration>) {
+    /// The counts and latency histogram as JSON, for a worker to hand to the bench
+    /// (`worker.rs`): the histogram as its recorded values with their counts.
+    pub fn to_json(&self) -> serde_json::Value {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let latency = self.latency_us.lock().unwrap();
+        let latency_us: Vec<[u64; 2]> = latency
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), v.count_at_value()])
+            .collect();
+        serde_json::json!({
+            "connected": count(&self.connected),
+            "failed": count(&self.failed),
+            "events": count(&self.events),
+            "ticks": count(&self.ticks),
+            "ticks_missed": count(&self.ticks_missed),
+            "done": count(&self.done),
+            "latency_us": latency_us,
+        })
+    }
+
+    /// Adds figures from [`Stats::to_json`] to these.
+    pub fn add_json(&self, figures: &serde_json::Value) {
+        let add = |c: &AtomicU64, name: &str| {
+            c.fetch_add(figures[name].as_u64().unwrap_or(0), Ordering::Relaxed)
+        };
+        add(&self.connected, "connected");
+        add(&self.failed, "failed");
+        add(&self.events, "events");
+        add(&self.ticks, "ticks");
+        add(&self.ticks_missed, "ticks_missed");
+        add(&self.done, "done");
+        let mut latency = self.latency_us.lock().unwrap();
+        for pair in figures["latency_us"].as_array().into_iter().flatten() {
+            if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
+                latency.record_n(value, count).ok();
+            }
+        }
+    }
+
+    /// Counts the ticks missed in a `gap` between two ticks of a clock that ticks `every`.
+    fn missed(&self, every: &Duration, gap: Duration) {
+        if self.counting.load(Ordering::Relaxed) {
+            let intervals = (gap.as_secs_f64() / every.as_secs_f64()).round() as u64;
+            let missed = intervals.saturating_sub(1);
+            self.ticks_missed.fetch_add(missed, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one event, in `counter`; `latency` measures it (called for a sample of the
+    /// events).
+    fn record(&self, counter: &AtomicU64, latency: impl FnOnce() -> Option<Duration>) {
         if !self.counting.load(Ordering::Relaxed) {
             return;
         }
-        self.events.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(latency) = latency() {
             let us = (latency.as_micros() as u64).clamp(1, 600_000_000);
             self.latency_us.lock().unwrap().record(us).ok();
@@ -148,12 +227,29 @@ impl Drop for Connections {
 }
 
 /// One subscriber to open: the path (with query) and an optional `Last-Event-ID`.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Subscribe {
     pub path: String,
     pub last_event_id: Option<String>,
     /// Stop after this many `message` events (and count the connection as done).
     pub until: Option<u64>,
+    /// The source address to connect from (one has ~28,000 ports towards a server port);
+    /// `None` lets the system choose.
+    pub from: Option<IpAddr>,
+    /// The interval of the clock the path adds to a notification stream (`clock_ms`):
+    /// its `time` events are counted as [`Stats::ticks`], and the gaps between them as
+    /// [`Stats::ticks_missed`].
+    pub ticks_every: Option<Duration>,
+}
+
+impl Subscribe {
+    /// A subscriber of `path`, from the start, for as long as it stays open.
+    pub fn to(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// How subscribers reach the server.
@@ -196,9 +292,21 @@ enum Sender {
 }
 
 impl Sender {
-    /// A new connection to `addr` over `transport` (for HTTP/2, the one its subscribers share).
-    async fn connect(addr: SocketAddr, transport: &Transport) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+    /// A new connection to `addr` over `transport` (for HTTP/2, the one its subscribers
+    /// share), from the address `from` if given.
+    async fn connect(
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        transport: &Transport,
+    ) -> anyhow::Result<Self> {
+        let stream = match from {
+            Some(ip) => {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         stream.set_nodelay(true)?;
         let name = || ServerName::try_from("localhost").expect("a valid name");
         Ok(match transport {
@@ -266,7 +374,7 @@ pub async fn open_over(
     let mut shared = Vec::new();
     if let Transport::H2 { per_connection, .. } = transport {
         for _ in 0..n.div_ceil(*per_connection) {
-            match Sender::connect(addr, transport).await {
+            match Sender::connect(addr, subscribe.from, transport).await {
                 Ok(Sender::H2(sender)) => shared.push(sender),
                 Ok(Sender::H1(_)) => unreachable!("an HTTP/2 transport makes HTTP/2 connections"),
                 Err(err) => eprintln!("bench: an HTTP/2 connection failed: {err:#}"),
@@ -293,7 +401,7 @@ pub async fn open_over(
                 let permit = gate.acquire_owned().await.ok();
                 let sender = match share {
                     Some(sender) => Ok(Sender::H2(sender)),
-                    None => Sender::connect(addr, &transport).await,
+                    None => Sender::connect(addr, subscribe.from, &transport).await,
                 };
                 let subscribed = match sender {
                     Ok(sender) => {
@@ -346,7 +454,8 @@ async fn subscriber(
     stats.connected.fetch_add(1, Ordering::Relaxed);
     drop(permit);
     let mut events = BodyDataStream::new(response.into_body()).eventsource();
-    let mut messages = 0u64;
+    let (mut messages, mut seen) = (0u64, 0u64);
+    let mut last_tick = None;
     while let Some(event) = events.next().await {
         let event = event?;
         if event.event == "heartbeat" || event.event == "reset" {
@@ -354,8 +463,22 @@ async fn subscriber(
         }
         // Every event is counted; the latency of one in LATENCY_SAMPLE is measured, which
         // keeps the load generator's own CPU use (parsing timestamps and JSON) low.
-        let sampled = messages.is_multiple_of(LATENCY_SAMPLE);
-        stats.record(|| sampled.then(|| latency.of(&event.data)).flatten());
+        let sampled = seen.is_multiple_of(LATENCY_SAMPLE);
+        seen += 1;
+        let measure = || {
+            sampled
+                .then(|| latency.of(&event.event, &event.data))
+                .flatten()
+        };
+        if let (Some(every), "time") = (subscribe.ticks_every, event.event.as_str()) {
+            stats.record(&stats.ticks, measure);
+            let at = chrono::DateTime::parse_from_rfc3339(event.data.trim())?;
+            if let Some(before) = last_tick.replace(at) {
+                stats.missed(&every, (at - before).to_std().unwrap_or_default());
+            }
+            continue;
+        }
+        stats.record(&stats.events, measure);
         messages += 1;
         if subscribe.until == Some(messages) {
             stats.done.fetch_add(1, Ordering::Relaxed);

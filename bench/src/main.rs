@@ -9,6 +9,7 @@ mod raw;
 mod report;
 mod soak;
 mod target;
+mod worker;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -30,8 +31,8 @@ struct Args {
     /// A seconds-long run with small N that fails unless every event arrived.
     #[arg(long)]
     quick: bool,
-    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G H).
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G,H")]
+    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G H I).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G,H,I")]
     only: Vec<String>,
     /// Our server binary.
     #[arg(long, default_value = "target/release/server")]
@@ -56,6 +57,9 @@ enum Command {
     /// The raw tokio baseline server (started by the bench itself).
     #[command(hide = true)]
     RawServer,
+    /// One share of workload I's load generator (started by the bench itself).
+    #[command(hide = true)]
+    LoadWorker(worker::Share),
 }
 
 /// Workload H's wires, the reference (plain HTTP) first.
@@ -79,6 +83,10 @@ struct Plan {
     selections: (usize, u32),
     /// H: subscribers and publishes a second, over each wire.
     wires: (usize, u32),
+    /// I: instances, subscribers on each, and the window.
+    crowd: (usize, usize, Duration),
+    /// I: with the clock on each connection (as asked), and without.
+    crowd_clocks: Vec<bool>,
 }
 
 impl Plan {
@@ -95,6 +103,8 @@ impl Plan {
                 instances: vec![(60, 50)],
                 selections: (50, 50),
                 wires: (50, 50),
+                crowd: (2, 100, Duration::from_secs(2)),
+                crowd_clocks: vec![true],
             }
         } else {
             Self {
@@ -108,6 +118,10 @@ impl Plan {
                 instances: vec![(1_000, 50), (1_000, 500)],
                 selections: (1_000, 100),
                 wires: (1_000, 100),
+                // 20,000 each would not fit under the open-file limit beside an
+                // instance's listener, database and Redis connections.
+                crowd: (6, 16_667, Duration::from_secs(30)),
+                crowd_clocks: vec![true, false],
             }
         }
     }
@@ -140,8 +154,10 @@ impl Progress {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
-    if let Some(Command::RawServer) = args.command {
-        return runtime.block_on(raw::serve());
+    match args.command {
+        Some(Command::RawServer) => return runtime.block_on(raw::serve()),
+        Some(Command::LoadWorker(share)) => return runtime.block_on(worker::run(share)),
+        None => {}
     }
     runtime.block_on(run(args))
 }
@@ -161,6 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wants("F") as usize * SETUPS.len() * bench.plan.instances.len(),
         wants("G") as usize * 2,
         wants("H") as usize * WIRES.len(),
+        wants("I") as usize * 2 * bench.plan.crowd_clocks.len(),
     ]
     .iter()
     .sum();
@@ -187,6 +204,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("H") {
         bench.over_wires().await?;
+    }
+    if wants("I") {
+        bench.crowd().await?;
     }
 
     bench.write(args.out.as_deref().unwrap_or(Path::new("bench/results.md")))?;
@@ -320,6 +340,48 @@ impl Bench {
                 |r| r.rss_per_connection() / 1024.0,
             )?;
         }
+        Ok(())
+    }
+
+    /// I: a machine's worth of subscribers over several instances on one Redis, each
+    /// with a load worker of its own, against the raw writer run the same way.
+    async fn crowd(&mut self) -> anyhow::Result<()> {
+        let (instances, per_instance, window) = self.plan.crowd;
+        self.report.section(&format!(
+            "I: {} subscribers over {instances} instances, one Redis",
+            instances * per_instance
+        ));
+        let mut runs = Vec::new();
+        for clock in self.plan.crowd_clocks.clone() {
+            for kind in [Kind::Hub, Kind::Raw] {
+                self.progress.step(&format!(
+                    "I: {} × {instances} instances × {per_instance} subscribers{}",
+                    kind.name(),
+                    if clock { ", clock every second" } else { "" }
+                ));
+                let redis =
+                    match kind {
+                        Kind::Hub => Some(e2e::redis::RedisServer::start_durable().context(
+                            "workload I needs redis-server (scripts/setup.sh installs it)",
+                        )?),
+                        _ => None,
+                    };
+                runs.push(
+                    workloads::crowd(
+                        kind,
+                        &self.programs,
+                        redis.as_ref(),
+                        instances,
+                        per_instance,
+                        clock,
+                        window,
+                    )
+                    .await?,
+                );
+            }
+        }
+        self.report.crowd(&runs);
+        check(&mut self.problems, "I", runs.iter().map(|c| &c.run), 0.999);
         Ok(())
     }
 

@@ -4,8 +4,9 @@
 //! that gathers the frames waiting for it into one write.
 //!
 //! It answers the same paths as our server for the workloads that have a baseline:
-//! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` and
-//! `POST /publish` (the body is broadcast as one event's data).
+//! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` (with
+//! `?clock_ms=T`, the ticker on the same connection) and `POST /publish` (the body is
+//! broadcast as one event's data).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
@@ -36,6 +37,12 @@ impl Channels {
         rx
     }
 
+    /// The ticker every `interval_ms`.
+    fn ticks(&self, interval_ms: u64) -> broadcast::Receiver<Bytes> {
+        let every = Duration::from_millis(interval_ms);
+        self.subscribe(&format!("time-{interval_ms}"), Some(every))
+    }
+
     fn send(&self, name: &str, frame: Bytes) {
         if let Some(tx) = self.0.lock().unwrap().get(name) {
             let _ = tx.send(frame);
@@ -45,7 +52,11 @@ impl Channels {
 
 /// Serves until the process is killed; prints where it listens.
 pub async fn serve() -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    // The kernel's largest accept queue, as ours has: `bind`'s 128 overflows when
+    // thousands connect at once.
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    let listener = socket.listen(65_535)?;
     println!("listening on http://{}", listener.local_addr()?);
     let channels = Channels::default();
     loop {
@@ -80,7 +91,13 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let mut rx = if head.starts_with("POST /publish") {
+    let interval_ms = |name: &str| -> Option<u64> {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    };
+    let (mut rx, mut clock) = if head.starts_with("POST /publish") {
         let length: usize = head
             .lines()
             .find_map(|l| {
@@ -102,15 +119,13 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
             .await?;
         return Ok(());
     } else if path == "/sse/time" {
-        let interval_ms: u64 = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("interval_ms="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
-        let every = Duration::from_millis(interval_ms);
-        channels.subscribe(&format!("time-{interval_ms}"), Some(every))
+        (
+            channels.ticks(interval_ms("interval_ms").unwrap_or(1000)),
+            None,
+        )
     } else if path == "/events" {
-        channels.subscribe("events", None)
+        let clock = interval_ms("clock_ms").map(|ms| channels.ticks(ms));
+        (channels.subscribe("events", None), clock)
     } else {
         socket
             .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
@@ -121,15 +136,24 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
     socket.write_all(HEAD).await?;
     let mut ready = Vec::new();
     loop {
-        match rx.recv().await {
+        let next = match clock.as_mut() {
+            None => rx.recv().await,
+            Some(clock) => tokio::select! {
+                frame = rx.recv() => frame,
+                frame = clock.recv() => frame,
+            },
+        };
+        match next {
             Ok(frame) => ready.extend_from_slice(&frame),
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         }
         // Every frame already waiting goes out in the same write: with TCP_NODELAY, a
         // write per frame would be a segment per frame.
-        while let Ok(frame) = rx.try_recv() {
-            ready.extend_from_slice(&frame);
+        for rx in std::iter::once(&mut rx).chain(clock.as_mut()) {
+            while let Ok(frame) = rx.try_recv() {
+                ready.extend_from_slice(&frame);
+            }
         }
         socket.write_all(&ready).await?;
         ready.clear();

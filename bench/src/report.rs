@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use crate::soak::Soak;
 use crate::target::Kind;
-use crate::workloads::{FanOut, Setup, Storm, Throughput, Wire};
+use crate::workloads::{Crowd, FanOut, Setup, Storm, Throughput, Wire};
 
 /// The Markdown results of a run, built up as figures come in.
 #[derive(Default)]
@@ -205,6 +205,62 @@ impl Report {
                 ratio(run.rss_per_connection(), plain_rss),
                 run.cpu_s,
             );
+        }
+        println!("{table}");
+        self.markdown.push_str(&table);
+    }
+
+    /// Workload I: each server's run against the raw writer's, then every process's
+    /// memory and CPU.
+    pub fn crowd(&mut self, runs: &[Crowd]) {
+        let mut table = "| server | each follows | instances × subscribers | connected / failed | connect all | notifications delivered | clock ticks missed | p50 ms | p99 ms | max ms | × raw p99 | server RSS per subscriber | servers' CPU s | CPU µs per delivery | × raw |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n".to_owned();
+        let per_delivery = |c: &Crowd| c.run.cpu_s * 1e6 / (c.run.events + c.ticks).max(1) as f64;
+        let raw = |clock| {
+            runs.iter()
+                .find(|c| c.run.kind == Kind::Raw && c.clock == clock)
+        };
+        let ratio = |ours: f64, theirs: Option<f64>| match theirs {
+            Some(t) if t > 0.0 => format!("{:.2}", ours / t),
+            _ => "–".into(),
+        };
+        for c in runs {
+            let run = &c.run;
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} × {} | {} / {} | {:.1} s | {:.3} % | {} of {} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.2} | {} |",
+                run.kind.name(),
+                c.follows(),
+                c.instances,
+                run.n / c.instances.max(1),
+                run.connected,
+                run.failed,
+                c.connect.as_secs_f64(),
+                run.delivery() * 100.0,
+                c.ticks_missed,
+                c.ticks + c.ticks_missed,
+                run.p50_ms,
+                run.p99_ms,
+                run.max_ms,
+                ratio(run.p99_ms, raw(c.clock).map(|r| r.run.p99_ms)),
+                kib(run.rss_per_connection()),
+                run.cpu_s,
+                per_delivery(c),
+                ratio(per_delivery(c), raw(c.clock).map(per_delivery)),
+            );
+        }
+        table.push_str(
+            "\n| server | each follows | process | RSS at the end | CPU s in the window |\n|---|---|---|---|---|\n",
+        );
+        for c in runs {
+            for (name, rss, cpu) in &c.processes {
+                let _ = writeln!(
+                    table,
+                    "| {} | {} | {name} | {:.1} MiB | {cpu:.1} |",
+                    c.run.kind.name(),
+                    c.follows(),
+                    *rss as f64 / 1048576.0
+                );
+            }
         }
         println!("{table}");
         self.markdown.push_str(&table);

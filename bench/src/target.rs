@@ -120,7 +120,12 @@ impl Target {
 
     /// Resident memory of the process, in bytes.
     pub fn rss(&self) -> u64 {
-        proc_kib(&format!("/proc/{}/status", self.child.id()), "VmRSS:") * 1024
+        rss(self.child.id())
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// File descriptors the process has open (sockets included).
@@ -130,21 +135,7 @@ impl Target {
 
     /// CPU time the process has used (user + system), in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        ticks as f64 / per_second
+        cpu_seconds(self.child.id())
     }
 }
 
@@ -153,6 +144,29 @@ impl Drop for Target {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:") * 1024
+}
+
+/// CPU time process `pid` has used (user + system), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / per_second
 }
 
 /// The number of KiB on the `field` line of a `/proc` file such as `/proc/PID/status` or

@@ -1,7 +1,7 @@
 //! The workloads of the benchmark (see BENCHMARKS.md): each starts its target fresh,
 //! drives it from this process over loopback and returns its figures.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::load::{self, LatencyFrom, SendTimes, Stats, Subscribe, Transport};
-use crate::target::{Kind, Programs, Target};
+use crate::target::{self, Kind, Programs, Target};
+use crate::worker::{Share, Worker};
 
 /// How long connecting may take before the run goes on with what connected.
 const CONNECT_LIMIT: Duration = Duration::from_secs(60);
@@ -152,11 +153,7 @@ pub async fn clock_fan_out(
     interval_ms: u64,
     window: Duration,
 ) -> anyhow::Result<FanOut> {
-    let subscribe = Subscribe {
-        path: format!("/sse/time?interval_ms={interval_ms}"),
-        last_event_id: None,
-        until: None,
-    };
+    let subscribe = Subscribe::to(format!("/sse/time?interval_ms={interval_ms}"));
     let run = Loaded::start(kind, programs, n, subscribe, LatencyFrom::Timestamp).await?;
     let cpu = run.target.cpu_seconds();
     run.stats.count(true);
@@ -276,11 +273,7 @@ pub async fn fan_out_over_wire(
     let total = (rate as f64 * window.as_secs_f64()) as usize;
     let times = SendTimes::new(total);
     let selection = Selection::one();
-    let subscribe = Subscribe {
-        path: selection.path(),
-        last_event_id: None,
-        until: None,
-    };
+    let subscribe = Subscribe::to(selection.path());
     let run = Loaded::load(
         target,
         &transport,
@@ -311,11 +304,7 @@ pub async fn fan_out_over(
 ) -> anyhow::Result<FanOut> {
     let total = (rate as f64 * window.as_secs_f64()) as usize;
     let times = SendTimes::new(total);
-    let subscribe = Subscribe {
-        path: selection.path(),
-        last_event_id: None,
-        until: None,
-    };
+    let subscribe = Subscribe::to(selection.path());
     let run = Loaded::start(
         kind,
         programs,
@@ -503,6 +492,7 @@ pub async fn replay_storm(
         path: "/events?stream=storm".into(),
         last_event_id: Some("0".into()),
         until: Some(behind as u64),
+        ..Subscribe::default()
     };
     let connections = load::open(
         addr(&target)?,
@@ -537,11 +527,7 @@ pub async fn replay_storm(
 
 /// E: `n` idle subscribers; the server memory they add.
 pub async fn idle_memory(kind: Kind, programs: &Programs, n: usize) -> anyhow::Result<FanOut> {
-    let subscribe = Subscribe {
-        path: "/events?stream=idle".into(),
-        last_event_id: None,
-        until: None,
-    };
+    let subscribe = Subscribe::to("/events?stream=idle");
     let run = Loaded::start(kind, programs, n, subscribe, LatencyFrom::Timestamp).await?;
     // Let the connections settle (first heartbeat sent, buffers in their steady state).
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -603,11 +589,7 @@ pub async fn fan_out_across_instances(
     let mut connections = Vec::new();
     for (i, target) in targets.iter().enumerate() {
         let share = n / targets.len() + usize::from(i < n % targets.len());
-        let subscribe = Subscribe {
-            path: Selection::one().path(),
-            last_event_id: None,
-            until: None,
-        };
+        let subscribe = Subscribe::to(Selection::one().path());
         let latency = LatencyFrom::Publish(times.clone());
         connections.push(
             load::open(
@@ -646,4 +628,175 @@ pub async fn fan_out_across_instances(
     run.expected = expected;
     drop(connections);
     Ok(run)
+}
+
+/// I's figures: one kind of server as several instances, each with a load worker of its own.
+#[derive(Clone, Debug)]
+pub struct Crowd {
+    /// Notifications only in `events` and `expected`; latencies of notifications and ticks.
+    pub run: FanOut,
+    pub instances: usize,
+    /// Whether each subscriber also had the clock every second.
+    pub clock: bool,
+    /// Clock ticks received, and missed (gaps between consecutive ticks).
+    pub ticks: u64,
+    pub ticks_missed: u64,
+    /// How long it took every subscriber to connect.
+    pub connect: Duration,
+    /// Each process's name, resident memory at the end and CPU seconds in the window.
+    pub processes: Vec<(String, u64, f64)>,
+}
+
+impl Crowd {
+    /// What each subscriber followed, in words.
+    pub fn follows(&self) -> &'static str {
+        if self.clock {
+            "a stream, the clock"
+        } else {
+            "a stream"
+        }
+    }
+}
+
+/// How long the last notification of workload I may take to count as delivered (no
+/// longer than the window).
+const CROWD_DRAIN: Duration = Duration::from_secs(5);
+
+/// I: `per_instance` subscribers on each of `instances` servers of `kind` (ours sharing
+/// the Redis at `redis`), each following one stream (and, with `clock`, the clock every
+/// second on the same connection), while one notification a second is published for
+/// `window`. Each instance gets a load worker of
+/// its own, connecting from its own loopback address. Ours gets each publish on one
+/// instance in turn (Redis carries it to the others); the raw writer, which shares
+/// nothing, gets it on every instance.
+pub async fn crowd(
+    kind: Kind,
+    programs: &Programs,
+    redis: Option<&e2e::redis::RedisServer>,
+    instances: usize,
+    per_instance: usize,
+    clock: bool,
+    window: Duration,
+) -> anyhow::Result<Crowd> {
+    let prefix = format!("bench-crowd-{}", std::process::id());
+    let hub_args: Vec<&str> = match redis {
+        Some(redis) => vec!["--redis", &redis.url, "--redis-prefix", &prefix],
+        None => vec![],
+    };
+    let targets = (0..instances)
+        .map(|_| Target::start(kind, programs, &hub_args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before: u64 = targets.iter().map(Target::rss).sum();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        workers.push(Worker::start(&Share {
+            addr: addr(target)?,
+            from: IpAddr::from([127, 0, 0, 10 + i as u8]),
+            n: per_instance,
+            path: format!(
+                "/events?stream=crowd{}",
+                if clock { "&clock_ms=1000" } else { "" }
+            ),
+            ticks_every_ms: clock.then_some(1000),
+        })?);
+    }
+    for (i, worker) in workers.iter_mut().enumerate() {
+        let (connected, failed) = worker.connected().await?;
+        eprintln!(
+            "bench: load worker {}: {connected} connected, {failed} failed, {:.1} s",
+            i + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let connect = started.elapsed();
+    tokio::time::sleep(SETTLE).await;
+
+    let mut pids: Vec<(String, u32)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{} {}", kind.name(), i + 1), t.pid()))
+        .collect();
+    pids.extend(
+        redis
+            .and_then(|r| r.pid())
+            .map(|pid| ("Redis".to_owned(), pid)),
+    );
+    pids.extend(
+        workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("load worker {}", i + 1), w.pid())),
+    );
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|(_, pid)| target::cpu_seconds(*pid))
+        .collect();
+    for worker in &mut workers {
+        worker.count().await?;
+    }
+    let urls: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{}{}", t.url, kind.publish_path()))
+        .collect();
+    let acked = publish_each_second(kind, &urls, window).await;
+    tokio::time::sleep(CROWD_DRAIN.min(window)).await;
+    let stats = Stats::new();
+    for worker in &mut workers {
+        worker.stop(&stats).await?;
+    }
+    let processes = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, pid), before)| {
+            let cpu = target::cpu_seconds(*pid) - before;
+            (name.clone(), target::rss(*pid), cpu)
+        })
+        .collect::<Vec<_>>();
+    let mut run = FanOut::measure(kind, instances * per_instance, &stats, window);
+    run.expected = run.connected * acked;
+    run.rss_before = rss_before;
+    run.rss_after = targets.iter().map(Target::rss).sum();
+    run.cpu_s = processes[..instances].iter().map(|p| p.2).sum();
+    Ok(Crowd {
+        run,
+        instances,
+        clock,
+        ticks: stats.ticks.load(Ordering::Relaxed),
+        ticks_missed: stats.ticks_missed.load(Ordering::Relaxed),
+        connect,
+        processes,
+    })
+}
+
+/// Publishes one notification a second to the stream `crowd` for `window`, titled with the
+/// time it is sent: ours on one of `urls` in turn, the raw writer on all of them. Returns
+/// how many were acknowledged (by every URL, for the raw writer).
+async fn publish_each_second(kind: Kind, urls: &[String], window: Duration) -> u64 {
+    // A connection each: the raw writer closes its connection after answering, and a
+    // pooled one found closed a second later would fail the publish it was reused for.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a plain HTTP client");
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut acked = 0;
+    for n in 0..window.as_secs() as usize {
+        interval.tick().await;
+        let body = serde_json::json!({ "stream": "crowd", "title": load::sent_at_title() });
+        let to = match kind {
+            Kind::Hub => &urls[n % urls.len()..][..1],
+            _ => urls,
+        };
+        let sends = to.iter().map(|url| client.post(url).json(&body).send());
+        let answers = futures::future::join_all(sends).await;
+        if answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|r| r.status().is_success()))
+        {
+            acked += 1;
+        }
+    }
+    acked
 }

@@ -28,6 +28,7 @@ fn the_quick_bench_runs_every_workload_and_loses_nothing() {
         "D: replay storm",
         "E: idle",
         "F: notification fan-out across instances",
+        "I: 200 subscribers over 2 instances",
     ] {
         assert!(
             written.contains(section),
