@@ -326,6 +326,22 @@ impl Browser {
         }
     }
 
+    /// The values of `property` (`innerText`, `dataset.stream`, …) of every element that
+    /// matches `css`, read in one script: a list the page re-renders between finding its
+    /// elements and reading them one by one leaves stale references (seen when the demo
+    /// counter ticked during a loaded run).
+    pub async fn read_all(&self, css: &str, property: &str) -> anyhow::Result<Vec<String>> {
+        let values = self
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0]), \
+                 e => arguments[1].split('.').reduce((v, k) => v?.[k], e) ?? '')",
+                vec![css.into(), property.into()],
+            )
+            .await?;
+        Ok(serde_json::from_value(values)?)
+    }
+
     /// Waits until `condition` holds for the text of `data-testid=id`; returns that text.
     pub async fn wait_text(
         &self,

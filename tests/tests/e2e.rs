@@ -11,15 +11,9 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The texts of the listed notifications, newest first.
 async fn items(browser: &Browser) -> anyhow::Result<Vec<String>> {
-    let mut texts = Vec::new();
-    for item in browser
-        .client
-        .find_all(Locator::Css("[data-testid=notification-item]"))
-        .await?
-    {
-        texts.push(item.text().await?);
-    }
-    Ok(texts)
+    browser
+        .read_all("[data-testid=notification-item]", "innerText")
+        .await
 }
 
 /// Waits until the page's notification stream is live.
@@ -193,15 +187,11 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
         .click()
         .await?;
     let message = eventually("the triggered message in the seed page", WAIT, || async {
-        match browser
-            .client
-            .find_all(Locator::Css("#messages li"))
+        Ok(browser
+            .read_all("#messages li", "innerText")
             .await?
-            .first()
-        {
-            Some(first) => Ok(Some(first.text().await?)),
-            None => Ok(None),
-        }
+            .into_iter()
+            .next())
     })
     .await?;
     let notification: common::Notification = serde_json::from_str(&message)?;
@@ -311,14 +301,9 @@ async fn subscribers(server: &ServerProcess, stream: &str) -> anyhow::Result<u64
 
 /// The streams the current tab follows, as its chips show them.
 async fn followed(browser: &Browser) -> anyhow::Result<Vec<String>> {
-    let chips = (browser.client)
-        .find_all(Locator::Css("[data-testid=followed-stream]"))
-        .await?;
-    let mut names = Vec::new();
-    for chip in chips {
-        names.push(chip.attr("data-stream").await?.unwrap_or_default());
-    }
-    Ok(names)
+    browser
+        .read_all("[data-testid=followed-stream]", "dataset.stream")
+        .await
 }
 
 /// How many long-lived streams (SSE connections) the server holds, from `/metrics`.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use e2e::{profile_dir, workspace, Browser, ServerProcess};
-use fantoccini::Locator;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -57,14 +56,7 @@ async fn the_example_app_shows_its_streams_live() -> anyhow::Result<()> {
         server.publish(stream, title).await?;
     }
     browser.wait_text("unread", WAIT, |t| t == "2").await?;
-    let mut items = Vec::new();
-    for item in browser
-        .client
-        .find_all(Locator::Css("[data-testid=item]"))
-        .await?
-    {
-        items.push(item.text().await?);
-    }
+    let items = browser.read_all("[data-testid=item]", "innerText").await?;
     assert_eq!(
         items,
         [
