@@ -9,7 +9,7 @@
 # (the exact version in Cargo.lock), wasm-opt (binaryen from npm, the version Trunk.toml
 # pins), and with --with-test-tools Chromium and chromedriver for the browser tests,
 # redis-server for the Redis store's tests (Debian packages) and axe-core (npm) for the
-# accessibility check.
+# accessibility check, and cargo-nextest (the host tests' runner) where the machine lacks it.
 #
 # A second run only checks and takes about a second.
 set -euo pipefail
@@ -20,6 +20,9 @@ source scripts/env.sh
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=$(sed -n 's/^wasm_opt = "version_\([0-9]*\)"$/\1.0.0/p' Trunk.toml)
 AXE_VERSION=4.14.1
+# The test runner, where the machine has none as new as .config/nextest.toml requires.
+NEXTEST_VERSION=0.9.143
+NEXTEST_REQUIRED=$(sed -n 's/^nextest-version = { required = "\(.*\)" }$/\1/p' .config/nextest.toml)
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
 SETUP_START=$SECONDS
@@ -138,6 +141,15 @@ if ! trunk --version 2>/dev/null | grep -qx "trunk $TRUNK_VERSION"; then
   # instead of 385), and there is no start-up check against the registry.
   cheap_install trunk 370 --force --locked trunk --version "$TRUNK_VERSION" \
     --no-default-features &
+  installs+=($!)
+fi
+nextest=$(cargo nextest --version 2>/dev/null | sed -n 's/^cargo-nextest \([0-9.]*\).*/\1/p')
+if [ "$WITH_TEST_TOOLS" = 1 ] \
+  && [ "$(printf '%s\n' "$NEXTEST_REQUIRED" "${nextest:-0}" | sort -V | head -1)" != "$NEXTEST_REQUIRED" ]; then
+  log "cargo install cargo-nextest $NEXTEST_VERSION (the test runner, about 290 crates, once)"
+  # Without self-update (it would fetch from GitHub) and without USDT probes.
+  cheap_install nextest 290 --force --locked --no-default-features cargo-nextest \
+    --version "$NEXTEST_VERSION" &
   installs+=($!)
 fi
 for pid in ${installs[@]+"${installs[@]}"}; do
