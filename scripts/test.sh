@@ -34,8 +34,16 @@ RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver)
 CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
-step "build and clippy: server, common, tests, bench"
-cargo build -p server -p e2e -p bench --bins
+# What the tests below build, as they build it: a crate's features depend on what is built
+# beside it (the tests' dev-dependencies among them), so a separate build of the binaries
+# compiled tokio, hyper, axum and the rest a second time (a first run had 1 min 59 s of
+# it). The wasm32 tests' build also compiles the dependencies of `trunk serve`'s debug
+# build in the dev-loop test, which otherwise did it during the test run (2 min 42 s).
+HOST_TESTS=(--workspace --exclude frontend)
+WASM_TESTS=(-p leptos-hub -p frontend --target wasm32-unknown-unknown --tests)
+step "build and clippy: every crate, test and binary, host and wasm32"
+cargo nextest run "${HOST_TESTS[@]}" --no-run
+cargo test "${WASM_TESTS[@]}" --no-run
 
 # Starts a server in the background and sets the variable named $1 to the URL it reports
 # ("listening on URL").
@@ -52,14 +60,14 @@ start_server() {
   export "${var?}"
 }
 
-step "tests (and clippy on them): unit, integration (real server, SQLite and Redis), end to end (real Chromium) and the trunk serve loop"
+step "tests: unit, integration (real server, SQLite and Redis), end to end (real Chromium) and the trunk serve loop"
 # One Redis for the whole run, on a free port with a temporary folder; killed at the end.
 start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
 # cargo-nextest runs every test binary's tests at once (.config/nextest.toml says how
 # many and which first): `cargo test`, one binary after another, took 6 min 07 s here,
 # nextest 2 min 35 s. It leaves the doctests to cargo.
-run_tests cargo nextest run --workspace --exclude frontend
-run_tests cargo test --doc --workspace --exclude frontend
+run_tests cargo nextest run "${HOST_TESTS[@]}"
+run_tests cargo test --doc "${HOST_TESTS[@]}"
 
 step "soak, in the background: one minute of subscribers coming and going (bench --quick --soak 1)"
 # A small soak on the debug server: fails unless every stay got every notification once.
@@ -71,7 +79,7 @@ soak_log=$(mktemp)
 soak=$!
 pids+=("$soak")
 
-step "tests (and clippy on the frontend, wasm32): browser (wasm-bindgen-test in headless Chrome) against a real server"
+step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
 start_server HUB_TEST_SERVER "$HUB_TARGET/debug/server" serve --addr 127.0.0.1:0 --assets dist \
   --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1
@@ -81,7 +89,7 @@ start_server HUB_STALLING_SERVER "$HUB_TARGET/debug/stalling-server"
 export WASM_BINDGEN_TEST_TIMEOUT=180
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
-run_tests cargo test -p leptos-hub -p frontend --target wasm32-unknown-unknown --tests
+run_tests cargo test "${WASM_TESTS[@]}"
 
 step "soak: its result"
 wait "$soak" || { cat "$soak_log"; echo "the soak failed" >&2; exit 1; }
