@@ -60,17 +60,6 @@ start_server() {
   export "${var?}"
 }
 
-step "soak, in the background: one minute of subscribers coming and going (bench --quick --soak 1)"
-# A small soak on the debug server: fails unless every stay got every notification once.
-# It mostly waits, so it runs beside the tests below (alone it took 1 min 02 s of a
-# 15-minute run; started after the host tests, it still ran 21 s after the browser tests
-# were done) and its output comes after them.
-soak_log=$(mktemp)
-"$HUB_TARGET/debug/bench" --quick --soak 1 --hub "$HUB_TARGET/debug/server" --out "$(mktemp)" \
-  >"$soak_log" 2>&1 &
-soak=$!
-pids+=("$soak")
-
 step "tests: unit, integration (real server, SQLite and Redis), end to end (real Chromium) and the trunk serve loop"
 # One Redis for the whole run, on a free port with a temporary folder; killed at the end.
 start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
@@ -79,6 +68,16 @@ start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
 # nextest 2 min 35 s. It leaves the doctests to cargo.
 run_tests cargo nextest run "${HOST_TESTS[@]}"
 run_tests cargo test --doc "${HOST_TESTS[@]}"
+
+step "soak, in the background: one minute of subscribers coming and going (bench --quick --soak 1)"
+# A small soak on the debug server: fails unless every stay got every notification once.
+# It mostly waits, so it runs beside the browser tests below (alone it took 1 min 02 s of
+# a 15-minute run) and its output comes after them.
+soak_log=$(mktemp)
+"$HUB_TARGET/debug/bench" --quick --soak 1 --hub "$HUB_TARGET/debug/server" --out "$(mktemp)" \
+  >"$soak_log" 2>&1 &
+soak=$!
+pids+=("$soak")
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
