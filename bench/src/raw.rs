@@ -5,27 +5,33 @@
 //!
 //! It answers the same paths as our server for the workloads that have a baseline:
 //! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` (with
-//! `?clock_ms=T`, the ticker on the same connection) and `POST /publish` (the body is
-//! broadcast as one event's data).
+//! `?clock_ms=T`, the ticker on the same connection) and `POST /publish` (broadcast as the
+//! event our server sends for it: see [`notification_frame`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{NewNotification, Notification, DEFAULT_STREAM};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
 
-/// Channels by name: one per clock interval, and `events` for published notifications.
+/// Channels by name: one per clock interval, and `events` for published notifications;
+/// and the id of the last notification published.
 #[derive(Clone, Default)]
-struct Channels(Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>);
+struct Channels {
+    by_name: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    last_id: Arc<AtomicU64>,
+}
 
 impl Channels {
     fn subscribe(&self, name: &str, ticker: Option<Duration>) -> broadcast::Receiver<Bytes> {
-        let mut channels = self.0.lock().unwrap();
+        let mut channels = self.by_name.lock().unwrap();
         if let Some(tx) = channels.get(name) {
             return tx.subscribe();
         }
@@ -44,7 +50,7 @@ impl Channels {
     }
 
     fn send(&self, name: &str, frame: Bytes) {
-        if let Some(tx) = self.0.lock().unwrap().get(name) {
+        if let Some(tx) = self.by_name.lock().unwrap().get(name) {
             let _ = tx.send(frame);
         }
     }
@@ -112,8 +118,13 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
                 return Ok(());
             }
         }
-        let frame = format!("data: {}\n\n", String::from_utf8_lossy(&body[..length]));
-        channels.send("events", Bytes::from(frame));
+        let Some(frame) = notification_frame(&channels.last_id, &body[..length]) else {
+            socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await?;
+            return Ok(());
+        };
+        channels.send("events", frame);
         socket
             .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
             .await?;
@@ -158,4 +169,24 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
         socket.write_all(&ready).await?;
         ready.clear();
     }
+}
+
+/// The event a subscriber of ours gets for the publish `body`: the notification as stored
+/// (the next id, the defaults filled in, the time of publishing) as `data`, with its `id:`.
+/// The baseline sends the same bytes as ours so that the ratio measures the serving, not
+/// the payload: an echo of the body was a third of the bytes (45 B against 135 B in
+/// workload B), and the load generator's share of the two cores differed with it.
+fn notification_frame(last_id: &AtomicU64, body: &[u8]) -> Option<Bytes> {
+    let new: NewNotification = serde_json::from_slice(body).ok()?;
+    let id = (last_id.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+    let notification = Notification {
+        id: id.clone(),
+        stream: new.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned()),
+        title: new.title,
+        body: new.body.unwrap_or_default(),
+        level: new.level.unwrap_or_default(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    let data = serde_json::to_string(&notification).ok()?;
+    Some(Bytes::from(format!("id: {id}\ndata: {data}\n\n")))
 }
