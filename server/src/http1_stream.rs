@@ -163,7 +163,7 @@ pub async fn respond(
     let mut watching = true;
     let mut sent = 0;
     loop {
-        let (batch, next) = tokio::select! {
+        let (mut batch, next) = tokio::select! {
             gathered = gather(&mut body, chunked) => gathered.map_err(io::Error::other)?,
             hung_up = hung_up(socket.get_ref()), if watching => {
                 if hung_up {
@@ -174,7 +174,7 @@ pub async fn respond(
             }
         };
         sent += batch.data;
-        socket.write_all(&batch.bytes).await?;
+        socket.write_all(batch.finish()).await?;
         match next {
             Next::Ended => break,
             Next::Full => {}
@@ -211,14 +211,14 @@ enum Next {
 async fn gather(body: &mut Body, chunked: bool) -> Result<(Batch, Next), axum::Error> {
     let mut batch = Batch::new(chunked);
     let next = std::future::poll_fn(|cx| loop {
-        if batch.bytes.len() >= MAX_BATCH {
+        if batch.data >= MAX_BATCH as u64 {
             return Poll::Ready(Ok(Next::Full));
         }
         match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => batch.add(frame),
             Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
             Poll::Ready(None) => return Poll::Ready(Ok(Next::Ended)),
-            Poll::Pending if batch.bytes.is_empty() => return Poll::Pending,
+            Poll::Pending if batch.is_empty() => return Poll::Pending,
             Poll::Pending => return Poll::Ready(Ok(Next::Paused)),
         }
     })
@@ -241,13 +241,27 @@ async fn hung_up(socket: &TcpStream) -> bool {
     matches!(socket.peek(&mut byte).await, Ok(0) | Err(_))
 }
 
-/// The bytes of one write: frames of the body, as chunks when `chunked`.
+/// The bytes of one write: the frames of the body that were ready, as one chunk when
+/// `chunked`.
+///
+/// The chunk's size line is written into room kept before the data, once the size is
+/// known, and the buffer starts large enough for a typical burst: in fan-out workload B
+/// (12.5 frames a write), a chunk per frame, its size line formatted into a new `String`,
+/// and the buffer growing by reallocation put `malloc`, `realloc` and `free` at a third of
+/// the lean path's own CPU time. Nothing is allocated before the first frame: an idle
+/// subscriber waits with an empty batch.
 struct Batch {
     bytes: BytesMut,
-    /// How many bytes of the body it holds (without the chunks' framing).
+    /// How many bytes of the body it holds (without the chunk's framing).
     data: u64,
     chunked: bool,
 }
+
+/// Room for a chunk's size line: up to 8 hex digits (a batch stays far below 4 GiB) and CRLF.
+const SIZE_LINE: usize = 10;
+
+/// A batch's first capacity: the 12.5 frames of about 140 B that a write carried in B.
+const FIRST_CAPACITY: usize = 2048;
 
 impl Batch {
     fn new(chunked: bool) -> Self {
@@ -258,21 +272,39 @@ impl Batch {
         }
     }
 
+    /// Whether no frame's data is in it yet.
+    fn is_empty(&self) -> bool {
+        self.data == 0
+    }
+
     /// Adds a frame's data (trailers have no place in these responses and are dropped).
     fn add(&mut self, frame: http_body::Frame<Bytes>) {
         let Ok(data) = frame.into_data() else { return };
         if data.is_empty() {
             return;
         }
-        self.data += data.len() as u64;
-        if self.chunked {
+        if self.is_empty() {
             self.bytes
-                .put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            self.bytes.put_slice(&data);
-            self.bytes.put_slice(b"\r\n");
-        } else {
-            self.bytes.put_slice(&data);
+                .reserve(FIRST_CAPACITY.max(SIZE_LINE + data.len() + 2));
+            if self.chunked {
+                self.bytes.put_bytes(0, SIZE_LINE);
+            }
         }
+        self.data += data.len() as u64;
+        self.bytes.put_slice(&data);
+    }
+
+    /// The bytes to write: the chunk (size line, data, CRLF) when chunked; nothing when
+    /// empty (a chunk of size 0 would end the body).
+    fn finish(&mut self) -> &[u8] {
+        if !self.chunked || self.is_empty() {
+            return &self.bytes;
+        }
+        let size = format!("{:x}\r\n", self.data);
+        let start = SIZE_LINE - size.len();
+        self.bytes[start..SIZE_LINE].copy_from_slice(size.as_bytes());
+        self.bytes.put_slice(b"\r\n");
+        &self.bytes[start..]
     }
 }
 
@@ -313,15 +345,20 @@ mod tests {
     }
 
     #[test]
-    fn chunks_each_frame() {
+    fn writes_the_ready_frames_as_one_chunk() {
         let mut batch = Batch::new(true);
+        assert_eq!(batch.finish(), b"");
         batch.add(http_body::Frame::data(Bytes::from_static(b"data: 1\n\n")));
         batch.add(http_body::Frame::data(Bytes::new()));
         batch.add(http_body::Frame::data(Bytes::from(vec![b'x'; 26])));
-        let mut want = b"9\r\ndata: 1\n\n\r\n1a\r\n".to_vec();
+        let mut want = b"23\r\ndata: 1\n\n".to_vec();
         want.extend([b'x'; 26]);
         want.extend(b"\r\n");
-        assert_eq!(&batch.bytes[..], &want[..]);
+        assert_eq!(batch.finish(), &want[..]);
         assert_eq!(batch.data, 9 + 26);
+
+        let mut plain = Batch::new(false);
+        plain.add(http_body::Frame::data(Bytes::from_static(b"data: 1\n\n")));
+        assert_eq!(plain.finish(), b"data: 1\n\n");
     }
 }
