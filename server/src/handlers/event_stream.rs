@@ -58,15 +58,18 @@ pub async fn subscribe(
 }
 
 /// `events` with a `time` frame for every one of `ticks` mixed in (none without ticks);
-/// ends when `events` ends.
+/// ends when `events` ends. Without ticks, `events` as it is: no adapters for every frame
+/// to pass through (see [`sse::response`]).
 fn with_clock(
     events: impl Stream<Item = Bytes> + Send + 'static,
     ticks: Option<impl Stream<Item = ticker::Tick> + Send + 'static>,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
-    let ticks = stream::iter(ticks)
-        .flatten()
-        .map(|tick| Some(sse::frame(Some(common::events::TIME), None, &tick)));
+    let Some(ticks) = ticks else {
+        return events.left_stream();
+    };
+    let ticks = ticks.map(|tick| Some(sse::frame(Some(common::events::TIME), None, &tick)));
     stream::select(events.map(Some).chain(stream::once(async { None })), ticks)
         .take_while(|frame| std::future::ready(frame.is_some()))
         .filter_map(std::future::ready)
+        .right_stream()
 }

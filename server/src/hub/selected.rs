@@ -161,7 +161,9 @@ impl Selected {
             });
         }
         loop {
+            // Deliveries before heartbeats, as in `Subscription::follow_live`.
             tokio::select! {
+                biased;
                 Some((stream, delivery)) = self.streams.next(), if !self.streams.is_empty() => {
                     match delivery {
                         // Each stream's greeting; the connection's heartbeats come below.

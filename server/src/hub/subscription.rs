@@ -220,8 +220,16 @@ impl Subscription {
 
     /// Live: the channel's next entry that is newer than the cursor, or a heartbeat. A
     /// gap in the channel, or falling behind its buffer, goes back to catching up.
+    ///
+    /// The channel is polled first (`biased`): while entries are ready the heartbeat is not
+    /// polled at all, so a subscriber does not register on the shared heartbeat (a lock
+    /// that every subscriber takes) only to cancel it at once, as a random order did for
+    /// half the events. In the profile of fan-out workload B, `Notified` polls were 2 % of
+    /// the server's samples. A heartbeat matters on a quiet stream, where the channel is
+    /// pending and the heartbeat is polled.
     async fn follow_live(&mut self) -> Step {
         tokio::select! {
+            biased;
             received = self.live.recv() => match received {
                 Ok(Live::Entry(entry)) if entry.id > self.cursor => {
                     self.cursor = entry.id;
