@@ -115,8 +115,8 @@ pub struct Stats {
     pub events: AtomicU64,
     /// Clock ticks on a connection that also carries notifications ([`Subscribe::ticks_every`]).
     pub ticks: AtomicU64,
-    /// Ticks those connections did not get: the whole intervals missing between the
-    /// timestamps of consecutive ticks.
+    /// Ticks those connections did not get: for each connection, the intervals its
+    /// counted ticks' timestamps span, less the ticks it got (see [`TickCount`]).
     pub ticks_missed: AtomicU64,
     /// Connections that received all they were asked to wait for.
     pub done: AtomicU64,
@@ -189,15 +189,6 @@ impl Stats {
             if let (Some(value), Some(count)) = (pair[0].as_u64(), pair[1].as_u64()) {
                 latency.record_n(value, count).ok();
             }
-        }
-    }
-
-    /// Counts the ticks missed in a `gap` between two ticks of a clock that ticks `every`.
-    fn missed(&self, every: &Duration, gap: Duration) {
-        if self.counting.load(Ordering::Relaxed) {
-            let intervals = (gap.as_secs_f64() / every.as_secs_f64()).round() as u64;
-            let missed = intervals.saturating_sub(1);
-            self.ticks_missed.fetch_add(missed, Ordering::Relaxed);
         }
     }
 
@@ -483,7 +474,7 @@ async fn subscriber(
     drop(permit);
     let mut events = BodyDataStream::new(response.into_body()).eventsource();
     let (mut messages, mut seen) = (0u64, 0u64);
-    let mut last_tick = None;
+    let mut ticks = TickCount::default();
     while let Some(event) = events.next().await {
         let event = event?;
         if event.event == "heartbeat" || event.event == "reset" {
@@ -500,9 +491,9 @@ async fn subscriber(
         };
         if let (Some(every), "time") = (subscribe.ticks_every, event.event.as_str()) {
             stats.record(&stats.ticks, measure);
-            let at = chrono::DateTime::parse_from_rfc3339(event.data.trim())?;
-            if let Some(before) = last_tick.replace(at) {
-                stats.missed(&every, (at - before).to_std().unwrap_or_default());
+            if stats.counting.load(Ordering::Relaxed) {
+                let at = chrono::DateTime::parse_from_rfc3339(event.data.trim())?;
+                ticks.got(at.into(), every, &stats.ticks_missed);
             }
             continue;
         }
@@ -514,4 +505,64 @@ async fn subscriber(
         }
     }
     Ok(())
+}
+
+/// One connection's clock ticks while counting, for [`Stats::ticks_missed`]: a tick is
+/// missing when the timestamps span more intervals than ticks arrived. Counting each gap
+/// between consecutive ticks instead (rounded to intervals) took a tick sent late by more
+/// than half an interval, and the next one on time, for a tick missed: in I that was one
+/// tick for each subscriber per run, none of them lost.
+#[derive(Default)]
+struct TickCount {
+    first: Option<chrono::DateTime<chrono::Utc>>,
+    got: u64,
+    /// How many of this connection's ticks are counted as missed now.
+    missed: u64,
+}
+
+impl TickCount {
+    /// Notes a tick stamped `at` of a clock that ticks `every`, and moves `total` by the
+    /// change in this connection's missed ticks (a late tick's count is taken back once the
+    /// next one shows the clock on time).
+    fn got(&mut self, at: chrono::DateTime<chrono::Utc>, every: Duration, total: &AtomicU64) {
+        self.got += 1;
+        let first = *self.first.get_or_insert(at);
+        let span = (at - first).to_std().unwrap_or_default();
+        let expected = (span.as_secs_f64() / every.as_secs_f64()).round() as u64 + 1;
+        let missed = expected.saturating_sub(self.got);
+        if missed > self.missed {
+            total.fetch_add(missed - self.missed, Ordering::Relaxed);
+        } else {
+            total.fetch_sub(self.missed - missed, Ordering::Relaxed);
+        }
+        self.missed = missed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticks at these seconds after the first; how many `TickCount` counts as missed.
+    fn missed(at_secs: &[f64]) -> u64 {
+        let start = chrono::Utc::now();
+        let (mut ticks, total) = (TickCount::default(), AtomicU64::new(0));
+        for &at in at_secs {
+            let at = start + chrono::Duration::microseconds((at * 1e6) as i64);
+            ticks.got(at, Duration::from_secs(1), &total);
+        }
+        total.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_late_tick_is_not_a_missed_one_and_a_skipped_one_is() {
+        assert_eq!(missed(&[0.0, 1.0, 2.0, 3.0]), 0);
+        assert_eq!(missed(&[0.0, 1.0, 2.6, 3.0, 4.0]), 0, "late, then on time");
+        assert_eq!(missed(&[0.0, 1.0, 3.0, 4.0]), 1, "the tick at 2 s skipped");
+        assert_eq!(
+            missed(&[0.0, 1.0, 3.4, 4.0, 6.0]),
+            2,
+            "skipped at 2 s and 5 s"
+        );
+    }
 }
