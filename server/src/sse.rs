@@ -147,7 +147,7 @@ where
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = state.shutdown.clone();
-    let mut shut = Box::pin(shutdown.clone().cancelled_owned());
+    let mut cancelled = Box::pin(shutdown.clone().cancelled_owned());
     let mut ended = false;
     let body = stream::poll_fn(move |cx| {
         if ended || shutdown.is_cancelled() {
@@ -171,7 +171,7 @@ where
         if keep_alive.poll_tick(cx).is_ready() {
             return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
         }
-        if shut.as_mut().poll(cx).is_ready() {
+        if cancelled.as_mut().poll(cx).is_ready() {
             ended = true;
             return Poll::Ready(None);
         }
