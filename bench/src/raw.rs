@@ -78,8 +78,7 @@ async fn tick(tx: broadcast::Sender<Bytes>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     for id in 1u64.. {
         interval.tick().await;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let frame = format!("event: time\nid: {id}\ndata: {now}\n\n");
+        let frame = format!("event: time\nid: {id}\ndata: {}\n\n", now());
         let _ = tx.send(Bytes::from(frame));
     }
 }
@@ -185,8 +184,13 @@ fn notification_frame(last_id: &AtomicU64, body: &[u8]) -> Option<Bytes> {
         title: new.title,
         body: new.body.unwrap_or_default(),
         level: new.level.unwrap_or_default(),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        created_at: now(),
     };
     let data = serde_json::to_string(&notification).ok()?;
     Some(Bytes::from(format!("id: {id}\ndata: {data}\n\n")))
+}
+
+/// The time now as our server stamps ticks and notifications: RFC 3339, UTC, nanoseconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
