@@ -493,6 +493,9 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
             reason.error
         );
     }
+    // A new subscriber of a stream the instance follows already starts where its
+    // follower stands, which needs no read: it is let in, and gets what follows.
+    let mut joined_while_down = greeted(&reqwest::Client::new(), &urls[1], "rr").await;
     let metrics = client
         .get(format!("{}/metrics", urls[0]))
         .send()
@@ -518,6 +521,21 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing_acknowledged() {
     .unwrap();
     publish(&client, &urls[0], "rr", "END").await.unwrap();
     let all = collect(readers).await;
+    let (mut titles, mut last) = (Vec::new(), String::new());
+    while last != "END" {
+        let (seen, _) = messages(
+            &mut joined_while_down,
+            1,
+            "END, for the one that joined while Redis was down",
+        )
+        .await;
+        last = seen[0].trim_start_matches("rr ").to_owned();
+        titles.push(last.clone());
+    }
+    println!(
+        "the subscriber that joined while Redis was down got {} notifications, up to END",
+        titles.len()
+    );
     let moves = check("Redis killed and restarted", &acknowledged, refused, &all);
     assert!(refused > 0, "publishes were refused while Redis was down");
     assert_eq!(moves, 0, "subscribers kept their connections");
@@ -710,4 +728,75 @@ async fn messages(
         }
     }
     (seen, last)
+}
+
+/// Calls Redis has run, by command, apart from the ones that do not touch a stream's
+/// entries: the followers' blocking reads, the health pings and the test's own `INFO`.
+async fn reads_and_writes(redis: &str) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis_admin(redis).await)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (command, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((command.to_owned(), calls))
+        })
+        .filter(|(command, _)| !["xread", "ping", "info"].contains(&command.as_str()))
+        .collect()
+}
+
+/// A subscriber of `stream` on `url` once its stream is open (its first heartbeat).
+async fn greeted(
+    client: &reqwest::Client,
+    url: &str,
+    stream: &str,
+) -> impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>> + Unpin {
+    let response = client
+        .get(format!("{url}/events?stream={stream}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let mut events = response.bytes_stream().eventsource();
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.event, common::events::HEARTBEAT);
+    events
+}
+
+#[tokio::test]
+async fn subscribers_joining_a_followed_stream_cost_redis_no_read_and_miss_nothing() {
+    // A Redis of its own, so that the calls it counts are this test's.
+    let redis = RedisServer::start().unwrap();
+    let servers = instances(&redis.url, 2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let client = reqwest::Client::new();
+    publish(&client, &a.url, "crowd", "before").await.unwrap();
+    // The first subscriber on B reads the stream's head, and B starts following it.
+    let mut first = greeted(&client, &b.url, "crowd").await;
+    let before = reads_and_writes(&redis.url).await;
+    let mut crowd = Vec::new();
+    for _ in 0..50 {
+        crowd.push(greeted(&client, &b.url, "crowd").await);
+    }
+    let after = reads_and_writes(&redis.url).await;
+    println!("Redis calls before the crowd joined: {before:?}; after: {after:?}");
+    assert_eq!(before, after, "the crowd's joins read Redis");
+    let sent = publish(&client, &a.url, "crowd", "after").await.unwrap();
+    for events in std::iter::once(&mut first).chain(&mut crowd) {
+        let (seen, last) = messages(events, 1, "the notification published after").await;
+        assert_eq!(
+            (seen, last),
+            (vec!["crowd after".to_owned()], Some(sent.id.clone()))
+        );
+    }
+    println!("51 subscribers got the notification published after they joined");
 }

@@ -8,11 +8,31 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 
 use super::feed::{Feed, Live};
-use crate::store::Entry;
+use crate::store::{Entry, EventId};
 
 /// Entries of each stream with subscribers kept in memory, for subscribers that fall
 /// behind their buffer to catch up from (see [`Feed`]).
 pub const RECENT_PER_STREAM: usize = 4096;
+
+/// A feed just joined: the feed, a receiver of its channel, and where the feed stood
+/// when the receiver was made (see [`Feed::join`]).
+pub struct Joined {
+    pub feed: Arc<Feed>,
+    pub live: broadcast::Receiver<Live>,
+    pub through: Option<EventId>,
+}
+
+impl Joined {
+    /// Joins `feed`.
+    fn to(feed: &Arc<Feed>) -> Self {
+        let (live, through) = feed.join();
+        Self {
+            feed: feed.clone(),
+            live,
+            through,
+        }
+    }
+}
 
 /// The live channel of each stream that has subscribers (or had them recently).
 pub struct Channels {
@@ -42,24 +62,34 @@ impl Channels {
         }
     }
 
-    /// `stream`'s feed, made on first use (and then passed to `made`), and a receiver of
-    /// its channel. Both under the registry lock, so that [`Channels::drop_idle`] cannot
-    /// drop the feed between lookup and subscribe.
-    pub fn receiver(
+    /// `stream`'s feed, made on first use standing at `through` (see [`Feed::new`]) and
+    /// then passed to `made`, joined (see [`Feed::join`]). Under the registry lock, so
+    /// that [`Channels::drop_idle`] cannot drop the feed between lookup and join.
+    pub fn join(
         &self,
         stream: &str,
+        through: Option<EventId>,
         made: impl FnOnce(&Arc<Feed>),
-    ) -> (Arc<Feed>, broadcast::Receiver<Live>) {
+    ) -> Joined {
         let mut by_stream = self
             .by_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let feed = by_stream.entry(stream.to_owned()).or_insert_with(|| {
-            let feed = Arc::new(Feed::new(self.buffer, RECENT_PER_STREAM));
+            let feed = Arc::new(Feed::new(self.buffer, RECENT_PER_STREAM, through));
             made(&feed);
             feed
         });
-        (feed.clone(), feed.subscribe())
+        Joined::to(feed)
+    }
+
+    /// `stream`'s feed joined, if this instance has one; none is made.
+    pub fn join_existing(&self, stream: &str) -> Option<Joined> {
+        self.by_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .map(Joined::to)
     }
 
     /// Whether `feed` is still `stream`'s feed and has subscribers; when it has none, it

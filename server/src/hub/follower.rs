@@ -56,7 +56,7 @@ pub async fn run(
                          they could be read; its subscribers catch up from the store"
                     );
                     cursor = newest;
-                    feed.gap();
+                    feed.gap(newest);
                 }
                 for entry in read.entries {
                     cursor = entry.id;
