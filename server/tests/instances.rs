@@ -193,14 +193,20 @@ async fn redis_admin(redis: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
-async fn blocked_readers(redis: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
+/// The `section` of Redis's `INFO`.
+async fn redis_info(redis: &str, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut redis_admin(redis).await)
         .await
-        .unwrap();
-    info.lines()
+        .unwrap()
+}
+
+/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
+async fn blocked_readers(redis: &str) -> u64 {
+    redis_info(redis, "clients")
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix("blocked_clients:"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap()
@@ -733,12 +739,9 @@ async fn messages(
 /// Calls Redis has run, by command, apart from the ones that do not touch a stream's
 /// entries: the followers' blocking reads, the health pings and the test's own `INFO`.
 async fn reads_and_writes(redis: &str) -> Vec<(String, u64)> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut redis_admin(redis).await)
+    redis_info(redis, "commandstats")
         .await
-        .unwrap();
-    info.lines()
+        .lines()
         .filter_map(|line| {
             let (command, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
             let calls = stats
