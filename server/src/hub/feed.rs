@@ -42,7 +42,8 @@ struct Recent {
     /// oldest one here is here.
     entries: VecDeque<Arc<Entry>>,
     /// The oldest position whose following entries are all in `entries`: where the feed
-    /// started, or the newest entry dropped to keep the count.
+    /// started (a follower's start, or a local store's first entry sent), where a gap
+    /// left it, or the newest entry dropped to keep the count.
     floor: Option<EventId>,
     /// The position after which the feed has sent nothing yet, though it will send every
     /// entry stored after it: the newest entry sent, or where the stream's follower
@@ -88,7 +89,8 @@ impl Feed {
 
     /// Tells the subscribers that entries were lost before they could be sent, and that
     /// the feed goes on after `through`: the recent entries no longer follow on without a
-    /// hole, so they are forgotten, and every subscriber goes back to the store.
+    /// hole, so they are forgotten, and every subscriber behind `through` goes back to the
+    /// store.
     pub fn gap(&self, through: EventId) {
         {
             let mut recent = self.recent();

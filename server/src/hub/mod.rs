@@ -111,7 +111,8 @@ impl Hub {
     }
 
     /// A subscriber of `stream` that has seen everything up to `after` (`None`: a new
-    /// subscriber, which gets only what is published from now on).
+    /// subscriber, which gets what is published from now on; when the stream's feed here
+    /// is a moment behind the store, also what was stored in that moment).
     pub async fn subscribe(
         &self,
         stream: &str,
