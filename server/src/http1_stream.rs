@@ -20,7 +20,7 @@
 //! does (until the client sends anything more), so a subscriber that leaves frees its
 //! stream at once, not at the next heartbeat.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::SystemTime;
@@ -300,9 +300,13 @@ impl Batch {
         if !self.chunked || self.is_empty() {
             return &self.bytes;
         }
-        let size = format!("{:x}\r\n", self.data);
-        let start = SIZE_LINE - size.len();
-        self.bytes[start..SIZE_LINE].copy_from_slice(size.as_bytes());
+        let mut line = [0u8; SIZE_LINE];
+        let mut free = &mut line[..];
+        // Cannot fail: a batch's size has at most 8 hex digits (see `SIZE_LINE`).
+        let _ = write!(free, "{:x}\r\n", self.data);
+        let len = SIZE_LINE - free.len();
+        let start = SIZE_LINE - len;
+        self.bytes[start..SIZE_LINE].copy_from_slice(&line[..len]);
         self.bytes.put_slice(b"\r\n");
         &self.bytes[start..]
     }
