@@ -777,9 +777,11 @@ async fn greeted(
 
 #[tokio::test]
 async fn subscribers_joining_a_followed_stream_cost_redis_no_read_and_miss_nothing() {
-    // A Redis of its own, so that the calls it counts are this test's.
+    // A Redis of its own, so that the calls it counts are this test's; instances at
+    // their defaults.
     let redis = RedisServer::start().unwrap();
-    let servers = instances(&redis.url, 2);
+    let prefix = unique_prefix();
+    let servers: Vec<_> = (0..2).map(|_| instance(&redis.url, &prefix, &[])).collect();
     let (a, b) = (&servers[0], &servers[1]);
     let client = reqwest::Client::new();
     publish(&client, &a.url, "crowd", "before").await.unwrap();
