@@ -69,6 +69,19 @@ pub mod events {
     pub const RESET: &str = "reset";
     /// The streams overview; data is a [`super::StreamsOverview`].
     pub const STREAMS: &str = "streams";
+    /// The token the stream's private streams were read with has expired: the stream is
+    /// cut right after this event. Renew the token (a new session) before reconnecting,
+    /// or the reconnection is refused with `401`. Data is a [`super::TokenExpired`].
+    pub const TOKEN_EXPIRED: &str = "token-expired";
+}
+
+/// The data of a `token-expired` event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TokenExpired {
+    /// What to do, in words.
+    pub reason: String,
+    /// The token's `exp`: seconds since the Unix epoch.
+    pub exp: u64,
 }
 
 /// The stream a notification goes to when none is named.

@@ -28,6 +28,7 @@ pub fn router(dir: &Path) -> Router {
     Router::new()
         .fallback_service(files)
         .layer(middleware::from_fn(cache_control))
+        .layer(middleware::from_fn(crate::page_policy::pages))
         .layer(middleware::from_fn(read_only))
         .layer(middleware::from_fn(file_names_fit))
 }

@@ -9,9 +9,15 @@
 //! good token that does not cover the stream is `403`. Without any key, everything is open.
 //!
 //! `EventSource` cannot send headers, so a token is taken from, in order: the
-//! `Authorization: Bearer` header, the `notify_hub_token` cookie (set by `POST
-//! /api/session`), or the `access_token` query parameter (the least safe: URLs end up in
-//! logs and histories; the server's own traces redact it).
+//! `Authorization: Bearer` header, the session cookie (set by `POST /api/session`:
+//! `notify_hub_token`, or under HTTPS `__Host-notify_hub_token`, which is `Secure` and
+//! cannot be set by a sibling domain), or the `access_token` query parameter (the least
+//! safe: URLs end up in logs and histories; the server's own traces redact it).
+//!
+//! A token means what it says: `exp` and `nbf` are checked (with [`LEEWAY_SECS`] of clock
+//! skew), `aud` against `--jwt-audience` when one is set (and not at all when none is), and
+//! a stream that reads private streams with a token is cut when the token expires
+//! ([`Auth::rights_expire`]).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,12 +34,15 @@ use common::selector::{matches, Selector};
 
 use crate::error::ApiError;
 
-/// The cookie `POST /api/session` sets.
+/// The cookie `POST /api/session` sets over plain HTTP.
 pub const COOKIE: &str = "notify_hub_token";
+/// The cookie it sets over HTTPS: the `__Host-` prefix makes browsers keep it only when it
+/// is `Secure`, for this host and path `/`.
+pub const SECURE_COOKIE: &str = "__Host-notify_hub_token";
 /// The query parameter a token may come in.
 pub const QUERY: &str = common::query::ACCESS_TOKEN;
 /// Clock skew allowed between the token's minter and the hub.
-const LEEWAY_SECS: u64 = 5;
+pub const LEEWAY_SECS: u64 = 5;
 
 /// What a token says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +57,20 @@ pub struct Claims {
     /// Private-stream patterns this token may read.
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Not valid before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Who the token is for, checked against `--jwt-audience`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+}
+
+/// A token's `aud`: one name or several (RFC 7519 allows both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The keys tokens are checked with, and which streams are private.
@@ -55,6 +78,10 @@ pub struct Claims {
 pub struct Auth {
     keys: Vec<(DecodingKey, Algorithm)>,
     private: Vec<String>,
+    /// The `aud` a token must name, when set.
+    audience: Option<String>,
+    /// The session cookie is `Secure` and named [`SECURE_COOKIE`] (served over HTTPS).
+    secure_cookie: bool,
 }
 
 impl std::fmt::Debug for Auth {
@@ -77,11 +104,14 @@ pub fn check_pattern(pattern: &str) -> Result<String, String> {
 
 impl Auth {
     /// Checks with `secret` (HS256) and/or the PEM public key in `public_key` (RSA or EC);
-    /// `private` patterns name the streams that need a `subscribe` claim.
+    /// `private` patterns name the streams that need a `subscribe` claim; `audience` is
+    /// the `aud` tokens must name; `secure_cookie` when served over HTTPS.
     pub fn new(
         secret: Option<&str>,
         public_key: Option<&Path>,
         private: Vec<String>,
+        audience: Option<String>,
+        secure_cookie: bool,
     ) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         if let Some(secret) = secret {
@@ -113,7 +143,12 @@ impl Auth {
             !keys.is_empty() || private.is_empty(),
             "--private-stream needs --jwt-secret or --jwt-public-key: nobody could read them"
         );
-        Ok(Self { keys, private })
+        Ok(Self {
+            keys,
+            private,
+            audience,
+            secure_cookie,
+        })
     }
 
     /// Whether tokens are checked at all.
@@ -132,7 +167,17 @@ impl Auth {
         for (key, algorithm) in &self.keys {
             let mut validation = Validation::new(*algorithm);
             validation.leeway = LEEWAY_SECS;
-            validation.set_required_spec_claims(&["exp"]);
+            validation.validate_nbf = true;
+            match &self.audience {
+                Some(audience) => {
+                    validation.set_audience(&[audience]);
+                    validation.set_required_spec_claims(&["exp", "aud"]);
+                }
+                None => {
+                    validation.validate_aud = false;
+                    validation.set_required_spec_claims(&["exp"]);
+                }
+            }
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => return Ok(data.claims),
                 Err(err) => last = Some(err),
@@ -143,8 +188,18 @@ impl Auth {
             Some(jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
                 "the token's signature does not match this server's key"
             }
-            Some(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_)) => {
-                "the token has no exp claim"
+            Some(jsonwebtoken::errors::ErrorKind::ImmatureSignature) => {
+                "the token is not valid yet (its nbf is in the future)"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::InvalidAudience) => {
+                "the token is for another audience (its aud is not this hub's --jwt-audience)"
+            }
+            Some(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim)) => {
+                if claim == "aud" {
+                    "the token has no aud claim, and this hub needs one"
+                } else {
+                    "the token has no exp claim"
+                }
             }
             _ => "the token is not a valid JWT for this server",
         };
@@ -187,7 +242,7 @@ impl Auth {
     /// a named public stream does). Kept by the subscription, for the streams that appear
     /// later too.
     pub fn reader(&self, parts: &Parts) -> Reader {
-        let claims = (token(parts).filter(|_| !self.private.is_empty()))
+        let claims = (self.token(parts).filter(|_| !self.private.is_empty()))
             .and_then(|token| self.verify(&token).ok());
         Reader {
             private: self.private.clone(),
@@ -196,9 +251,23 @@ impl Auth {
         }
     }
 
+    /// When the rights a stream of `selection` reads private streams with end: the `exp`
+    /// of the request's token (with the leeway it is checked with, seconds since the Unix
+    /// epoch) when a named stream is private, or a pattern may reach private streams
+    /// through it; `None` when the stream reads only public streams.
+    pub fn rights_expire(&self, parts: &Parts, selection: &common::Selection) -> Option<u64> {
+        let reads_private = selection.streams().any(|stream| self.is_private(stream))
+            || (selection.has_patterns() && !self.private.is_empty());
+        if !reads_private {
+            return None;
+        }
+        let claims = self.verify(&self.token(parts)?).ok()?;
+        (!claims.subscribe.is_empty()).then_some(claims.exp + LEEWAY_SECS)
+    }
+
     /// The claims of the request's token; `401` without one.
     pub fn claims(&self, parts: &Parts) -> Result<Claims, ApiError> {
-        let token = token(parts).ok_or_else(|| {
+        let token = self.token(parts).ok_or_else(|| {
             unauthorized(
                 "a token is needed: Authorization: Bearer, the session cookie, or ?access_token=",
                 false,
@@ -235,15 +304,42 @@ impl Reader {
     }
 }
 
-/// The token a request carries: `Authorization: Bearer`, else the session cookie, else
-/// `?access_token=`.
-pub fn token(parts: &Parts) -> Option<String> {
-    bearer(&parts.headers)
-        .or_else(|| cookie(&parts.headers))
-        .or_else(|| {
-            let query = parts.uri.query()?;
-            form_urlencoded_value(query, QUERY)
-        })
+impl Auth {
+    /// The token a request carries: `Authorization: Bearer`, else the session cookie (the
+    /// one this server sets: [`SECURE_COOKIE`] over HTTPS, else [`COOKIE`]), else
+    /// `?access_token=`.
+    pub fn token(&self, parts: &Parts) -> Option<String> {
+        bearer(&parts.headers)
+            .or_else(|| cookie(&parts.headers, self.cookie_name()))
+            .or_else(|| {
+                let query = parts.uri.query()?;
+                form_urlencoded_value(query, QUERY)
+            })
+    }
+
+    /// The session cookie's name on this server.
+    fn cookie_name(&self) -> &'static str {
+        if self.secure_cookie {
+            SECURE_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+
+    /// The session cookie holding `token` for `max_age`, or, with `None`, the one that
+    /// clears it: `HttpOnly` (no script reads it), `SameSite=Strict` (no other site sends
+    /// it), and over HTTPS `Secure` with the `__Host-` prefix.
+    pub fn session_cookie(&self, token: Option<&str>, max_age: Duration) -> Cookie<'static> {
+        Cookie::build((self.cookie_name(), token.unwrap_or_default().to_owned()))
+            .http_only(true)
+            .secure(self.secure_cookie)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(
+                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .build()
+    }
 }
 
 /// The token of an `Authorization: Bearer` header (the scheme in any case, as RFC 7235
@@ -253,10 +349,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
     Some(authorization.token().to_owned()).filter(|t| !t.is_empty())
 }
 
-/// The session cookie's token.
-fn cookie(headers: &HeaderMap) -> Option<String> {
+/// The token of the session cookie called `name`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     let jar = CookieJar::from_headers(headers);
-    let value = jar.get(COOKIE)?.value();
+    let value = jar.get(name)?.value();
     (!value.is_empty()).then(|| value.to_owned())
 }
 
@@ -286,19 +382,6 @@ pub fn redact_query(query: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// The session cookie holding `token` for `max_age`, or, with `None`, the one that clears
-/// it: `HttpOnly` (no script reads it) and `SameSite=Strict` (no other site sends it).
-pub fn session_cookie(token: Option<&str>, max_age: Duration) -> Cookie<'static> {
-    Cookie::build((COOKIE, token.unwrap_or_default().to_owned()))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .max_age(cookie::time::Duration::seconds(
-            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-        ))
-        .build()
 }
 
 /// `401` with `WWW-Authenticate: Bearer` (and `error="invalid_token"` for a bad one).
@@ -362,7 +445,10 @@ mod tests {
                 .unwrap()
                 .into_parts()
                 .0;
-            assert!(token(&parts).is_some(), "the reader accepts {query}");
+            assert!(
+                Auth::default().token(&parts).is_some(),
+                "the reader accepts {query}"
+            );
             let redacted = redact_query(query);
             assert!(!redacted.contains("secret"), "{query} -> {redacted}");
         }

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use common::{Level, NewNotification, DEFAULT_STREAM};
@@ -18,6 +19,7 @@ use crate::config::{
     cors_origin, count_unless_zero, defaults, retention, seconds_unless_zero, Config, MIB,
 };
 use crate::hub_client::{self, Format};
+use crate::limits::MaxOpenConnections;
 use crate::tls::TlsFiles;
 
 /// notify-hub: real-time notifications over Server-Sent Events.
@@ -33,7 +35,43 @@ pub struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// The secrets given as flags, to be warned about (see [`Cli::parse_args`]).
+    #[arg(skip)]
+    secret_flags: Vec<&'static Secret>,
 }
+
+/// A setting that holds a secret, and the variable that keeps it out of `ps`.
+#[derive(Debug)]
+struct Secret {
+    /// The argument's id (its field's name).
+    id: &'static str,
+    flag: &'static str,
+    env: &'static str,
+}
+
+/// Every secret setting of every command.
+const SECRETS: [Secret; 4] = [
+    Secret {
+        id: "jwt_secret",
+        flag: "--jwt-secret",
+        env: "NOTIFY_HUB_JWT_SECRET",
+    },
+    Secret {
+        id: "metrics_token",
+        flag: "--metrics-token",
+        env: "NOTIFY_HUB_METRICS_TOKEN",
+    },
+    Secret {
+        id: "token",
+        flag: "--token",
+        env: "NOTIFY_HUB_TOKEN",
+    },
+    Secret {
+        id: "redis",
+        flag: "--redis",
+        env: "NOTIFY_HUB_REDIS",
+    },
+];
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -68,6 +106,14 @@ impl ServerUrl {
     }
 }
 
+/// Whether the Redis URL given as `id` carries a password (`redis://:secret@host`).
+fn redis_url_has_password(matches: &ArgMatches, id: &str) -> bool {
+    matches
+        .get_one::<String>(id)
+        .and_then(|url| url::Url::parse(url).ok())
+        .is_some_and(|url| url.password().is_some())
+}
+
 /// Flags of `token`.
 #[derive(Args, Debug)]
 struct TokenArgs {
@@ -86,6 +132,9 @@ struct TokenArgs {
     /// How long it is valid: 90s, 30m, 1h, 7d, 1h 30m.
     #[arg(long, default_value = "1h", value_parser = ttl)]
     ttl: Duration,
+    /// The audience it is for (the `aud` claim), as the server's --jwt-audience names it.
+    #[arg(long)]
+    aud: Option<String>,
 }
 
 /// A duration such as `90s`, `30m`, `1h` or `7d` (humantime's syntax).
@@ -162,6 +211,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
         sub: args.sub,
         publish: args.publish,
         subscribe: args.subscribe,
+        aud: args.aud.map(auth::Audience::One),
+        ..auth::Claims::default()
     };
     println!("{}", auth::Auth::mint(&args.jwt_secret, &claims)?);
     Ok(())
@@ -272,6 +323,11 @@ struct ServeArgs {
     /// Most SSE streams open at once from one client IP (0: no limit); more get 429.
     #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: u64,
+    /// Most connections of any kind open at once (streams, API calls, idle ones, ones that
+    /// have sent nothing yet); more are closed as they are accepted (0: no cap) [default:
+    /// the open-file limit, raised to its maximum, less a tenth for the store and Redis].
+    #[arg(long, value_name = "N")]
+    max_open_connections: Option<u64>,
     /// Take the client IP from X-Forwarded-For (last address): only behind a reverse proxy
     /// that sets it, or clients could pick their own.
     #[arg(long)]
@@ -289,12 +345,16 @@ struct ServeArgs {
     /// PEM public key (RSA for RS256, EC P-256 for ES256) tokens are checked with.
     #[arg(long)]
     jwt_public_key: Option<PathBuf>,
+    /// The audience tokens must name in their `aud` claim (without it, `aud` is not
+    /// checked).
+    #[arg(long, env = "NOTIFY_HUB_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
     /// Streams that need a token with a matching `subscribe` claim to be read (repeat for
     /// several): a name, or a prefix ending in * (alerts.*).
     #[arg(long = "private-stream", value_parser = auth::check_pattern)]
     private_streams: Vec<String>,
     /// Require this token (`Authorization: Bearer`) to read /metrics.
-    #[arg(long, env = "NOTIFY_HUB_METRICS_TOKEN")]
+    #[arg(long, env = "NOTIFY_HUB_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
     /// Largest size of the database file in MiB (0: no limit). When it is full, publishes
     /// get 503 until retention frees space; nothing stored is touched.
@@ -328,12 +388,14 @@ impl ServeArgs {
                 .map(|(cert, key)| TlsFiles { cert, key }),
             max_connections: count_unless_zero(self.max_connections),
             max_connections_per_ip: count_unless_zero(self.max_connections_per_ip),
+            max_open_connections: MaxOpenConnections::from_flag(self.max_open_connections),
             trust_proxy: self.trust_proxy,
             publish_rate: NonZeroU32::new(self.publish_rate),
             publish_burst: NonZeroU32::new(self.publish_burst).unwrap_or(NonZeroU32::MIN),
             metrics_token: self.metrics_token,
             jwt_secret: self.jwt_secret,
             jwt_public_key: self.jwt_public_key,
+            jwt_audience: self.jwt_audience,
             private_streams: self.private_streams,
             max_db_bytes: count_unless_zero(self.max_db_mb).map(|mb| mb as u64 * MIB),
             ..Config::default()
@@ -342,6 +404,25 @@ impl ServeArgs {
 }
 
 impl Cli {
+    /// The command line of this process, parsed (exiting with clap's message on an error),
+    /// with the secrets given as flags noted: a flag's value is visible to every user of
+    /// the machine (`ps`, `/proc/PID/cmdline`), an environment variable's is not.
+    pub fn parse_args() -> Self {
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+        let mut level = Some(&matches);
+        while let Some(matches) = level {
+            let given: Vec<&str> = matches.ids().map(|id| id.as_str()).collect();
+            cli.secret_flags.extend(SECRETS.iter().filter(|secret| {
+                given.contains(&secret.id)
+                    && matches.value_source(secret.id) == Some(ValueSource::CommandLine)
+                    && (secret.id != "redis" || redis_url_has_password(matches, secret.id))
+            }));
+            level = matches.subcommand().map(|(_, matches)| matches);
+        }
+        cli
+    }
+
     /// Runs the chosen command; failures print one line naming the problem.
     pub async fn run(self) -> ExitCode {
         tracing_subscriber::fmt()
@@ -351,6 +432,14 @@ impl Cli {
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
             )
             .init();
+        for secret in &self.secret_flags {
+            tracing::warn!(
+                "{} was given on the command line, where every user of this machine can read \
+                 it (ps, /proc): set {} instead",
+                secret.flag,
+                secret.env
+            );
+        }
         let result = match self.command {
             Some(Command::Serve(args)) => crate::serve::run(args.into_config()).await,
             None => crate::serve::run(self.serve.into_config()).await,

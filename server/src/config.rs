@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, Uri};
 
+use crate::limits::MaxOpenConnections;
 use crate::store::Retention;
 use crate::tls::TlsFiles;
 
@@ -86,6 +87,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Most SSE streams open at once (`None`: no limit); more get `503`.
     pub max_connections: Option<usize>,
+    /// Most connections of any kind open at once; more are closed at accept.
+    pub max_open_connections: MaxOpenConnections,
     /// Most SSE streams open at once from one client IP (`None`: no limit); more get `429`.
     pub max_connections_per_ip: Option<usize>,
     /// Take the client IP from `X-Forwarded-For` (only behind a reverse proxy that sets it).
@@ -102,6 +105,8 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// PEM public key (RSA or EC P-256) tokens are checked with.
     pub jwt_public_key: Option<PathBuf>,
+    /// The `aud` claim tokens must carry (`None`: `aud` is not checked).
+    pub jwt_audience: Option<String>,
     /// Patterns of the streams that need a `subscribe` claim to be read.
     pub private_streams: Vec<String>,
 }
@@ -130,6 +135,7 @@ impl Default for Config {
             tls: None,
             max_connections: count_unless_zero(defaults::MAX_CONNECTIONS),
             max_connections_per_ip: count_unless_zero(defaults::MAX_CONNECTIONS_PER_IP),
+            max_open_connections: MaxOpenConnections::FromOpenFileLimit,
             trust_proxy: false,
             publish_rate: NonZeroU32::new(defaults::PUBLISH_RATE),
             publish_burst: NonZeroU32::new(defaults::PUBLISH_BURST)
@@ -138,6 +144,7 @@ impl Default for Config {
             max_db_bytes: count_unless_zero(defaults::MAX_DB_MB).map(|mb| mb as u64 * MIB),
             jwt_secret: None,
             jwt_public_key: None,
+            jwt_audience: None,
             private_streams: Vec::new(),
         }
     }

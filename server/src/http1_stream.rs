@@ -164,7 +164,7 @@ pub async fn respond(
     let mut sent = 0;
     loop {
         let (mut batch, next) = tokio::select! {
-            gathered = gather(&mut body, chunked) => gathered.map_err(io::Error::other)?,
+            gathered = gather(&mut body, chunked) => gathered,
             hung_up = hung_up(socket.get_ref()), if watching => {
                 if hung_up {
                     return Err(io::ErrorKind::ConnectionAborted.into());
@@ -177,6 +177,9 @@ pub async fn respond(
         socket.write_all(batch.finish()).await?;
         match next {
             Next::Ended => break,
+            // What was ready before the body failed is out; the connection ends here,
+            // without the last chunk.
+            Next::Failed(err) => return Err(io::Error::other(err)),
             Next::Full => {}
             // The body said "not now" after some frames. As hyper does, the task lets go
             // before asking again, so that a body that yields to the scheduler (a
@@ -200,6 +203,9 @@ pub async fn respond(
 enum Next {
     /// The body has ended.
     Ended,
+    /// The body failed (the server shuts down, or the stream was cut): the response is
+    /// interrupted after the batch.
+    Failed(axum::Error),
     /// The batch is as large as one write should be; more frames may be ready.
     Full,
     /// The body has nothing more ready now.
@@ -207,23 +213,23 @@ enum Next {
 }
 
 /// The frames of `body` that are ready, up to [`MAX_BATCH`] bytes, once at least one is
-/// (or the body has ended): one write for a burst.
-async fn gather(body: &mut Body, chunked: bool) -> Result<(Batch, Next), axum::Error> {
+/// (or the body has ended or failed): one write for a burst.
+async fn gather(body: &mut Body, chunked: bool) -> (Batch, Next) {
     let mut batch = Batch::new(chunked);
     let next = std::future::poll_fn(|cx| loop {
         if batch.data >= MAX_BATCH as u64 {
-            return Poll::Ready(Ok(Next::Full));
+            return Poll::Ready(Next::Full);
         }
         match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => batch.add(frame),
-            Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(err)),
-            Poll::Ready(None) => return Poll::Ready(Ok(Next::Ended)),
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Next::Failed(err)),
+            Poll::Ready(None) => return Poll::Ready(Next::Ended),
             Poll::Pending if batch.is_empty() => return Poll::Pending,
-            Poll::Pending => return Poll::Ready(Ok(Next::Paused)),
+            Poll::Pending => return Poll::Ready(Next::Paused),
         }
     })
-    .await?;
-    Ok((batch, next))
+    .await;
+    (batch, next)
 }
 
 /// One `name: value` line of a response head.

@@ -14,7 +14,8 @@
 //! - [`config`]: every setting and its default; [`state`]: what handlers share.
 //! - [`params`], [`error`], [`timestamp`]: query parameters, error answers, time format.
 //! - [`limits`], [`auth`], [`metrics`]: request limits, tokens, what is measured.
-//! - [`serve`]: binding, the accept loop, graceful shutdown; [`tls`]: HTTPS (HTTP/2 and
+//! - [`serve`]: binding, the accept loop, graceful shutdown; [`idle_watch`]: the deadline
+//!   for a connection's next request, in every protocol; [`tls`]: HTTPS (HTTP/2 and
 //!   HTTP/1.1) and certificate renewal; [`http1_stream`]: event streams over plain
 //!   HTTP/1.1 written straight to the socket, a few KiB per idle subscriber.
 //! - [`cli`]: the command line (`serve`, `publish`, `listen`); [`hub_client`]: the last two.
@@ -29,9 +30,11 @@ pub mod handlers;
 pub mod http1_stream;
 pub mod hub;
 pub mod hub_client;
+pub mod idle_watch;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod page_policy;
 pub mod params;
 pub mod routes;
 pub mod serve;

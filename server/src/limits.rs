@@ -3,7 +3,8 @@
 //! (`431`); streams beyond the server's or one client's maximum ([`StreamSlots`]: `503` or
 //! `429` with `Retry-After`, open streams unaffected); publishes beyond a client's rate
 //! ([`PublishRate`]: `429` with `Retry-After`). The router adds the request timeout
-//! (`408`), the accept loop in [`crate::serve`] the time allowed for the request headers.
+//! (`408`), the accept loop in [`crate::serve`] the time allowed for the request headers
+//! and the cap on open connections of any kind ([`ConnectionCap`]).
 //!
 //! The rules and their counters live here; [`crate::middleware`] applies them to requests.
 
@@ -12,6 +13,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
@@ -28,6 +31,113 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Seconds a refused client is told to wait (`Retry-After`) when the server is full.
 pub const FULL_RETRY_AFTER_SECS: u64 = 5;
+
+/// How many connections of any kind (streams, API calls, idle keep-alives, connections that
+/// have sent nothing yet) may be open at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxOpenConnections {
+    /// What the process's open-file limit leaves room for ([`open_file_room`]).
+    FromOpenFileLimit,
+    /// This many.
+    At(usize),
+    /// No cap.
+    Unlimited,
+}
+
+impl MaxOpenConnections {
+    /// The flag's convention: absent, from the open-file limit; 0, none; else that many.
+    pub fn from_flag(value: Option<u64>) -> Self {
+        match value {
+            None => Self::FromOpenFileLimit,
+            Some(0) => Self::Unlimited,
+            Some(n) => Self::At(n as usize),
+        }
+    }
+
+    /// The cap as a number (`None`: no cap), reading (and first raising to its hard
+    /// maximum) the open-file limit when it is derived from it.
+    pub fn resolve(self) -> Option<usize> {
+        match self {
+            Self::FromOpenFileLimit => raise_open_file_limit().map(open_file_room),
+            Self::At(n) => Some(n),
+            Self::Unlimited => None,
+        }
+    }
+}
+
+/// Open files kept free of connections: for the store (SQLite's database, journal and
+/// WAL), Redis connections, the TLS files read on renewal, the web app's files as they
+/// are served, and accept itself. A tenth of the limit, at least 64.
+pub fn open_file_room(limit: usize) -> usize {
+    limit.saturating_sub((limit / 10).max(64))
+}
+
+/// Raises the process's soft open-file limit to its hard one (as Go's runtime does at
+/// start, and for the same reason: the soft default, often 1,024, is far below what a
+/// server of long-lived connections needs), and returns the limit now in force; `None`
+/// when it cannot be read or is unlimited.
+fn raise_open_file_limit() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as usize)
+}
+
+/// The cap on open connections, checked at accept: a connection past it is closed before
+/// anything is read from it or spawned for it (and counted as refused, reason
+/// `open_connections`). This is the bound on everything the server keeps per connection.
+#[derive(Clone)]
+pub struct ConnectionCap {
+    permits: Option<Arc<Semaphore>>,
+    max: Option<usize>,
+}
+
+impl ConnectionCap {
+    /// At most `max` open connections (`None`: no cap).
+    pub fn new(max: Option<usize>) -> Self {
+        Self {
+            permits: max.map(|max| Arc::new(Semaphore::new(max))),
+            max,
+        }
+    }
+
+    /// Room for one more connection, held until the permit is dropped; `None` when the cap
+    /// is reached.
+    pub fn admit(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        let Some(permits) = &self.permits else {
+            return Some(None);
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(Some(permit)),
+            Err(_) => {
+                metrics::refused("open_connections");
+                None
+            }
+        }
+    }
+
+    /// The cap in words, for the start-up log.
+    pub fn describe(&self) -> String {
+        self.max
+            .map_or_else(|| "no cap on".to_owned(), |max| max.to_string())
+    }
+}
 
 /// The open SSE streams, in all and per client IP, against their maxima.
 #[derive(Debug, Default)]
@@ -150,5 +260,35 @@ impl PublishRate {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_room_for_the_store_and_redis() {
+        assert_eq!(open_file_room(20_000), 18_000);
+        assert_eq!(open_file_room(1_024), 922);
+        assert_eq!(open_file_room(256), 192);
+        assert_eq!(open_file_room(10), 0);
+        assert_eq!(
+            MaxOpenConnections::from_flag(None),
+            MaxOpenConnections::FromOpenFileLimit
+        );
+        assert_eq!(MaxOpenConnections::from_flag(Some(0)).resolve(), None);
+        assert_eq!(MaxOpenConnections::from_flag(Some(7)).resolve(), Some(7));
+    }
+
+    #[test]
+    fn the_cap_admits_up_to_its_maximum_and_again_once_one_closes() {
+        let cap = ConnectionCap::new(Some(2));
+        let first = cap.admit().expect("room");
+        let _second = cap.admit().expect("room");
+        assert!(cap.admit().is_none(), "the third is refused");
+        drop(first);
+        assert!(cap.admit().is_some(), "room again once one closed");
+        assert!(ConnectionCap::new(None).admit().is_some());
     }
 }

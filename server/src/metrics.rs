@@ -6,7 +6,8 @@
 //! stream, the process's memory and open files) are read when Prometheus scrapes
 //! ([`record_states`], called by the page's handler, `handlers/metrics_page.rs`). Stream
 //! labels are bounded: the [`TOP_STREAMS`] streams with most subscribers get their own
-//! series, the rest are summed as `other`.
+//! series, the rest are summed as `other`. Private streams are never named on a page that
+//! anyone may read: without `--metrics-token`, they are summed as `private`.
 
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
@@ -87,7 +88,7 @@ fn describe() {
     );
     describe_counter!(
         names::REFUSED,
-        "Streams refused by a connection limit, by reason."
+        "Connections and streams refused by a limit, by reason."
     );
     describe_counter!(names::PUBLISHED, "Notifications stored.");
     describe_counter!(
@@ -177,7 +178,8 @@ pub fn lagged() {
     counter!(names::LAGGED).increment(1);
 }
 
-/// A stream refused by a limit; `reason` is `server_full` or `client_limit`.
+/// A stream refused by a limit (`reason`: `server_full`, `client_limit`), or a connection
+/// closed at accept by the cap on open connections (`open_connections`).
 pub fn refused(reason: &'static str) {
     counter!(names::REFUSED, "reason" => reason).increment(1);
 }
@@ -204,22 +206,31 @@ static PROCESS: LazyLock<metrics_process::Collector> =
 /// Sets the gauges that describe the present: open streams, live tasks (a leak of them
 /// shows in a long run before memory does), subscribers per stream
 /// (`streams` as the hub's overview gives them; `None` when the store could not say, which
-/// leaves those gauges as they were), and the process's own figures.
-pub fn record_states(streams_open: usize, streams: Option<&[StreamSummary]>) {
+/// leaves those gauges as they were), and the process's own figures. The streams for which
+/// `hidden` is true (private streams, on a page anyone may read) are summed as `private`.
+pub fn record_states(
+    streams_open: usize,
+    streams: Option<&[StreamSummary]>,
+    hidden: impl Fn(&str) -> bool,
+) {
     gauge!(names::STREAMS_OPEN).set(streams_open as f64);
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         gauge!(names::TASKS).set(runtime.metrics().num_alive_tasks() as f64);
     }
     if let Some(streams) = streams {
-        record_subscribers(streams);
+        record_subscribers(streams, hidden);
     }
     PROCESS.collect();
 }
 
 /// The subscriber gauges: the [`TOP_STREAMS`] busiest streams by name, the rest as
-/// `other`, and 0 for streams labelled at the last scrape that have none now.
-fn record_subscribers(streams: &[StreamSummary]) {
-    let mut by_subscribers: Vec<(&str, u64)> = streams
+/// `other`, the `hidden` ones as `private`, and 0 for streams labelled at the last scrape
+/// that have none now.
+fn record_subscribers(streams: &[StreamSummary], hidden: impl Fn(&str) -> bool) {
+    let (hidden, shown): (Vec<&StreamSummary>, Vec<&StreamSummary>) =
+        streams.iter().partition(|s| hidden(&s.name));
+    let private: u64 = hidden.iter().map(|s| s.subscribers).sum();
+    let mut by_subscribers: Vec<(&str, u64)> = shown
         .iter()
         .filter(|s| s.subscribers > 0)
         .map(|s| (s.name.as_str(), s.subscribers))
@@ -240,6 +251,7 @@ fn record_subscribers(streams: &[StreamSummary]) {
         gauge!(names::SUBSCRIBERS, "stream" => name.to_owned()).set(subscribers as f64);
     }
     gauge!(names::SUBSCRIBERS, "stream" => "other").set(other as f64);
+    gauge!(names::SUBSCRIBERS, "stream" => "private").set(private as f64);
     *labelled = Some(now);
 }
 

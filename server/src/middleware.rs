@@ -1,7 +1,8 @@
 //! The router's middleware, each a thin HTTP layer over the part that decides: the limits
 //! ([`crate::limits`]: request sizes, stream slots, publish rates), the JSON error body
 //! ([`ApiError`]), the request counter ([`crate::metrics`]), the traces (with tokens
-//! redacted by [`crate::auth::redact_query`]) and CORS. `routes.rs` stacks them.
+//! redacted by [`crate::auth::redact_query`]), CORS and the same-origin rule for writes.
+//! `routes.rs` stacks them.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -52,27 +53,45 @@ pub async fn request_size(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Who a request comes from: the peer's IP, or, behind a reverse proxy that the operator
-/// trusts (`trust_proxy`), the last address in `X-Forwarded-For` (the one that proxy
-/// added; anything before it the client could have written itself).
+/// Who a request comes from, as the per-client limits count clients: the peer's IP, or,
+/// behind a reverse proxy that the operator trusts (`trust_proxy`), the last entry of
+/// `X-Forwarded-For`, the one that proxy added. Only that entry: anything before it the
+/// client could have written itself, so when the last one is not an address (`unknown`,
+/// `ip:port`, garbage) the client is the proxy itself, never an earlier entry. An IPv6
+/// client is its /64 ([`client_of`]).
 fn client_ip(request: &Request, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy {
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|ip| ip.trim().parse().ok())
-            .next_back();
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+        .map(|info| info.0.ip());
+    let ip = if trust_proxy {
+        forwarded_for(request.headers()).or(peer)
+    } else {
+        peer
+    };
+    ip.map(client_of)
+}
+
+/// The last entry of the last `X-Forwarded-For` field, when it is an IP address.
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?;
+    entry.trim().parse().ok()
+}
+
+/// The client an address stands for: an IPv4 address itself; an IPv6 address its /64, the
+/// block one subscriber line or host is given (RFC 6177), so that a client cannot take a
+/// new identity per address of its block. An IPv4-mapped IPv6 address is its IPv4 address.
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
 }
 
 /// Middleware for the stream routes: a stream takes a slot (or is refused with `503`/`429`
@@ -208,14 +227,88 @@ pub fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), uri = %shown, version = ?request.version())
 }
 
-/// Lets pages from other origins subscribe and publish (the seed pages opened from a file):
-/// any origin, or only `origins` when given.
-pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
-    let allow = if origins.is_empty() {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().cloned())
+/// Whether `request` writes (publishes, triggers, opens or closes a session): any method
+/// but `GET`, `HEAD` and `OPTIONS`, and every request of the seed's `/trigger`, whose
+/// `GET` publishes.
+fn writes(request: &Request) -> bool {
+    !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || request.uri().path() == common::paths::TRIGGER
+}
+
+/// Middleware: a browser's request that writes is refused (`403`) unless it comes from
+/// the hub's own origin or one that `--cors-origin` names, as Go's `CrossOriginProtection`
+/// decides it: `Sec-Fetch-Site` when the browser sends it (`same-origin` and `none`, a
+/// typed address, pass); else `Origin` against the request's host. A request with
+/// neither is not a browser's cross-site request (curl, the CLI, a backend) and passes.
+///
+/// CORS alone does not do this: a form or a `fetch` without custom headers is sent
+/// without asking first (a "simple request"), and only its answer is kept from the page.
+pub async fn same_origin_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !writes(&request) || may_write_from(&request, &state.config.cors_origins) {
+        return next.run(request).await;
+    }
+    let origin = (request.headers().get(header::ORIGIN))
+        .and_then(|origin| origin.to_str().ok())
+        .unwrap_or("another site");
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "a page from {origin} may not write to this hub: only its own pages and the \
+             origins given with --cors-origin may"
+        ),
+    )
+    .into_response()
+}
+
+/// Whether a request that writes may, by [`same_origin_writes`]'s rule.
+fn may_write_from(request: &Request, allowed: &[HeaderValue]) -> bool {
+    let headers = request.headers();
+    let origin = headers.get(header::ORIGIN);
+    if origin.is_some_and(|origin| allowed.contains(origin)) {
+        return true;
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = origin else {
+        return true;
     };
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str().as_bytes())
+        .or_else(|| headers.get(header::HOST).map(HeaderValue::as_bytes));
+    // `scheme://host[:port]`: the part after `://` is the host the page came from.
+    let origin_host = origin
+        .as_bytes()
+        .windows(3)
+        .position(|w| w == b"://")
+        .map(|at| &origin.as_bytes()[at + 3..]);
+    origin_host.is_some() && origin_host == host
+}
+
+/// CORS: pages of any origin may read (subscribe, read history: what the seed pages opened
+/// from a file do); only the origins `--cors-origin` names may also write. The page's own
+/// origin needs none of it.
+pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    let writers = origins.to_vec();
+    let allow = AllowOrigin::predicate(move |origin, request| {
+        let method = if request.method == Method::OPTIONS {
+            (request.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD))
+                .and_then(|method| Method::from_bytes(method.as_bytes()).ok())
+        } else {
+            Some(request.method.clone())
+        };
+        let reads = matches!(method, Some(Method::GET | Method::HEAD))
+            && request.uri.path() != common::paths::TRIGGER;
+        reads || writers.contains(origin)
+    });
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])

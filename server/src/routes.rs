@@ -14,7 +14,7 @@ use crate::handlers::{
     event_stream, health, metrics_page, notification_api, session, streams_overview, time_stream,
 };
 use crate::state::AppState;
-use crate::{assets, middleware};
+use crate::{assets, middleware, page_policy};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -41,7 +41,8 @@ pub fn app(state: AppState) -> Router {
         .route(events, get(event_stream::subscribe))
         .route(overview, get(streams_overview::watch))
         .route_layer(from_fn_with_state(state.clone(), middleware::stream_slots));
-    // Publishing: each client within its rate.
+    // Writing: each client within its publish rate, from the hub's own pages (or those
+    // `--cors-origin` names).
     let publishing = Router::new()
         .route(
             paths::NOTIFICATIONS,
@@ -51,13 +52,17 @@ pub fn app(state: AppState) -> Router {
             paths::TRIGGER,
             get(notification_api::trigger_get).post(notification_api::trigger),
         )
-        .route_layer(from_fn_with_state(state.clone(), middleware::publish_rate));
+        .route_layer(from_fn_with_state(state.clone(), middleware::publish_rate))
+        .route(paths::SESSION, post(session::open).delete(session::close))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::same_origin_writes,
+        ));
     let rest = Router::new()
         .merge(publishing)
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::METRICS, get(metrics_page::render))
-        .route(paths::SESSION, post(session::open).delete(session::close))
         .fallback_service(assets::router(&state.config.assets));
     let rest = around(rest, &state)
         .layer(
@@ -83,5 +88,6 @@ fn around(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(from_fn(middleware::json_errors))
         .layer(from_fn(middleware::count_requests))
         .layer(from_fn(middleware::request_size))
+        .layer(from_fn(page_policy::every_response))
         .layer(middleware::cors(&state.config.cors_origins))
 }

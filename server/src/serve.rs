@@ -2,15 +2,25 @@
 //! HTTP/1.1 through `tls.rs`), and graceful shutdown within a bounded time.
 //!
 //! The accept loop is hyper's own (hyper-util), not `axum::serve`, for the limits a server
-//! on a network needs before a request reaches the router: a client must send its request
-//! headers within `header_timeout` (a connection that never sends or never finishes them,
-//! the slowloris attack, is closed), and hyper buffers at most [`MAX_HEAD_BUFFER`] bytes
-//! of request head. A connection whose writes make no progress for `send_timeout` (a
-//! client that vanished, a half-open link, a reader that stopped reading) is closed and its
-//! streams freed: the kernel ends it when sent data goes unacknowledged that long
-//! (`TCP_USER_TIMEOUT`), and a deadline on every write ends it when the peer acknowledges
-//! but never reads, or a proxy between holds the connection open.
+//! on a network needs before a request reaches the router:
+//! - **Open connections are capped** ([`crate::limits::ConnectionCap`], by default from the
+//!   process's open-file limit): one past the cap is closed at accept, before any byte is
+//!   read or any task spawned.
+//! - **Every connection brings its first request within `header_timeout`** of its accept,
+//!   whatever it speaks (its first byte, a TLS handshake, HTTP/1 headers, the HTTP/2
+//!   preface and SETTINGS), and **the next within `header_timeout` of the last one's end**:
+//!   a connection that never does (the slowloris attack, a lone `P`, an HTTP/2 preface and
+//!   silence) is closed ([`crate::idle_watch`]). hyper buffers at most
+//!   [`MAX_HEAD_BUFFER`] bytes of request head.
+//! - **A connection that stops answering is closed.** Its writes must make progress within
+//!   `send_timeout` (a client that vanished, a half-open link, a reader that stopped
+//!   reading): the kernel ends it when sent data goes unacknowledged that long
+//!   (`TCP_USER_TIMEOUT`), and a deadline on every write ends it when the peer acknowledges
+//!   but never reads, or a proxy between holds the connection open. HTTP/2 connections with
+//!   streams open are also pinged every `keep_alive` and closed when a ping goes
+//!   unanswered for `send_timeout`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,16 +31,19 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::http1_stream::{self, StreamRequest};
 use crate::hub::Hub;
+use crate::idle_watch::{Begin, IdleWatch};
+use crate::limits::ConnectionCap;
 use crate::routes::app;
 use crate::state::AppState;
 use crate::store::redis_connection;
@@ -80,17 +93,22 @@ pub async fn serve(
     let timeouts = Timeouts {
         header: config.header_timeout,
         send: config.send_timeout,
+        keep_alive: config.keep_alive,
     };
+    let cap = ConnectionCap::new(config.max_open_connections.resolve());
     let tls = config.tls.clone().map(Tls::start).transpose()?;
     let state = start(config, addr).await?;
     let shutdown = state.shutdown.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("open connections: at most {}", cap.describe());
     tracing::info!("listening on {scheme}://{addr}");
-    let connections = accept_until(listener, app(state), tls, timeouts, &shutdown, signal).await;
+    let connections =
+        accept_until(listener, app(state), tls, timeouts, cap, &shutdown, signal).await;
     tracing::info!("shutting down: closing streams");
     shutdown.cancel();
+    connections.close();
     tokio::select! {
-        () = connections.shutdown() => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
         }
@@ -140,6 +158,8 @@ async fn start(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
 struct Timeouts {
     header: Duration,
     send: Duration,
+    /// Between HTTP/2 pings while streams are open.
+    keep_alive: Duration,
 }
 
 /// Accepts connections and serves each with `router` (through `tls` when given) until
@@ -149,26 +169,33 @@ async fn accept_until(
     router: Router,
     tls: Option<Tls>,
     timeouts: Timeouts,
+    cap: ConnectionCap,
     shutdown: &CancellationToken,
     signal: impl Future<Output = ()>,
-) -> GracefulShutdown {
-    let header_timeout = timeouts.header;
+) -> TaskTracker {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEAD_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BUFFER as u32);
-    let connections = GracefulShutdown::new();
+        .max_header_list_size(MAX_HEAD_BUFFER as u32)
+        .keep_alive_interval(Some(timeouts.keep_alive))
+        .keep_alive_timeout(timeouts.send);
+    let connections = TaskTracker::new();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    // Past the cap: closed here, before a task or a byte of buffer.
+                    let Some(open) = cap.admit() else {
+                        drop(socket);
+                        continue;
+                    };
                     let connection = Connection {
                         peer,
                         router: router.clone(),
@@ -176,8 +203,12 @@ async fn accept_until(
                         tls: tls.clone(),
                         timeouts,
                         shutdown: shutdown.clone(),
+                        first_request_by: Instant::now() + timeouts.header,
                     };
-                    tokio::spawn(connection.serve(socket, connections.watcher()));
+                    connections.spawn(async move {
+                        connection.serve(socket).await;
+                        drop(open);
+                    });
                 }
                 // Out of file descriptors, say: wait for some to be freed rather than spin.
                 Err(err) => {
@@ -200,13 +231,15 @@ struct Connection {
     timeouts: Timeouts,
     /// Cancelled when the server shuts down.
     shutdown: CancellationToken,
+    /// When the connection must have brought its first request (its accept and the
+    /// header timeout).
+    first_request_by: Instant,
 }
 
 impl Connection {
     /// Serves `socket` until it closes: its first request by [`http1_stream`] when that
-    /// is an event stream over plain HTTP/1.1, everything else by hyper. `watcher` lets
-    /// the graceful shutdown wait for it.
-    async fn serve(self, socket: TcpStream, watcher: Watcher) {
+    /// is an event stream over plain HTTP/1.1, everything else by hyper.
+    async fn serve(self, socket: TcpStream) {
         let Self {
             peer,
             router,
@@ -214,6 +247,7 @@ impl Connection {
             tls,
             timeouts,
             shutdown,
+            mut first_request_by,
         } = self;
         // Events are small writes that must leave at once: with Nagle's algorithm each
         // waited for the client's delayed ACK (the fan-out benchmark's p99 went from
@@ -221,7 +255,7 @@ impl Connection {
         // frames that are ready together.
         let _ = socket.set_nodelay(true);
         let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeouts.send));
-        if !sends_first_byte(&socket, timeouts.header).await {
+        if !sends_first_byte(&socket, first_request_by).await {
             tracing::debug!("{peer} sent nothing in {:?}; closed", timeouts.header);
             return;
         }
@@ -233,15 +267,16 @@ impl Connection {
         socket.set_write_timeout(Some(timeouts.send));
         let mut socket = Box::pin(socket);
         if let Ok(Some(StreamRequest { request, head_len })) = first {
-            let Ok(response) = connection_service(router.clone(), peer)(request).await;
+            let Ok(response) = connection_service(router.clone(), peer, None)(request).await;
             if let Err(err) = http1_stream::respond(&mut socket, head_len, response).await {
                 tracing::debug!("stream to {peer} ended: {err}");
                 return;
             }
             // hyper starts afresh: an idle connection must bring its next request in time,
             // and none is taken once the server shuts down (which ended the stream).
+            first_request_by = Instant::now() + timeouts.header;
             tokio::select! {
-                sent = sends_first_byte(socket.get_ref(), timeouts.header) => if !sent {
+                sent = sends_first_byte(socket.get_ref(), first_request_by) => if !sent {
                     tracing::debug!("{peer} sent nothing more in {:?}; closed", timeouts.header);
                     return;
                 },
@@ -252,7 +287,7 @@ impl Connection {
             None => Either::Left(socket),
             Some(tls) => {
                 let handshake = tls.acceptor().accept(socket);
-                match tokio::time::timeout(timeouts.header, handshake).await {
+                match tokio::time::timeout_at(first_request_by, handshake).await {
                     Ok(Ok(socket)) => Either::Right(socket),
                     Ok(Err(err)) => {
                         tracing::debug!("TLS handshake with {peer} failed: {err}");
@@ -268,23 +303,54 @@ impl Connection {
                 }
             }
         };
-        let service = hyper::service::service_fn(connection_service(router, peer));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+        let mut idle = IdleWatch::new();
+        let service =
+            hyper::service::service_fn(connection_service(router, peer, Some(idle.begin())));
         // Boxed: hyper's connection state is kilobytes, and inline it would size every
         // connection's task, also those that stream through `http1_stream`.
-        if let Err(err) = Box::pin(watcher.watch(connection.into_owned())).await {
-            tracing::debug!("connection from {peer} ended: {err}");
+        let mut connection =
+            Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(socket), service));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(err) = ended {
+                        tracing::debug!("connection from {peer} ended: {err}");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = idle.idle_past(first_request_by, timeouts.header) => {
+                    // A connection that never brought a request has nothing to wind down.
+                    // Else hyper closes an idle HTTP/1 connection on this, and an HTTP/2
+                    // one once its GOAWAY is out; it is dropped if still there (and idle)
+                    // a moment later.
+                    if !idle.served_any() || (closing && !idle.busy()) {
+                        tracing::debug!("{peer} brought no request in {:?}; closed", timeouts.header);
+                        return;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    first_request_by = Instant::now() + IDLE_CLOSE_GRACE;
+                }
+            }
         }
     }
 }
 
-/// Whether `socket` brings its first byte within `header_timeout`. hyper's header timeout
-/// starts with the first byte: a client that never sends one (or hangs up first) is
-/// dropped on `false`.
-async fn sends_first_byte(socket: &TcpStream, header_timeout: Duration) -> bool {
+/// How long a connection shut down for idling may take to close by itself.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether `socket` brings its first byte by `deadline`. hyper's header timeout starts
+/// with the first byte: a client that never sends one (or hangs up first) is dropped on
+/// `false`.
+async fn sends_first_byte(socket: &TcpStream, deadline: Instant) -> bool {
     let mut first = [0u8; 1];
     matches!(
-        tokio::time::timeout(header_timeout, socket.peek(&mut first)).await,
+        tokio::time::timeout_at(deadline, socket.peek(&mut first)).await,
         Ok(Ok(1))
     )
 }
@@ -328,18 +394,31 @@ async fn forget_idle_publishers(state: AppState) {
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The router as one connection's service, for hyper's requests and for those of
-/// [`http1_stream`]: each request carries the peer's address.
+/// [`http1_stream`]: each request carries the peer's address, and with `in_flight` is
+/// counted as in flight until its response body is dropped.
 fn connection_service<B>(
     router: Router,
     peer: SocketAddr,
-) -> impl Fn(hyper::Request<B>) -> tower::util::Oneshot<Router, hyper::Request<B>> + Clone
+    in_flight: Option<Begin>,
+) -> impl Fn(
+    hyper::Request<B>,
+) -> futures::future::BoxFuture<'static, Result<axum::response::Response, Infallible>>
+       + Clone
 where
     B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     move |mut request| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request)
+        let request_in_flight = in_flight.as_ref().map(Begin::request);
+        let response = router.clone().oneshot(request);
+        Box::pin(async move {
+            let Ok(response) = response.await;
+            Ok(match request_in_flight {
+                Some(held) => held.until_sent(response),
+                None => response,
+            })
+        })
     }
 }
 

@@ -8,8 +8,8 @@
 //! formatting and scanning its data) was most of the server's own CPU time.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::task::Poll;
 
 use axum::body::Body;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{events, Heartbeat, LAST_EVENT_ID_HEADER};
 use futures::{stream, Stream};
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::hub::Event;
 use crate::metrics;
@@ -120,13 +120,32 @@ fn with_id(id: &str, frame: &Bytes) -> Bytes {
     out.freeze()
 }
 
-/// Wraps `frames` into an SSE response.
+/// When a stream is cut short of its end, and what it says first.
+pub struct Cut {
+    pub at: Instant,
+    /// A last frame sent at `at`, before the cut (why it came).
+    pub farewell: Option<Bytes>,
+}
+
+/// Wraps `frames` into an SSE response, [`cut_at`] never.
+pub fn response<S>(frames: S, state: &AppState) -> Response
+where
+    S: Stream<Item = Bytes> + Send + 'static,
+{
+    cut_at(frames, state, None)
+}
+
+/// Wraps `frames` into an SSE response that is interrupted at `cut` (if any).
 ///
 /// The first frame carries `retry:` (the reconnection delay browsers should use). A
 /// keep-alive comment goes out every configured interval (one timer per connection, not
-/// reset per event; a frame that is ready goes first), `X-Accel-Buffering: no` stops reverse
-/// proxies from holding events back, and the stream ends when the server shuts down
-/// (browsers then reconnect, to this or another instance) or when `frames` ends.
+/// reset per event; a frame that is ready goes first), and `X-Accel-Buffering: no` stops
+/// reverse proxies from holding events back. The stream ends cleanly only when `frames`
+/// ends (a clock stream's `count=`). When the server shuts down, or at `cut`, it is
+/// **interrupted**: the body fails, so the client sees what a dropped connection looks
+/// like (HTTP/1.1 without the last chunk, HTTP/2 a stream reset) and reconnects with
+/// `Last-Event-ID`, to this or another instance. A clean end tells some clients (the Go
+/// r3labs/sse of the seeds) that the stream is over, and they never come back.
 ///
 /// The body is one `poll_fn` rather than a chain of stream adapters (select, take-while,
 /// filter-map, take-until): in the profile of fan-out workload B, each adapter's
@@ -134,7 +153,7 @@ fn with_id(id: &str, frame: &Bytes) -> Bytes {
 /// shutdown token is read with an atomic load while frames are ready, and its waiter
 /// (behind a lock shared by every connection) is registered only when the stream is about
 /// to wait.
-pub fn response<S>(frames: S, state: &AppState) -> Response
+pub fn cut_at<S>(frames: S, state: &AppState, cut: Option<Cut>) -> Response
 where
     S: Stream<Item = Bytes> + Send + 'static,
 {
@@ -148,11 +167,36 @@ where
     keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = state.shutdown.clone();
     let mut cancelled = Box::pin(shutdown.clone().cancelled_owned());
+    let (mut cut_timer, mut farewell) = match cut {
+        Some(Cut { at, farewell }) => (Some(Box::pin(tokio::time::sleep_until(at))), farewell),
+        None => (None, None),
+    };
     let mut ended = false;
+    let mut said_farewell = false;
     let body = stream::poll_fn(move |cx| {
-        if ended || shutdown.is_cancelled() {
-            ended = true;
+        if ended {
             return Poll::Ready(None);
+        }
+        if shutdown.is_cancelled() {
+            ended = true;
+            return Poll::Ready(Some(Err(interrupted("the server is shutting down"))));
+        }
+        if let Some(timer) = &mut cut_timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                if let Some(last) = farewell.take() {
+                    // Its bytes get a moment to leave before the cut (a stream reset
+                    // would drop them from HTTP/2's send buffer).
+                    timer.as_mut().reset(Instant::now() + FAREWELL_GRACE);
+                    said_farewell = true;
+                    let _ = timer.as_mut().poll(cx);
+                    return Poll::Ready(Some(Ok(last)));
+                }
+                ended = true;
+                return Poll::Ready(Some(Err(interrupted("the stream's time is up"))));
+            }
+            if said_farewell {
+                return Poll::Pending;
+            }
         }
         match frames.as_mut().poll_next(cx) {
             Poll::Ready(Some(frame)) => {
@@ -160,7 +204,7 @@ where
                     Some(retry) => [retry, frame].concat().into(),
                     None => frame,
                 };
-                return Poll::Ready(Some(Ok::<_, Infallible>(frame)));
+                return Poll::Ready(Some(Ok::<_, io::Error>(frame)));
             }
             Poll::Ready(None) => {
                 ended = true;
@@ -173,7 +217,7 @@ where
         }
         if cancelled.as_mut().poll(cx).is_ready() {
             ended = true;
-            return Poll::Ready(None);
+            return Poll::Ready(Some(Err(interrupted("the server is shutting down"))));
         }
         Poll::Pending
     });
@@ -192,6 +236,15 @@ where
         Body::from_stream(body),
     )
         .into_response()
+}
+
+/// How long a cut stream's last frame has to leave before the cut.
+const FAREWELL_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The error that interrupts a stream's body: hyper and [`crate::http1_stream`] then drop
+/// the connection (HTTP/1.1) or reset the stream (HTTP/2) instead of ending it.
+fn interrupted(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, why)
 }
 
 /// The id a client resumes from: a non-blank `Last-Event-ID` header, else a non-blank

@@ -43,6 +43,8 @@ impl AppState {
             config.jwt_secret.as_deref(),
             config.jwt_public_key.as_deref(),
             config.private_streams.clone(),
+            config.jwt_audience.clone(),
+            config.tls.is_some(),
         )?;
         Ok(Self(Arc::new(Shared {
             auth,

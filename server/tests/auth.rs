@@ -109,11 +109,12 @@ async fn every_guarded_endpoint_checks_the_token() {
         status(client.post(url("/trigger?stream=news"))).await.0,
         401
     );
+    // A GET never publishes where tokens are checked (a link would, with the cookie).
     assert_eq!(
         status(client.get(url("/trigger?stream=news")).bearer_auth(&narrow))
             .await
             .0,
-        200
+        405
     );
 
     // Reading: private streams need a subscribe match; public ones stay open.

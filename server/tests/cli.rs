@@ -322,3 +322,56 @@ fn listen_follows_several_streams_and_a_pattern_on_one_connection() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("not a stream selector"), "{stderr}");
 }
+
+/// A secret given as a flag is visible in `ps`: the command warns and names the variable
+/// to use instead; given by that variable, no warning; `--help` never shows its value.
+#[test]
+fn a_secret_given_as_a_flag_is_warned_about_and_help_never_shows_one() {
+    let secret = "flag-secret-of-at-least-16-chars";
+    let flagged = Command::new(BIN)
+        .args(["token", "--publish", "*", "--jwt-secret", secret])
+        .output()
+        .unwrap();
+    assert!(flagged.status.success());
+    let stderr = String::from_utf8_lossy(&flagged.stderr);
+    assert!(
+        stderr.contains("--jwt-secret was given on the command line")
+            && stderr.contains("NOTIFY_HUB_JWT_SECRET"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(secret),
+        "the warning repeats the secret: {stderr}"
+    );
+    let from_env = Command::new(BIN)
+        .args(["token", "--publish", "*"])
+        .env("NOTIFY_HUB_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success());
+    assert!(
+        !String::from_utf8_lossy(&from_env.stderr).contains("command line"),
+        "a warning for a secret from the environment"
+    );
+    for command in [
+        &["--help"][..],
+        &["token", "--help"],
+        &["publish", "--help"],
+    ] {
+        let help = Command::new(BIN)
+            .args(command)
+            .env("NOTIFY_HUB_JWT_SECRET", secret)
+            .env("NOTIFY_HUB_METRICS_TOKEN", secret)
+            .env("NOTIFY_HUB_TOKEN", secret)
+            .env("NOTIFY_HUB_REDIS", format!("redis://:{secret}@127.0.0.1"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("Usage"), "{text}");
+        assert!(
+            !text.contains(secret),
+            "{command:?} shows a secret:\n{text}"
+        );
+    }
+    println!("a secret flag is warned about by name; --help shows no secret from the environment");
+}

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use support::{collect_all, config, events, TestServer};
@@ -177,16 +178,20 @@ async fn idle_streams_get_keep_alive_comments() {
 }
 
 #[tokio::test]
-async fn shutdown_ends_open_streams_so_clients_reconnect() {
+async fn shutdown_interrupts_open_streams_so_clients_reconnect() {
     let server = TestServer::start(config()).await;
     let response = reqwest::get(server.at("/sse/time")).await.unwrap();
-    let mut events = events(response);
-    assert_eq!(events.next().await.unwrap().id, "1");
+    let mut events = response.bytes_stream().eventsource();
+    assert_eq!(events.next().await.unwrap().unwrap().id, "1");
     let stopping = tokio::spawn(server.stop());
     let rest = tokio::time::timeout(Duration::from_secs(5), events.collect::<Vec<_>>())
         .await
-        .expect("the open stream was not ended by the shutdown");
+        .expect("the open stream was not interrupted by the shutdown");
     assert!(rest.len() <= 5, "{rest:?}");
+    assert!(
+        rest.last().is_some_and(Result::is_err),
+        "the stream ended cleanly, which some clients take for good: {rest:?}"
+    );
     stopping.await.unwrap().unwrap();
 }
 
@@ -200,14 +205,19 @@ async fn health_and_cors() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    // Any page may read: its origin is allowed back.
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://elsewhere.example"
+    );
     let health: common::Health = response.json().await.unwrap();
     assert_eq!(health.status, "ok");
     server.stop().await.unwrap();
 }
 
+/// Only the origins `--cors-origin` names may write from a browser; every origin may read.
 #[tokio::test]
-async fn cors_can_be_narrowed_to_named_origins() {
+async fn writes_are_open_to_named_origins_only() {
     let server = TestServer::start(server::config::Config {
         cors_origins: vec![axum::http::HeaderValue::from_static(
             "http://allowed.example",
@@ -217,7 +227,10 @@ async fn cors_can_be_narrowed_to_named_origins() {
     .await;
     let client = reqwest::Client::new();
     let asked = |origin: &'static str| {
-        let request = client.get(server.at("/healthz")).header("Origin", origin);
+        let request = client
+            .request(reqwest::Method::OPTIONS, server.at("/api/notifications"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST");
         async move { request.send().await.unwrap() }
     };
     let allowed = asked("http://allowed.example").await;
@@ -227,5 +240,15 @@ async fn cors_can_be_narrowed_to_named_origins() {
     );
     let other = asked("http://other.example").await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    let read = client
+        .get(server.at("/healthz"))
+        .header("Origin", "http://other.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.headers()["access-control-allow-origin"],
+        "http://other.example"
+    );
     server.stop().await.unwrap();
 }

@@ -8,7 +8,8 @@
 //! stream, the entry's own id). An id this server cannot have issued is answered like an
 //! id that retention dropped: with a `reset`, never an error that a browser would retry
 //! forever. Named private streams need the token's right (`403`); a pattern reaches only
-//! the private streams the token may read.
+//! the private streams the token may read. A stream that reads private streams with a
+//! token is cut when the token expires, right after a `token-expired` event.
 //!
 //! `?clock_ms=N` adds the server clock to the same connection: an `event: time` (no id, so
 //! it never moves the resume position) every N ms, as on `/sse/time`. A page that shows
@@ -22,12 +23,13 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{stream, Stream, StreamExt};
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::handlers::{readable_streams, selection_param, time_stream};
 use crate::hub::Position;
 use crate::state::AppState;
-use crate::{params, sse, ticker};
+use crate::{auth, params, sse, ticker};
 
 /// The handler of `GET /events`.
 pub async fn subscribe(
@@ -37,6 +39,7 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     let selection = selection_param(&parts)?;
     let (streams, may_read) = readable_streams(&state, &parts, &selection)?;
+    let rights_expire = state.auth.rights_expire(&parts, &selection);
     let headers = &parts.headers;
     let clock_ms = params::whole_number(&query, common::query::CLOCK_MS, time_stream::INTERVAL_MS)?;
     let after = sse::last_event_id(headers, &query).map(Position::parse_or_unknown);
@@ -51,10 +54,34 @@ pub async fn subscribe(
         events,
         clock_ms.map(|ms| state.tickers.ticks(Duration::from_millis(ms))),
     );
-    Ok(match state.config.max_stream_age {
-        Some(age) => sse::response(events.take_until(tokio::time::sleep(age)), &state),
-        None => sse::response(events, &state),
-    })
+    let age_cut = (state.config.max_stream_age).map(|age| sse::Cut {
+        at: Instant::now() + age,
+        farewell: None,
+    });
+    let cut = match (rights_expire.map(expiry_cut), age_cut) {
+        (Some(expiry), Some(age)) if age.at < expiry.at => Some(age),
+        (expiry @ Some(_), _) => expiry,
+        (None, age) => age,
+    };
+    Ok(sse::cut_at(events, &state, cut))
+}
+
+/// Where a stream that reads private streams with a token that expires at `exp` (seconds
+/// since the Unix epoch, the leeway included) is cut, with the `token-expired` event that
+/// tells the client to renew it first.
+fn expiry_cut(exp: u64) -> sse::Cut {
+    let now = auth::expiry_in(Duration::ZERO);
+    let data = common::TokenExpired {
+        reason: "the token this stream reads private streams with has expired: open a new \
+                 session (or take a new token) before reconnecting"
+            .to_owned(),
+        exp: exp.saturating_sub(auth::LEEWAY_SECS),
+    };
+    let data = serde_json::to_string(&data).expect("a token-expired event encodes");
+    sse::Cut {
+        at: Instant::now() + Duration::from_secs(exp.saturating_sub(now)),
+        farewell: Some(sse::frame(Some(common::events::TOKEN_EXPIRED), None, &data)),
+    }
 }
 
 /// `events` with a `time` frame for every one of `ticks` mixed in (none without ticks);

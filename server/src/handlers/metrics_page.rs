@@ -1,5 +1,5 @@
 //! `GET /metrics`: the Prometheus text page of [`crate::metrics`], behind the metrics
-//! token when one is set.
+//! token when one is set; without one, the page names no private stream.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -25,9 +25,12 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
     }
     let overview = state.hub.overview().await.ok();
     metrics::store_up(state.hub.store_problem().is_none());
+    // With a metrics token, only a scraper that showed it gets here: it may see every name.
+    let authorised = state.config.metrics_token.is_some();
     metrics::record_states(
         state.stream_slots.open(),
         overview.as_ref().map(|o| o.streams.as_slice()),
+        |stream| !authorised && state.auth.is_private(stream),
     );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -47,12 +47,24 @@ pub async fn trigger(
     publish_draft(&state, &parts, trigger_draft(&query)?).await
 }
 
-/// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET.
+/// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET; only on
+/// a hub that checks no tokens. Where tokens are checked, a GET (which a link, an image or
+/// a prefetch sends with the session cookie) never publishes: `405`, use `POST`.
 pub async fn trigger_get(
     state: State<AppState>,
     parts: Parts,
     query: Query<HashMap<String, String>>,
 ) -> Result<Published, ApiError> {
+    if state.auth.enabled() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /trigger publishes only on a hub without auth; POST /trigger with a token",
+        )
+        .header(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static("POST"),
+        ));
+    }
     let (_, stored) = trigger(state, parts, query).await?;
     Ok((StatusCode::OK, stored))
 }

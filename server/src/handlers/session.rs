@@ -2,8 +2,9 @@
 //! cookie, because `EventSource` cannot send an `Authorization` header.
 //!
 //! `POST` with `Authorization: Bearer <token>` checks the token and sets the cookie
-//! `notify_hub_token` (`HttpOnly; SameSite=Strict`, expiring with the token); the page's
-//! streams then carry it by themselves. `DELETE` clears it.
+//! `notify_hub_token` (`HttpOnly; SameSite=Strict`, expiring with the token; over HTTPS
+//! `Secure` and named `__Host-notify_hub_token`); the page's streams then carry it by
+//! themselves. `DELETE` clears it.
 
 use std::time::Duration;
 
@@ -33,15 +34,16 @@ pub async fn open(State(state): State<AppState>, parts: Parts) -> Result<Respons
     })?;
     let claims: Claims = state.auth.verify(&token)?;
     let max_age = claims.exp.saturating_sub(auth::expiry_in(Duration::ZERO));
-    let jar = CookieJar::new().add(auth::session_cookie(
-        Some(&token),
-        Duration::from_secs(max_age),
-    ));
+    let jar = CookieJar::new().add(
+        state
+            .auth
+            .session_cookie(Some(&token), Duration::from_secs(max_age)),
+    );
     Ok((jar, Json(claims)).into_response())
 }
 
 /// The handler of `DELETE /api/session`: clears the cookie.
-pub async fn close() -> Response {
-    let jar = CookieJar::new().add(auth::session_cookie(None, Duration::ZERO));
+pub async fn close(State(state): State<AppState>) -> Response {
+    let jar = CookieJar::new().add(state.auth.session_cookie(None, Duration::ZERO));
     (StatusCode::NO_CONTENT, jar).into_response()
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod https;
+
 use std::time::Duration;
 
 use eventsource_stream::{Event, Eventsource};
@@ -100,7 +102,7 @@ pub fn events(response: reqwest::Response) -> impl Stream<Item = Event> + Unpin 
         response
             .bytes_stream()
             .eventsource()
-            .map(|event| event.expect("malformed SSE")),
+            .map(|event| event.unwrap_or_else(|err| panic!("the SSE stream failed: {err:?}"))),
     )
 }
 
@@ -174,7 +176,12 @@ pub async fn next_event(events: &mut (impl Stream<Item = Event> + Unpin)) -> Eve
 /// The value of the metric `series` (a name, with its labels if any) on `server`'s
 /// `/metrics`; `None` when it is not there.
 pub async fn metric(server: &TestServer, series: &str) -> Option<f64> {
-    let page = reqwest::get(server.at("/metrics"))
+    metric_at(&server.url, series).await
+}
+
+/// [`metric`] of the server at `url`.
+pub async fn metric_at(url: &str, series: &str) -> Option<f64> {
+    let page = reqwest::get(format!("{url}/metrics"))
         .await
         .unwrap()
         .text()
