@@ -1130,3 +1130,160 @@ async fn over_https_on_a_named_host_a_page_holds_eight_live_streams_and_tabs_sha
     );
     browser.close().await
 }
+
+/// Serves `page` as HTML to every request on a port of its own: a site of another origin
+/// than the hub's (the hub's own server would give it the hub's policy).
+async fn another_site(page: String) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = [0u8; 4096];
+                let _ = socket.read(&mut head).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// The app runs under its Content-Security-Policy with no violation; a page of another
+/// site subscribes to the hub and reads its history, but its publishes are refused by the
+/// browser (a JSON publish at the preflight; a form-like trigger by the hub).
+#[tokio::test]
+async fn the_app_runs_under_its_policy_and_another_sites_page_reads_but_cannot_publish(
+) -> anyhow::Result<()> {
+    let db = tempfile::tempdir()?;
+    let server = ServerProcess::serve(&dist()?, &db.path().join("hub.db"), &[])?;
+    let browser = Browser::start().await?;
+    browser
+        .devtools(
+            "Page.addScriptToEvaluateOnNewDocument",
+            serde_json::json!({"source": "window.violations = [];\
+                document.addEventListener('securitypolicyviolation',\
+                  e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+        )
+        .await?;
+    browser.client.goto(&server.url).await?;
+    notifications_live(&browser).await?;
+    let violations = browser
+        .client
+        .execute("return window.violations", vec![])
+        .await?;
+    assert_eq!(
+        violations,
+        serde_json::json!([]),
+        "the app broke its own policy"
+    );
+    // An injected inline script does not run, and the listener sees the violation.
+    let injected = browser
+        .client
+        .execute(
+            "const s = document.createElement('script');\
+             s.textContent = 'window.injected = true';\
+             document.body.appendChild(s);\
+             return window.injected === true ? 'ran' : 'refused';",
+            vec![],
+        )
+        .await?;
+    let seen = eventually("the injected script's violation", WAIT, || async {
+        let violations = browser
+            .client
+            .execute("return window.violations", vec![])
+            .await?;
+        Ok((violations != serde_json::json!([])).then_some(violations))
+    })
+    .await?;
+    println!("the app under its policy: no violation; an injected script {injected}: {seen}");
+    assert_eq!(injected, "refused");
+
+    let hub = &server.url;
+    let page = format!(
+        "<!doctype html><title>another site</title><script>\
+         window.got = []; window.publish = 'pending'; window.trigger = 'pending';\
+         window.source = new EventSource('{hub}/events?stream=elsewhere');\
+         source.onmessage = e => got.push(JSON.parse(e.data).title);\
+         fetch('{hub}/api/notifications?stream=elsewhere').then(r => r.json())\
+           .then(h => window.history_read = h.notifications.length, e => window.history_read = String(e));\
+         window.tryPublish = () => fetch('{hub}/api/notifications', {{method: 'POST',\
+             headers: {{'content-type': 'application/json'}},\
+             body: JSON.stringify({{stream: 'elsewhere', title: 'from another site'}})}})\
+           .then(r => window.publish = 'answered ' + r.status, e => window.publish = 'refused: ' + e);\
+         window.tryTrigger = () => fetch('{hub}/trigger?stream=elsewhere', {{method: 'POST'}})\
+           .then(r => window.trigger = 'answered ' + r.status, e => window.trigger = 'refused: ' + e);\
+         </script>"
+    );
+    let site = another_site(page).await?;
+    browser.client.goto(&format!("{site}/")).await?;
+    eventually("the other site's EventSource to open", WAIT, || async {
+        let state = browser
+            .client
+            .execute("return source.readyState", vec![])
+            .await?;
+        Ok((state == 1).then_some(()))
+    })
+    .await?;
+    server.publish("elsewhere", "from the hub").await?;
+    eventually("the hub's notification on the other site", WAIT, || async {
+        let got = browser.client.execute("return got", vec![]).await?;
+        Ok((got == serde_json::json!(["from the hub"])).then_some(()))
+    })
+    .await?;
+    browser
+        .client
+        .execute("tryPublish(); tryTrigger();", vec![])
+        .await?;
+    let outcome = |name: &'static str| {
+        let browser = &browser;
+        async move {
+            eventually(name, WAIT, || async {
+                let value = browser
+                    .client
+                    .execute(&format!("return window.{name}"), vec![])
+                    .await?;
+                Ok((value != "pending").then_some(value))
+            })
+            .await
+        }
+    };
+    let (publish, trigger) = (outcome("publish").await?, outcome("trigger").await?);
+    let history_read = browser
+        .client
+        .execute("return window.history_read", vec![])
+        .await?;
+    println!(
+        "a page of {site}: subscribed and read a history of {history_read}; its publish: \
+         {publish}; its trigger: {trigger}"
+    );
+    assert_eq!(
+        history_read, 0,
+        "the history was read (before anything was published)"
+    );
+    assert!(
+        publish.as_str().unwrap_or_default().starts_with("refused"),
+        "{publish}"
+    );
+    assert!(
+        trigger.as_str().unwrap_or_default().starts_with("refused"),
+        "{trigger}"
+    );
+    let stored: common::History =
+        reqwest::get(format!("{}/api/notifications?stream=elsewhere", server.url))
+            .await?
+            .json()
+            .await?;
+    assert_eq!(
+        stored.notifications.len(),
+        1,
+        "nothing published from the other site"
+    );
+    browser.close().await
+}
