@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use crate::components::{NotificationPanel, Now, ServerClock, StreamsCard, TriggerForm};
 use crate::followed::{self, Followed};
 use leptos_hub::api::Api;
+use leptos_hub::connection_state::{ConnectionState, Trouble};
 use leptos_hub::notification_feed::use_notification_feed;
 
 /// How often relative times ("2 min ago") are refreshed.
@@ -26,6 +27,9 @@ pub fn App() -> impl IntoView {
     }
     provide_context(Now(now));
     let notifications = use_notification_feed(followed.streams());
+    let state = notifications.state();
+    let streams_refused =
+        Signal::derive(move || state.get() == ConnectionState::Offline(Trouble::NotAllowed));
     let target = Signal::derive(move || {
         followed.streams().with(|set| {
             (set.iter().find(|s| !followed::is_pattern(s)))
@@ -40,7 +44,7 @@ pub fn App() -> impl IntoView {
         <main class="grid">
             <div class="column">
                 <ServerClock time=notifications.server_time() state=notifications.state() />
-                <TriggerForm stream=target />
+                <TriggerForm stream=target streams_refused />
                 <StreamsCard />
             </div>
             <NotificationPanel notifications />

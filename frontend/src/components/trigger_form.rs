@@ -12,15 +12,24 @@ use leptos_hub::api::{self, Api};
 /// form asks the server for the seed's default notification ("Triggered at <server
 /// time>"). The form is checked with the server's own rules before it is sent; what the
 /// server still refuses is shown under the form. When the server wants a token (`401`,
-/// `403`), a [`TokenForm`] appears, and the publish is sent again with the token.
+/// `403`), a [`TokenForm`] appears, and the publish is sent again with the token. It also
+/// appears while `streams_refused` (the page's streams need a token, or theirs expired:
+/// the server said `token-expired`, then `401`), and a new token reconnects them.
 #[component]
 pub fn TriggerForm(
     #[prop(into, default = DEFAULT_STREAM.to_owned().into())] stream: Signal<String>,
+    #[prop(into, default = false.into())] streams_refused: Signal<bool>,
 ) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let fields = Fields::default();
     let status = Status::default();
     let publish = Callback::new(move |()| send(&api, &stream.get_untracked(), fields, status));
+    // After a new token: the refused publish again, if one was.
+    let retry = Callback::new(move |()| {
+        if status.needs_token.get_untracked() {
+            publish.run(());
+        }
+    });
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         publish.run(());
@@ -55,8 +64,8 @@ pub fn TriggerForm(
                 </button>
                 <p class="error" role="alert" data-testid="trigger-error">{move || status.error.get()}</p>
             </form>
-            <Show when=move || status.needs_token.get()>
-                <TokenForm then=publish />
+            <Show when=move || status.needs_token.get() || streams_refused.get()>
+                <TokenForm then=retry publishing=status.needs_token />
             </Show>
         </section>
     }
@@ -144,10 +153,10 @@ fn send(api: &Api, stream: &str, fields: Fields, status: Status) {
 }
 
 /// The token field shown when the server wants one. The token is kept for the tab
-/// (`sessionStorage`) and opens a session (the cookie private streams need); then `then`
-/// runs (the publish, sent again).
+/// (`sessionStorage`) and opens a session (the cookie private streams need, and on which
+/// they reconnect); then `then` runs (the publish, sent again, while `publishing`).
 #[component]
-fn TokenForm(then: Callback<()>) -> impl IntoView {
+fn TokenForm(then: Callback<()>, publishing: RwSignal<bool>) -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let token = RwSignal::new(String::new());
     let submit = move |ev: SubmitEvent| {
@@ -173,7 +182,9 @@ fn TokenForm(then: Callback<()>) -> impl IntoView {
                     bind:value=token
                 />
             </label>
-            <button type="submit" data-testid="token-save">"Use token and send again"</button>
+            <button type="submit" data-testid="token-save">
+                {move || if publishing.get() { "Use token and send again" } else { "Use token" }}
+            </button>
             <p class="muted">"Kept for this tab only."</p>
         </form>
     }

@@ -229,11 +229,27 @@ fn schedule_reopen(core: &Rc<Core>) {
         .borrow_mut()
         .next()
         .unwrap_or(common::backoff::MAX_DELAY);
+    let until = js_sys::Date::now() + delay.as_millis() as f64;
+    wait_to_reopen(core, until, crate::api::session_generation());
+}
+
+/// How often a connection waiting to reopen looks whether the tab opened a session.
+const SESSION_CHECK_MS: f64 = 500.0;
+
+/// Reopens at `until` (ms since the epoch), or as soon as the tab opens a session other
+/// than `session`: a stream refused for an expired token (`token-expired`, then `401`)
+/// comes back as soon as the user gives a new one, not at the end of a backoff that may
+/// have grown to half a minute.
+fn wait_to_reopen(core: &Rc<Core>, until: f64, session: u32) {
+    let left = (until - js_sys::Date::now()).clamp(0.0, SESSION_CHECK_MS);
     let weak = Rc::downgrade(core);
-    let timer = Timeout::new(delay.as_millis() as u32, move || {
-        if let Some(core) = weak.upgrade() {
-            core.link.retry.borrow_mut().take();
+    let timer = Timeout::new(left as u32, move || {
+        let Some(core) = weak.upgrade() else { return };
+        core.link.retry.borrow_mut().take();
+        if js_sys::Date::now() >= until || crate::api::session_generation() != session {
             open(&core);
+        } else {
+            wait_to_reopen(&core, until, session);
         }
     });
     *core.link.retry.borrow_mut() = Some(timer);
