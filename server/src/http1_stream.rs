@@ -67,7 +67,7 @@ pub async fn peek_first_request(socket: &TcpStream) -> io::Result<Option<StreamR
 
 /// `head` as a stream request this path serves, with the head's length; `None` for
 /// anything hyper should see.
-fn parse_stream_request(head: &[u8]) -> Option<(Request<Body>, usize)> {
+pub(crate) fn parse_stream_request(head: &[u8]) -> Option<(Request<Body>, usize)> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut fields);
     let httparse::Status::Complete(head_len) = parsed.parse(head).ok()? else {

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fuzz_checks;
 pub mod handlers;
 pub mod http1_stream;
 pub mod hub;
