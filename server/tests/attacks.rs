@@ -389,9 +389,11 @@ async fn a_private_stream_stops_at_its_tokens_expiry_and_says_so() {
         ..Claims::default()
     });
     let client = reqwest::Client::new();
-    let (to, with) = (server.at("/api/notifications"), client.clone());
+    let to = server.at("/api/notifications");
+    // A client of its own per publish: a pooled connection left idle for the header
+    // timeout is closed by the hub, and a publish sent on it just then would be reset.
     let publish = move |title: &'static str| {
-        let (client, writer, url) = (with.clone(), writer.clone(), to.clone());
+        let (client, writer, url) = (reqwest::Client::new(), writer.clone(), to.clone());
         async move {
             let response = client
                 .post(url)
