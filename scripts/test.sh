@@ -80,9 +80,15 @@ soak=$!
 pids+=("$soak")
 
 step "tests: browser (wasm-bindgen-test in headless Chrome) against a real server"
+# The test page is served by wasm-bindgen-test-runner, on an origin of its own (a port
+# picked here): an app on another origin than the hub's, which may publish only because
+# --cors-origin names it, as a real one would need.
+WASM_BINDGEN_TEST_ADDRESS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export WASM_BINDGEN_TEST_ADDRESS
 # Streams closed every 2 s and 1 s heartbeats exercise the wrapper's resume and watchdog.
 start_server HUB_TEST_SERVER "$HUB_TARGET/debug/server" serve --addr 127.0.0.1:0 --assets dist \
-  --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1
+  --db "$(mktemp -d)/hub.db" --max-stream-secs 2 --heartbeat-secs 1 \
+  --cors-origin "http://$WASM_BINDGEN_TEST_ADDRESS"
 # A server that never answers, or holds the body back: the wrapper's hanging-network cases.
 start_server HUB_STALLING_SERVER "$HUB_TARGET/debug/stalling-server"
 # The runner's whole-suite limit (20 s by default) is less than the suite's waits add up to.
