@@ -8,8 +8,9 @@
 # Then: trunk (the web build and the development loop, at a pinned version), wasm-bindgen-cli
 # (the exact version in Cargo.lock), wasm-opt (binaryen from npm, the version Trunk.toml
 # pins), and with --with-test-tools Chromium and chromedriver for the browser tests,
-# redis-server for the Redis store's tests (Debian packages) and axe-core (npm) for the
-# accessibility check, and cargo-nextest (the host tests' runner) where the machine lacks it.
+# redis-server for the Redis store's tests (Debian packages), axe-core (npm) for the
+# accessibility check, schemathesis (PyPI, in a venv) for the check of the API against its
+# description, and cargo-nextest (the host tests' runner) where the machine lacks it.
 #
 # A second run only checks and takes about a second.
 set -euo pipefail
@@ -20,6 +21,7 @@ source scripts/env.sh
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=$(sed -n 's/^wasm_opt = "version_\([0-9]*\)"$/\1.0.0/p' Trunk.toml)
 AXE_VERSION=4.14.1
+SCHEMATHESIS_VERSION=4.32.5
 # The test runner, where the machine has none as new as .config/nextest.toml requires.
 NEXTEST_VERSION=0.9.143
 NEXTEST_REQUIRED=$(sed -n 's/^nextest-version = { required = "\(.*\)" }$/\1/p' .config/nextest.toml)
@@ -107,6 +109,12 @@ downloads() {
   if [ "$WITH_TEST_TOOLS" = 1 ] && [ ! -f "$HUB_TOOLS/axe/node_modules/axe-core/axe.min.js" ]; then
     log "npm install axe-core@$AXE_VERSION (the browser tests' accessibility check)"
     npm install -s --prefix "$HUB_TOOLS/axe" --no-audit --no-fund "axe-core@$AXE_VERSION" >/dev/null
+  fi
+  if [ "$WITH_TEST_TOOLS" = 1 ] \
+    && ! "$HUB_TOOLS/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "pip install schemathesis==$SCHEMATHESIS_VERSION (the API's description against the live server)"
+    python3 -m venv "$HUB_TOOLS/schemathesis"
+    "$HUB_TOOLS/schemathesis/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   fi
   if [ "$WITH_TEST_TOOLS" = 1 ] && command -v apt-get >/dev/null && have_root; then
     apt_install chromium chromium-driver redis-server

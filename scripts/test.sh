@@ -69,6 +69,15 @@ start_server HUB_TEST_REDIS "$HUB_TARGET/debug/test-redis"
 run_tests cargo nextest run "${HOST_TESTS[@]}"
 run_tests cargo test --doc "${HOST_TESTS[@]}"
 
+step "the API against its own description: schemathesis on a live server at its defaults"
+# Every described operation but the endless streams (whose answers never end), with
+# generated and edge-case input: no server error, no answer outside the description.
+start_server HUB_SCHEMA_SERVER "$HUB_TARGET/debug/server" serve --addr 127.0.0.1:0 \
+  --assets /nonexistent --db "$(mktemp -d)/hub.db"
+"$HUB_TOOLS/schemathesis/bin/schemathesis" run "$HUB_SCHEMA_SERVER/api/openapi.json" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+  --exclude-path-regex '^/(events|sse/)' --max-examples 100 --request-timeout 10 --no-color
+
 step "soak, in the background: one minute of subscribers coming and going (bench --quick --soak 1)"
 # A small soak on the debug server: fails unless every stay got every notification once.
 # It mostly waits, so it runs beside the browser tests below (alone it took 1 min 02 s of

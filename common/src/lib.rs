@@ -34,6 +34,8 @@ pub mod paths {
     pub const STREAMS: &str = "/api/streams";
     /// The same overview as an SSE stream (`event: streams`), every `?interval_ms=`.
     pub const SSE_STREAMS: &str = "/sse/streams";
+    /// The HTTP API's OpenAPI 3.1 description.
+    pub const OPENAPI: &str = "/api/openapi.json";
 }
 
 /// Query parameters the server reads, named once for the server, the web app and the CLI.
@@ -77,6 +79,7 @@ pub mod events {
 
 /// The data of a `token-expired` event.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenExpired {
     /// What to do, in words.
     pub reason: String,
@@ -90,6 +93,7 @@ pub const DEFAULT_STREAM: &str = "messages";
 /// How urgent a notification is; drives its colour in the UI.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Level {
     #[default]
     Info,
@@ -130,6 +134,7 @@ impl std::str::FromStr for Level {
 ///
 /// `id` is opaque to clients: compare it for equality, never do arithmetic on it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     pub id: String,
     pub stream: String,
@@ -143,11 +148,31 @@ pub struct Notification {
 /// The body of `POST /api/notifications`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewNotification {
+    /// The stream (default `messages`): 1 to 64 of `A-Z a-z 0-9 _ . -`. The schemas of
+    /// these fields state the rules of [`validate`] for the API's description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_.-]{1,64}$"))]
     pub stream: Option<String>,
+    /// One line, not blank, at most 200 characters, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub title: String,
+    /// At most 4,000 characters; line breaks and tabs are its only control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 4000,
+            pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
+        )
+    )]
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Level>,
@@ -155,6 +180,7 @@ pub struct NewNotification {
 
 /// A page of `GET /api/notifications`, oldest first.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct History {
     pub notifications: Vec<Notification>,
     /// Where a subscriber that has seen this page resumes (its `Last-Event-ID`): the id of
@@ -168,6 +194,7 @@ pub struct History {
 
 /// Data of the `reset` event: the stream that lost what its subscriber missed, and why.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reset {
     pub reason: String,
     pub stream: String,
@@ -175,6 +202,7 @@ pub struct Reset {
 
 /// Data of the `heartbeat` event: the interval at which the server sends it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub interval_ms: u64,
 }
@@ -197,12 +225,14 @@ impl Heartbeat {
 
 /// The JSON body of every 4xx/5xx answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// One stream's figures in the streams overview.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamSummary {
     pub name: String,
     /// Notifications stored (what retention keeps).
@@ -221,12 +251,14 @@ pub struct StreamSummary {
 /// The body of `GET /api/streams` and the data of `event: streams`: every stream that has
 /// stored notifications, subscribers or recent publishes, by name.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamsOverview {
     pub streams: Vec<StreamSummary>,
 }
 
 /// The body of `GET /healthz`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `ok`, or `degraded` while the store cannot write.
     pub status: String,

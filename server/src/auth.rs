@@ -45,7 +45,7 @@ pub const QUERY: &str = common::query::ACCESS_TOKEN;
 pub const LEEWAY_SECS: u64 = 5;
 
 /// What a token says.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Claims {
     /// Expiry, seconds since the Unix epoch (required).
     pub exp: u64,
@@ -66,7 +66,7 @@ pub struct Claims {
 }
 
 /// A token's `aud`: one name or several (RFC 7519 allows both).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Audience {
     One(String),

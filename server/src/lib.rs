@@ -35,6 +35,7 @@ pub mod idle_watch;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod page_policy;
 pub mod params;
 pub mod routes;

@@ -14,7 +14,7 @@ use crate::handlers::{
     event_stream, health, metrics_page, notification_api, session, streams_overview, time_stream,
 };
 use crate::state::AppState;
-use crate::{assets, middleware, page_policy};
+use crate::{assets, middleware, openapi, page_policy};
 
 /// Largest accepted request body: ample for a 200-character title and a 4,000-character body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -63,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route(paths::STREAMS, get(streams_overview::list))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::METRICS, get(metrics_page::render))
+        .route(paths::OPENAPI, get(openapi::document))
         .fallback_service(assets::router(&state.config.assets));
     let rest = around(rest, &state)
         .layer(

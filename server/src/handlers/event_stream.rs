@@ -32,6 +32,17 @@ use crate::state::AppState;
 use crate::{auth, params, sse, ticker};
 
 /// The handler of `GET /events`.
+#[utoipa::path(get, path = "/events", tag = "streams",
+    params(
+        ("stream" = Option<Vec<String>>, Query, description = "A stream name, or a prefix ending in `*`; repeat it for several (default `messages`)", style = Form, explode),
+        ("lastEventId" = Option<String>, Query, description = "Resume after this id, as `Last-Event-ID` does"),
+        ("clock_ms" = Option<u64>, Query, description = "Add the server clock (`event: time`) every so many ms", minimum = 10, maximum = 60000),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this id"),
+    ),
+    responses(
+        (status = 200, description = "An endless event stream: notifications (unnamed events with ids), `heartbeat`, `reset`, `token-expired` and, with `clock_ms`, `time`", content_type = "text/event-stream", body = String),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn subscribe(
     State(state): State<AppState>,
     parts: Parts,

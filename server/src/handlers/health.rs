@@ -8,6 +8,12 @@ use crate::state::AppState;
 
 /// `200 {"status":"ok","store":"ok",…}`, or `503 {"status":"degraded","store":"<why>",…}`
 /// while the store cannot write (subscribers are still served then).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "Serving, the store writes", body = common::Health),
+        (status = 503, description = "Serving, but the store cannot write", body = common::Health),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<common::Health>) {
     let problem = state.hub.store_problem();
     let status = if problem.is_some() {

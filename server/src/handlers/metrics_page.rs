@@ -14,6 +14,11 @@ use crate::state::AppState;
 /// The handler of `GET /metrics`. With `--metrics-token`, the scraper must send it as
 /// `Authorization: Bearer`, compared in constant time, so the answer's timing says nothing
 /// of how much of a guess matched.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn render(State(state): State<AppState>, request: Request) -> Response {
     if let Some(token) = &state.config.metrics_token {
         let sent = auth::bearer(request.headers()).unwrap_or_default();

@@ -27,6 +27,9 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 type Published = (StatusCode, Json<Notification>);
 
 /// `POST /api/notifications`: validates, stores, fans out, and answers 201 with the result.
+#[utoipa::path(post, path = "/api/notifications", tag = "notifications",
+    request_body = common::NewNotification,
+    responses((status = 201, description = "Stored and sent", body = common::Notification), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     parts: Parts,
@@ -39,6 +42,9 @@ pub async fn publish(
 
 /// `POST /trigger?stream=NAME`: publishes "Triggered at <server time>" (default stream
 /// `messages`).
+#[utoipa::path(post, path = "/trigger", tag = "notifications",
+    params(("stream" = Option<String>, Query, description = "The stream (default `messages`)", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses((status = 201, description = "Stored and sent", body = common::Notification), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn trigger(
     State(state): State<AppState>,
     parts: Parts,
@@ -50,6 +56,9 @@ pub async fn trigger(
 /// `GET /trigger`: the same, for the seed's page, which calls it with a plain GET; only on
 /// a hub that checks no tokens. Where tokens are checked, a GET (which a link, an image or
 /// a prefetch sends with the session cookie) never publishes: `405`, use `POST`.
+#[utoipa::path(get, path = "/trigger", tag = "notifications",
+    params(("stream" = Option<String>, Query, description = "The stream (default `messages`)", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses((status = 200, description = "Stored and sent", body = common::Notification), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn trigger_get(
     state: State<AppState>,
     parts: Parts,
@@ -77,6 +86,17 @@ pub async fn trigger_get(
 /// taking an empty page for "caught up". Several selectors (`?stream=a&stream=alerts.*`,
 /// as on `/events`) give the newest `limit` of every stream they cover together, and a
 /// `last_event_id` that `/events` with the same selectors resumes from.
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications",
+    params(
+        ("stream" = Option<Vec<String>>, Query, description = "A stream name, or a prefix ending in `*`; repeat it for several (default `messages`)", style = Form, explode),
+        ("after" = Option<String>, Query, description = "The page after this id (one stream)"),
+        ("limit" = Option<u64>, Query, description = "At most this many (default 100)", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "Oldest first", body = common::History),
+        (status = 410, description = "Nothing can follow `after` any more: reload without it", body = common::ErrorBody),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     parts: Parts,

@@ -19,6 +19,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The handler of `POST /api/session`: answers the token's claims and sets the cookie.
+#[utoipa::path(post, path = "/api/session", tag = "auth",
+    responses((status = 200, description = "The token's claims; the cookie is set", body = crate::auth::Claims), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn open(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
     if !state.auth.enabled() {
         return Err(ApiError::bad_request(
@@ -43,6 +45,8 @@ pub async fn open(State(state): State<AppState>, parts: Parts) -> Result<Respons
 }
 
 /// The handler of `DELETE /api/session`: clears the cookie.
+#[utoipa::path(delete, path = "/api/session", tag = "auth",
+    responses((status = 204, description = "The cookie is cleared"), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn close(State(state): State<AppState>) -> Response {
     let jar = CookieJar::new().add(state.auth.session_cookie(None, Duration::ZERO));
     (StatusCode::NO_CONTENT, jar).into_response()

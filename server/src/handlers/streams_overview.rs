@@ -27,6 +27,8 @@ pub const INTERVAL_MS: RangeInclusive<u64> = 500..=60_000;
 pub const DEFAULT_INTERVAL_MS: u64 = 2_000;
 
 /// The handler of `GET /api/streams`.
+#[utoipa::path(get, path = "/api/streams", tag = "streams",
+    responses((status = 200, body = common::StreamsOverview), (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     parts: Parts,
@@ -44,6 +46,12 @@ fn visible(state: &AppState, parts: &Parts, mut overview: StreamsOverview) -> St
 }
 
 /// The handler of `GET /sse/streams`: the overview now, then every interval.
+#[utoipa::path(get, path = "/sse/streams", tag = "streams",
+    params(("interval_ms" = Option<u64>, Query, description = "Between overviews")),
+    responses(
+        (status = 200, description = "`event: streams` with a streams overview, now and then every interval", content_type = "text/event-stream", body = String),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn watch(
     State(state): State<AppState>,
     parts: Parts,

@@ -29,6 +29,17 @@ pub const COUNT: RangeInclusive<u64> = 1..=1_000_000_000;
 const MAX_ID: u64 = 1 << 53;
 
 /// The handler of `GET /sse/time`.
+#[utoipa::path(get, path = "/sse/time", tag = "streams",
+    params(
+        ("count" = Option<u64>, Query, description = "End after this many ticks", minimum = 1, maximum = 1000000000),
+        ("interval_ms" = Option<u64>, Query, description = "Between ticks (default 1000)", minimum = 10, maximum = 60000),
+        ("Last-Event-ID" = Option<String>, Header, description = "Go on numbering after this tick"),
+    ),
+    responses(
+        (status = 200, description = "The server clock: `event: time` with numbered ids", content_type = "text/event-stream", body = String),
+        (status = 204, description = "A resumed `count` stream that has already ended"),
+        (status = "default", description = "Refused or failed, with the reason", body = common::ErrorBody),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
