@@ -33,6 +33,16 @@ impl Selector {
             Self::Prefix(prefix) => stream.starts_with(prefix.as_str()),
         }
     }
+
+    /// Whether some stream is covered by both this selector and `other`.
+    pub fn overlaps(&self, other: &Selector) -> bool {
+        match (self, other) {
+            (Self::Stream(name), other) | (other, Self::Stream(name)) => other.matches(name),
+            (Self::Prefix(a), Self::Prefix(b)) => {
+                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
+            }
+        }
+    }
 }
 
 /// Whether `pattern` (a selector's text, as in a token's claims) covers `stream`; a
@@ -131,6 +141,19 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_overlap_when_a_stream_could_match_both() {
+        let s = |text: &str| text.parse::<Selector>().unwrap();
+        assert!(s("alerts.disk").overlaps(&s("alerts.*")));
+        assert!(s("alerts.*").overlaps(&s("alerts.disk")));
+        assert!(s("alerts.*").overlaps(&s("alerts.d*")));
+        assert!(s("*").overlaps(&s("alerts.*")));
+        assert!(s("alerts").overlaps(&s("alerts")));
+        assert!(!s("news.*").overlaps(&s("alerts.*")));
+        assert!(!s("alerts").overlaps(&s("alerts.*")));
+        assert!(!s("news").overlaps(&s("alerts")));
+    }
 
     #[test]
     fn selectors_are_names_or_prefixes() {

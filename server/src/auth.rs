@@ -253,11 +253,12 @@ impl Auth {
 
     /// When the rights a stream of `selection` reads private streams with end: the `exp`
     /// of the request's token (with the leeway it is checked with, seconds since the Unix
-    /// epoch) when a named stream is private, or a pattern may reach private streams
-    /// through it; `None` when the stream reads only public streams.
+    /// epoch) when a selector covers a private stream (a named one, or a pattern that may
+    /// match one, now or later); `None` when the stream reads only public streams.
     pub fn rights_expire(&self, parts: &Parts, selection: &common::Selection) -> Option<u64> {
-        let reads_private = selection.streams().any(|stream| self.is_private(stream))
-            || (selection.has_patterns() && !self.private.is_empty());
+        let private: Vec<Selector> = self.private.iter().filter_map(|p| p.parse().ok()).collect();
+        let reads_private = (selection.selectors().iter())
+            .any(|selector| private.iter().any(|p| selector.overlaps(p)));
         if !reads_private {
             return None;
         }
