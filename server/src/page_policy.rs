@@ -11,7 +11,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
@@ -38,11 +38,17 @@ pub async fn every_response(request: Request, next: Next) -> Response {
 
 /// Middleware for the app's files: an HTML page gets its Content-Security-Policy, with
 /// its inline scripts' hashes. A page is asked for uncompressed (its gzip copy saves
-/// about a kilobyte), so that its scripts can be read.
+/// about a kilobyte), so that its scripts can be read; a `HEAD` of one is answered from
+/// its `GET`, so that both carry the same policy.
 pub async fn pages(mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
+    let mut head = false;
     if path.ends_with('/') || path.ends_with(".html") {
         request.headers_mut().remove(header::ACCEPT_ENCODING);
+        head = request.method() == Method::HEAD;
+        if head {
+            *request.method_mut() = Method::GET;
+        }
     }
     let response = next.run(request).await;
     let is_html = (response.headers().get(header::CONTENT_TYPE))
@@ -66,9 +72,13 @@ pub async fn pages(mut request: Request, next: Next) -> Response {
     parts
         .headers
         .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    parts
-        .headers
-        .remove(HeaderName::from_static("content-length"));
+    if head {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, page.len().into());
+        return Response::from_parts(parts, Body::empty());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(page))
 }
 

@@ -700,6 +700,16 @@ async fn the_app_is_served_with_its_security_headers() {
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["referrer-policy"], "no-referrer");
     assert!(page.text().await.unwrap().contains(script));
+    let head = reqwest::Client::new()
+        .head(server.at("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["content-security-policy"],
+        policy,
+        "HEAD and GET differ"
+    );
     let api = reqwest::get(server.at("/healthz")).await.unwrap();
     assert_eq!(api.headers()["x-content-type-options"], "nosniff");
     assert_eq!(api.headers()["referrer-policy"], "no-referrer");

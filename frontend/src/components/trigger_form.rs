@@ -172,6 +172,9 @@ fn TokenForm(then: Callback<()>, publishing: RwSignal<bool>) -> impl IntoView {
     };
     view! {
         <form class="token" on:submit=submit>
+            <Show when=move || !publishing.get()>
+                <p role="status">"The streams this page follows need a token, or theirs has expired."</p>
+            </Show>
             <label>
                 "Token"
                 <input
