@@ -861,3 +861,60 @@ async fn a_stream_of_public_streams_with_a_token_is_not_cut() {
     assert_eq!(notification.title, "still here");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_whose_peer_stops_answering_is_closed_by_its_pings() {
+    // At the defaults: a ping every keep-alive (15 s), answered within the send timeout
+    // (30 s). Through a link that freezes half-open (a NAT that forgot the connection), the
+    // server's few bytes are still taken by the kernel, so neither TCP's timeout nor a
+    // write deadline can tell; only an unanswered ping does.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(false);
+    let (server, url) = https_server(write(dir.path(), &(cert.clone(), key)), config()).await;
+    let addr = url.trim_start_matches("https://").parse().unwrap();
+    let proxy = e2e::fault_proxy::FaultProxy::start(addr).await.unwrap();
+    let through = proxy.url().replace("http://", "https://");
+    let client = support::https::client(&cert, false);
+    let response = client
+        .get(format!("{through}/events?stream=frozen"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let mut body = response.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    // The server's open streams, asked directly, not through the frozen link.
+    let direct = support::https::client(&cert, false);
+    let open = || {
+        let (direct, url) = (direct.clone(), url.clone());
+        async move {
+            let page = direct.get(format!("{url}/metrics")).send().await.unwrap();
+            let text = page.text().await.unwrap();
+            text.lines()
+                .find_map(|line| line.strip_prefix("notify_hub_streams_open "))
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(-1.0)
+        }
+    };
+    assert_eq!(open().await, 1.0);
+    proxy.freeze_open();
+    let frozen = Instant::now();
+    let limit = Duration::from_secs(
+        server::config::defaults::KEEP_ALIVE_SECS
+            + server::config::defaults::SEND_TIMEOUT_SECS
+            + 15,
+    );
+    while open().await > 0.0 {
+        assert!(
+            frozen.elapsed() < limit,
+            "the server still holds the frozen HTTP/2 stream after {:?}",
+            frozen.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "an HTTP/2 stream behind a link frozen half-open was freed {:?} after the freeze",
+        frozen.elapsed()
+    );
+    server.stop().await.unwrap();
+}
