@@ -325,7 +325,8 @@ struct ServeArgs {
     max_connections_per_ip: u64,
     /// Most connections of any kind open at once (streams, API calls, idle ones, ones that
     /// have sent nothing yet); more are closed as they are accepted (0: no cap) [default:
-    /// the open-file limit, raised to its maximum, less a tenth for the store and Redis].
+    /// the open-file limit, raised to its maximum, less a fiftieth (at least 64) for the
+    /// store and Redis].
     #[arg(long, value_name = "N")]
     max_open_connections: Option<u64>,
     /// Take the client IP from X-Forwarded-For (last address): only behind a reverse proxy

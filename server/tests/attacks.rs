@@ -182,7 +182,7 @@ fn server_under_open_file_limit(dir: &Path, limit: u32, args: &[&str]) -> e2e::S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_past_the_open_file_limit_is_refused_at_accept_and_the_server_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    // At the defaults, the cap is the open-file limit less a tenth (at least 64): 192.
+    // At the defaults, the cap is the open-file limit less a fiftieth (at least 64): 192.
     let server = server_under_open_file_limit(dir.path(), 256, &[]);
     let cap = server::limits::open_file_room(256);
     let flood = 300;
