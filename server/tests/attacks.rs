@@ -363,6 +363,24 @@ fn token(claims: &Claims) -> String {
     Auth::mint(SECRET, claims).unwrap()
 }
 
+/// A token that may publish to every stream for `ttl` seconds.
+fn writer(ttl: u64) -> String {
+    token(&Claims {
+        exp: now() + ttl,
+        publish: vec!["*".to_owned()],
+        ..Claims::default()
+    })
+}
+
+/// A token that may read the private streams (`alerts.*`) for `ttl` seconds.
+fn reader(ttl: u64) -> String {
+    token(&Claims {
+        exp: now() + ttl,
+        subscribe: vec!["alerts.*".to_owned()],
+        ..Claims::default()
+    })
+}
+
 fn now() -> u64 {
     server::auth::expiry_in(Duration::ZERO)
 }
@@ -378,16 +396,8 @@ fn with_auth(base: Config) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_stream_stops_at_its_tokens_expiry_and_says_so() {
     let server = TestServer::start(with_auth(config())).await;
-    let writer = token(&Claims {
-        exp: now() + 3600,
-        publish: vec!["*".to_owned()],
-        ..Claims::default()
-    });
-    let reader = token(&Claims {
-        exp: now() + 2,
-        subscribe: vec!["alerts.*".to_owned()],
-        ..Claims::default()
-    });
+    let writer = writer(3600);
+    let reader = reader(2);
     let client = reqwest::Client::new();
     let to = server.at("/api/notifications");
     // A client of its own per publish: a pooled connection left idle for the header
@@ -506,11 +516,7 @@ async fn over_https_the_session_cookie_is_secure_and_host_only() {
     let (server, url) =
         https_server(write(dir.path(), &(cert.clone(), key)), with_auth(config())).await;
     let client = support::https::client(&cert, false);
-    let reader = token(&Claims {
-        exp: now() + 3600,
-        subscribe: vec!["alerts.*".to_owned()],
-        ..Claims::default()
-    });
+    let reader = reader(3600);
     let session = client
         .post(format!("{url}/api/session"))
         .bearer_auth(&reader)
@@ -550,11 +556,7 @@ async fn over_https_the_session_cookie_is_secure_and_host_only() {
 #[tokio::test]
 async fn a_get_never_publishes_on_a_hub_with_tokens() {
     let server = TestServer::start(with_auth(config())).await;
-    let writer = token(&Claims {
-        exp: now() + 3600,
-        publish: vec!["*".to_owned()],
-        ..Claims::default()
-    });
+    let writer = writer(3600);
     let client = reqwest::Client::new();
     let with_cookie = client
         .get(server.at("/trigger"))
@@ -585,11 +587,7 @@ async fn a_get_never_publishes_on_a_hub_with_tokens() {
 #[tokio::test]
 async fn metrics_name_no_private_stream_without_the_metrics_token() {
     let server = TestServer::start(with_auth(config())).await;
-    let reader = token(&Claims {
-        exp: now() + 3600,
-        subscribe: vec!["alerts.*".to_owned()],
-        ..Claims::default()
-    });
+    let reader = reader(3600);
     let client = reqwest::Client::new();
     let stream = client
         .get(server.at("/events?stream=alerts.secret-project"))
@@ -822,11 +820,7 @@ async fn over_http2_a_restart_resets_the_stream() {
 #[tokio::test]
 async fn a_stream_of_public_streams_with_a_token_is_not_cut() {
     let server = TestServer::start(with_auth(config())).await;
-    let short = token(&Claims {
-        exp: now() + 1,
-        subscribe: vec!["alerts.*".to_owned()],
-        ..Claims::default()
-    });
+    let short = reader(1);
     // A pattern that can match no private stream (they are `alerts.*`) reads none either.
     let response = reqwest::Client::new()
         .get(server.at("/events?stream=messages&stream=news.*"))
@@ -837,11 +831,7 @@ async fn a_stream_of_public_streams_with_a_token_is_not_cut() {
     let mut stream = events(response);
     next_event(&mut stream).await;
     tokio::time::sleep(Duration::from_secs(1 + server::auth::LEEWAY_SECS + 1)).await;
-    let writer = token(&Claims {
-        exp: now() + 3600,
-        publish: vec!["*".to_owned()],
-        ..Claims::default()
-    });
+    let writer = writer(3600);
     let published = reqwest::Client::new()
         .post(server.at("/api/notifications"))
         .bearer_auth(writer)
@@ -885,16 +875,10 @@ async fn an_http2_connection_whose_peer_stops_answering_is_closed_by_its_pings()
     body.next().await.unwrap().unwrap();
     // The server's open streams, asked directly, not through the frozen link.
     let direct = support::https::client(&cert, false);
-    let open = || {
-        let (direct, url) = (direct.clone(), url.clone());
-        async move {
-            let page = direct.get(format!("{url}/metrics")).send().await.unwrap();
-            let text = page.text().await.unwrap();
-            text.lines()
-                .find_map(|line| line.strip_prefix("notify_hub_streams_open "))
-                .and_then(|value| value.parse::<f64>().ok())
-                .unwrap_or(-1.0)
-        }
+    let open = || async {
+        support::metric_with(&direct, &url, "notify_hub_streams_open")
+            .await
+            .unwrap_or(-1.0)
     };
     assert_eq!(open().await, 1.0);
     proxy.freeze_open();

@@ -76,6 +76,19 @@ async fn the_page_shows_a_ticking_server_clock_that_is_live() -> anyhow::Result<
     browser.close().await
 }
 
+/// Waits until the page's own `EventSource` (the global `source` of the seed-style pages
+/// here) is open: a message sent before it opens is not for it.
+async fn source_open(browser: &Browser, what: &str) -> anyhow::Result<()> {
+    eventually(&format!("{what} to open"), WAIT, || async {
+        let state = browser
+            .client
+            .execute("return source.readyState", vec![])
+            .await?;
+        Ok((state == 1).then_some(()))
+    })
+    .await
+}
+
 /// Trigger → listed; reload → still listed; published by the CLI while the page is
 /// closed → listed (and unread, like everything not marked read) when it is opened again.
 #[tokio::test]
@@ -172,14 +185,7 @@ async fn the_seed_pages_work_unchanged() -> anyhow::Result<()> {
         .await?;
     // The page's own EventSource must be open before the click, or the message is not
     // for it: it subscribes without a Last-Event-ID.
-    eventually("the seed page's EventSource to open", WAIT, || async {
-        let state = browser
-            .client
-            .execute("return source.readyState", vec![])
-            .await?;
-        Ok((state == 1).then_some(()))
-    })
-    .await?;
+    source_open(&browser, "the seed page's EventSource").await?;
     browser
         .client
         .find(Locator::Id("trigger"))
@@ -1223,14 +1229,7 @@ async fn the_app_runs_under_its_policy_and_another_sites_page_reads_but_cannot_p
     );
     let site = another_site(page).await?;
     browser.client.goto(&format!("{site}/")).await?;
-    eventually("the other site's EventSource to open", WAIT, || async {
-        let state = browser
-            .client
-            .execute("return source.readyState", vec![])
-            .await?;
-        Ok((state == 1).then_some(()))
-    })
-    .await?;
+    source_open(&browser, "the other site's EventSource").await?;
     server.publish("elsewhere", "from the hub").await?;
     eventually("the hub's notification on the other site", WAIT, || async {
         let got = browser.client.execute("return got", vec![]).await?;

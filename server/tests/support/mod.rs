@@ -181,7 +181,14 @@ pub async fn metric(server: &TestServer, series: &str) -> Option<f64> {
 
 /// [`metric`] of the server at `url`.
 pub async fn metric_at(url: &str, series: &str) -> Option<f64> {
-    let page = reqwest::get(format!("{url}/metrics"))
+    metric_with(&reqwest::Client::new(), url, series).await
+}
+
+/// [`metric_at`], asked with `client` (one that trusts an HTTPS server's certificate).
+pub async fn metric_with(client: &reqwest::Client, url: &str, series: &str) -> Option<f64> {
+    let page = client
+        .get(format!("{url}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
