@@ -1,18 +1,20 @@
-//! The live channel of each stream with subscribers on this instance: made on the first
-//! subscriber, fed by the writer (a local store) or the stream's follower (a shared one),
-//! and forgotten when nobody listens.
+//! The live feed of each stream with subscribers on this instance: made on the first
+//! subscriber, fed by the writer (a local store) or the hub's follower (a shared one),
+//! and forgotten at the next [`SWEEP`] after its last subscriber left. A name costs
+//! nothing here once nobody follows it: that is the bound on made-up names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use super::feed::{Feed, Live};
 use crate::store::{Entry, EventId};
 
-/// Entries of each stream with subscribers kept in memory, for subscribers that fall
-/// behind their buffer to catch up from (see [`Feed`]).
-pub const RECENT_PER_STREAM: usize = 4096;
+/// How often feeds nobody follows are forgotten and quiet feeds give back their old
+/// entries: the longest a closed connection's streams cost memory.
+pub const SWEEP: Duration = Duration::from_secs(2);
 
 /// A feed just joined: the feed, a receiver of its channel, and where the feed stood
 /// when the receiver was made (see [`Feed::join`]).
@@ -34,21 +36,24 @@ impl Joined {
     }
 }
 
-/// The live channel of each stream that has subscribers (or had them recently).
+/// The live feed of each stream that has subscribers (or had them until the last sweep).
 pub struct Channels {
     by_stream: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Capacity of each channel: how far a subscriber may fall behind before it catches
-    /// up from the feed's recent entries or the store.
-    buffer: usize,
+    /// How many recent entries each feed keeps: how far a subscriber may fall behind
+    /// before it catches up from the store.
+    keep: usize,
 }
 
 impl Channels {
-    /// No channels yet; each will hold `buffer` entries (at least one).
-    pub fn new(buffer: usize) -> Self {
-        Self {
+    /// No feeds yet; each will keep up to `keep` recent entries; swept every [`SWEEP`]
+    /// for as long as it lives.
+    pub fn new(keep: usize) -> Arc<Self> {
+        let channels = Arc::new(Self {
             by_stream: Mutex::default(),
-            buffer: buffer.max(1),
-        }
+            keep: keep.max(1),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&channels)));
+        channels
     }
 
     /// Sends `entry` to the live subscribers of its stream, if it has any.
@@ -64,7 +69,7 @@ impl Channels {
 
     /// `stream`'s feed, made on first use standing at `through` (see [`Feed::new`]) and
     /// then passed to `made`, joined (see [`Feed::join`]). Under the registry lock, so
-    /// that [`Channels::drop_idle`] cannot drop the feed between lookup and join.
+    /// that a sweep cannot drop the feed between lookup and join.
     pub fn join(
         &self,
         stream: &str,
@@ -76,7 +81,7 @@ impl Channels {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let feed = by_stream.entry(stream.to_owned()).or_insert_with(|| {
-            let feed = Arc::new(Feed::new(self.buffer, RECENT_PER_STREAM, through));
+            let feed = Arc::new(Feed::new(self.keep, through));
             made(&feed);
             feed
         });
@@ -92,24 +97,33 @@ impl Channels {
             .map(Joined::to)
     }
 
-    /// Whether `feed` is still `stream`'s feed and has subscribers; when it has none, it
-    /// is forgotten here, under the lock, so that the next subscriber makes a new one
-    /// (with a new follower).
-    pub fn still_followed(&self, stream: &str, feed: &Arc<Feed>) -> bool {
-        let mut by_stream = self
-            .by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match by_stream.get(stream) {
-            Some(current) if Arc::ptr_eq(current, feed) => {
-                if feed.subscribers() > 0 {
-                    return true;
-                }
-                by_stream.remove(stream);
-                false
-            }
-            _ => false,
+    /// Tells `stream`'s feed, if there is one, that its entries up to `through` were
+    /// lost before they could be sent (see [`Feed::gap`]).
+    pub fn gap(&self, stream: &str, through: EventId) {
+        let feed = (self.by_stream.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .cloned();
+        if let Some(feed) = feed {
+            feed.gap(Some(through));
         }
+    }
+
+    /// Tells every feed that entries may have been lost before they could be sent (the
+    /// follower of a shared store lost track): see [`Feed::gap`].
+    pub fn gap_all(&self) {
+        for feed in self.feeds() {
+            feed.gap(None);
+        }
+    }
+
+    /// The feeds, taken out of the lock.
+    fn feeds(&self) -> Vec<Arc<Feed>> {
+        (self.by_stream.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The number of live subscribers of each stream that has any.
@@ -123,11 +137,35 @@ impl Channels {
             .collect()
     }
 
-    /// Forgets channels nobody listens to.
-    pub fn drop_idle(&self) {
-        self.by_stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, feed| feed.subscribers() > 0);
+    /// Forgets the feeds nobody listens to, and has the others give back their old
+    /// entries.
+    fn sweep(&self) {
+        {
+            let mut by_stream = self
+                .by_stream
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            by_stream.retain(|_, feed| feed.subscribers() > 0);
+            let len = by_stream.len();
+            if by_stream.capacity() > 4 * len.max(16) {
+                by_stream.shrink_to(2 * len);
+            }
+        }
+        for feed in self.feeds() {
+            feed.trim();
+        }
+    }
+}
+
+/// Sweeps `channels` every [`SWEEP`] until they are gone.
+async fn sweep(channels: Weak<Channels>) {
+    let mut interval = tokio::time::interval(SWEEP);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(channels) = channels.upgrade() else {
+            return;
+        };
+        channels.sweep();
     }
 }

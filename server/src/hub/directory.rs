@@ -1,7 +1,10 @@
 //! The names of the streams this instance knows of, for subscriptions with patterns:
 //! `alerts.*` follows the streams that match when it connects and those that appear
-//! later. The writer adds each stream it appends to; with a store shared by instances,
-//! the store's list is read again every [`RELIST`], for streams created elsewhere.
+//! later. The store's list is read once at start; then the writer adds each stream it
+//! appends to and, with a store shared by instances, the follower each stream it reads a
+//! change of (so no instance lists every name again and again: with 50,000 streams that
+//! was a `SMEMBERS` of all of them every second on every instance). After the follower
+//! lost changes, the list is read again.
 //!
 //! A name is never dropped: a stream that retention emptied still counts, so a pattern
 //! subscriber that connects while it is empty follows its next entry too.
@@ -14,25 +17,29 @@ use tokio::sync::watch;
 
 use crate::store::Store;
 
-/// How often the list of a shared store is read again: the longest a stream created by
-/// another instance waits for this one's pattern subscribers (none of its entries is
-/// lost meanwhile: they start from their position, see `Position`).
-pub const RELIST: Duration = Duration::from_secs(1);
+/// How long a failed read of the store's list waits before it is tried again.
+const RETRY_LIST: Duration = Duration::from_secs(1);
 
 /// The known stream names, as a watch channel: pattern subscribers wake when one is added.
 pub struct Directory {
     names: watch::Sender<Arc<BTreeSet<String>>>,
+    store: Arc<dyn Store>,
 }
 
 impl Directory {
-    /// An empty directory that `store`'s list fills (once, or every [`RELIST`] when the
-    /// store is shared) for as long as the directory lives.
+    /// A directory that `store`'s list fills, in the background.
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
         let directory = Arc::new(Self {
             names: watch::channel(Arc::default()).0,
+            store,
         });
-        tokio::spawn(list(store, Arc::downgrade(&directory)));
+        directory.relist();
         directory
+    }
+
+    /// Reads the store's list again, in the background.
+    pub fn relist(self: &Arc<Self>) {
+        tokio::spawn(list(self.store.clone(), Arc::downgrade(self)));
     }
 
     /// Adds `stream`, waking the watchers when it is new.
@@ -50,10 +57,9 @@ impl Directory {
     }
 }
 
-/// Learns the names `store` lists; again every [`RELIST`] for a shared store (a failed
-/// read is tried again then), until the directory is gone.
+/// Learns the names `store` lists (a failed read is tried again after [`RETRY_LIST`]),
+/// unless the directory is gone.
 async fn list(store: Arc<dyn Store>, directory: Weak<Directory>) {
-    let shared = store.shared().is_some();
     loop {
         match store.stream_names().await {
             Ok(names) => {
@@ -63,13 +69,13 @@ async fn list(store: Arc<dyn Store>, directory: Weak<Directory>) {
                 for name in names {
                     directory.learn(&name);
                 }
-                if !shared {
-                    return;
-                }
+                return;
             }
-            Err(err) => tracing::debug!("listing the streams failed, again in {RELIST:?}: {err:#}"),
+            Err(err) => {
+                tracing::debug!("listing the streams failed, again in {RETRY_LIST:?}: {err:#}")
+            }
         }
-        tokio::time::sleep(RELIST).await;
+        tokio::time::sleep(RETRY_LIST).await;
         if directory.strong_count() == 0 {
             return;
         }

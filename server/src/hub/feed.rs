@@ -1,20 +1,35 @@
-//! One stream's live feed: the broadcast channel its subscribers listen to, and its most
-//! recent entries kept in memory.
+//! One stream's live feed: a small broadcast channel that wakes its subscribers, and the
+//! stream's most recent entries kept in memory, which a subscriber behind the channel
+//! catches up from.
 //!
-//! A subscriber that falls more than its buffer behind the channel catches up from the
-//! recent entries when they still cover its position, and from the store only when they
-//! do not. Without them, a burst that outran a thousand subscribers sent every one of them
-//! to the store at once, each re-reading the same pages through one SQLite connection:
-//! the catch-up itself then fell behind (seconds of latency in the fan-out benchmark).
-//! The recent entries are shared by all subscribers, and cost memory only for entries
-//! that were published while the stream had subscribers.
+//! What a feed costs is what is live, not the name: the channel holds [`LIVE_WINDOW`]
+//! entries whatever `--subscriber-buffer` says (a channel of 1,024 slots allocated up front
+//! was 46.8 KB per stream, so a stream per user cost nine times a shared stream's
+//! subscriber); the recent entries are only those published while the stream had
+//! subscribers here, at most `keep` of them and none older than [`RECENT_FOR`]. A
+//! subscriber that falls more than the window behind catches up from the recent entries
+//! when they still cover its position, and from the store only when they do not. Without
+//! them, a burst that outran a thousand subscribers sent every one of them to the store at
+//! once, each re-reading the same pages through one SQLite connection: the catch-up itself
+//! then fell behind (seconds of latency in the fan-out benchmark).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
 use crate::store::{Entry, EventId};
+
+/// Slots of a feed's channel: how far a subscriber may fall behind the newest entry before
+/// it reads the recent entries instead. A slot is about 48 bytes, allocated with the feed.
+pub const LIVE_WINDOW: usize = 32;
+
+/// How long a feed keeps an entry for subscribers that fell behind: a subscriber further
+/// behind than that reads the store. The send timeout cuts a reader that stopped well
+/// before this matters for memory; a stream that went quiet gives its entries back at the
+/// next sweep (see `Channels::sweep`).
+pub const RECENT_FOR: Duration = Duration::from_secs(30);
 
 /// What a stream's live channel carries.
 #[derive(Debug, Clone)]
@@ -27,43 +42,61 @@ pub enum Live {
 }
 
 /// A stream's channel and recent entries. Fed by one task at a time (the writer, or the
-/// stream's follower), in id order.
+/// hub's follower of a shared store), in id order.
 pub struct Feed {
     tx: broadcast::Sender<Live>,
     recent: Mutex<Recent>,
-    /// How many entries `recent` keeps.
+    /// How many entries `recent` keeps at most.
     keep: usize,
 }
 
 /// What a feed has sent: its newest entries, and the span of positions they tell all
 /// that follows of.
 struct Recent {
-    /// The newest entries sent, oldest first, without holes: every entry sent since the
-    /// oldest one here is here.
-    entries: VecDeque<Arc<Entry>>,
+    /// The newest entries sent, oldest first, with when they were sent, without holes:
+    /// every entry sent since the oldest one here is here.
+    entries: VecDeque<(Instant, Arc<Entry>)>,
     /// The oldest position whose following entries are all in `entries`: where the feed
-    /// started (a follower's start, or a local store's first entry sent), where a gap
-    /// left it, or the newest entry dropped to keep the count.
+    /// started (the stream's head when the follower's feed was made, or a local store's
+    /// first entry sent), where a gap left it, or the newest entry dropped to keep the
+    /// count or the age.
     floor: Option<EventId>,
     /// The position after which the feed has sent nothing yet, though it will send every
-    /// entry stored after it: the newest entry sent, or where the stream's follower
-    /// started reading. `None` until known (a local store's feed before its first entry).
+    /// entry stored after it: the newest entry sent, or the stream's head when the feed
+    /// was made. `None` until known (a local store's feed before its first entry, a feed
+    /// after its follower lost track).
     through: Option<EventId>,
+    /// Whether entries were ever lost before they could be sent: then a head read
+    /// before the loss no longer tells where the feed stands (see [`Feed::stand_at`]).
+    gapped: bool,
+}
+
+impl Recent {
+    /// Drops the entries past the count `keep` or older than [`RECENT_FOR`] at `now`.
+    fn trim(&mut self, keep: usize, now: Instant) {
+        while let Some((sent, entry)) = self.entries.front() {
+            if self.entries.len() <= keep && now.duration_since(*sent) < RECENT_FOR {
+                break;
+            }
+            self.floor = Some(entry.id);
+            self.entries.pop_front();
+        }
+    }
 }
 
 impl Feed {
-    /// A feed whose subscribers may fall `buffer` entries behind the channel, and catch
-    /// up in memory while they are fewer than `keep` behind. `through` is where it stands
-    /// (see [`Feed::join`]), when known: a follower's starting position.
-    pub fn new(buffer: usize, keep: usize, through: Option<EventId>) -> Self {
+    /// A feed whose subscribers catch up in memory while they are fewer than `keep`
+    /// entries behind. `through` is where it stands (see [`Feed::join`]), when known.
+    pub fn new(keep: usize, through: Option<EventId>) -> Self {
         Self {
-            tx: broadcast::channel(buffer.max(1)).0,
+            tx: broadcast::channel(LIVE_WINDOW).0,
             recent: Mutex::new(Recent {
                 entries: VecDeque::new(),
                 floor: through,
                 through,
+                gapped: false,
             }),
-            keep,
+            keep: keep.max(1),
         }
     }
 
@@ -72,33 +105,63 @@ impl Feed {
         self.recent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `entry` to the subscribers, and keeps it among the recent entries.
+    /// Sends `entry` to the subscribers, and keeps it among the recent entries. An entry
+    /// at or before where the feed stands was sent (or counted as history) already.
     pub fn send(&self, entry: Arc<Entry>) {
         {
             let mut recent = self.recent();
+            if recent.through.is_some_and(|through| entry.id <= through) {
+                return;
+            }
             recent.floor.get_or_insert(entry.id);
             recent.through = Some(entry.id);
-            recent.entries.push_back(entry.clone());
-            if recent.entries.len() > self.keep {
-                recent.floor = recent.entries.pop_front().map(|dropped| dropped.id);
-            }
+            let now = Instant::now();
+            recent.entries.push_back((now, entry.clone()));
+            recent.trim(self.keep, now);
         }
         // No receiver is fine: nobody listens right now.
         let _ = self.tx.send(Live::Entry(entry));
     }
 
+    /// Where a feed made before its stream's head was read stands: at `head`, read after
+    /// the feed was made, so that every entry after it reaches the feed. Entries sent
+    /// meanwhile at or before it are dropped. Nothing changes after a gap.
+    pub fn stand_at(&self, head: EventId) {
+        let mut recent = self.recent();
+        if recent.gapped {
+            return;
+        }
+        while recent.entries.front().is_some_and(|(_, e)| e.id <= head) {
+            recent.entries.pop_front();
+        }
+        recent.floor = Some(head);
+        recent.through = Some(recent.through.map_or(head, |through| through.max(head)));
+    }
+
     /// Tells the subscribers that entries were lost before they could be sent, and that
-    /// the feed goes on after `through`: the recent entries no longer follow on without a
-    /// hole, so they are forgotten, and every subscriber behind `through` goes back to the
-    /// store.
-    pub fn gap(&self, through: EventId) {
+    /// the feed goes on after `through` (`None`: from an unknown point): the recent entries
+    /// no longer follow on without a hole, so they are forgotten, and every subscriber
+    /// goes back to the store.
+    pub fn gap(&self, through: Option<EventId>) {
         {
             let mut recent = self.recent();
             recent.entries.clear();
-            recent.floor = Some(through);
-            recent.through = Some(through);
+            recent.floor = through;
+            recent.through = through;
+            recent.gapped = true;
         }
         let _ = self.tx.send(Live::Gap);
+    }
+
+    /// Gives back what a quiet feed holds: the entries past their age, and the room the
+    /// recent entries no longer use.
+    pub fn trim(&self) {
+        let mut recent = self.recent();
+        recent.trim(self.keep, Instant::now());
+        let len = recent.entries.len();
+        if recent.entries.capacity() > 4 * len.max(8) {
+            recent.entries.shrink_to(2 * len);
+        }
     }
 
     /// The entries after `cursor`, oldest first, at most `limit`, when the feed can tell
@@ -110,8 +173,14 @@ impl Feed {
         if cursor < recent.floor? || cursor > recent.through? {
             return None;
         }
-        let first = recent.entries.partition_point(|entry| entry.id <= cursor);
-        Some(recent.entries.range(first..).take(limit).cloned().collect())
+        let first = recent
+            .entries
+            .partition_point(|(_, entry)| entry.id <= cursor);
+        Some(
+            (recent.entries.range(first..).take(limit))
+                .map(|(_, entry)| entry.clone())
+                .collect(),
+        )
     }
 
     /// A new receiver of the channel, and where the feed stands: a subscriber without a
@@ -154,7 +223,7 @@ mod tests {
 
     #[test]
     fn recent_entries_answer_only_positions_they_cover() {
-        let feed = Feed::new(4, 3, None);
+        let feed = Feed::new(3, None);
         assert_eq!(ids(feed.recent_after(EventId::new(0, 0), 10)), None);
         for id in [10, 20, 30, 40] {
             feed.send(entry(id));
@@ -178,7 +247,7 @@ mod tests {
         );
         assert_eq!(ids(feed.recent_after(EventId::new(9, 0), 10)), None);
         assert_eq!(ids(feed.recent_after(EventId::new(41, 0), 10)), None);
-        feed.gap(EventId::new(50, 0));
+        feed.gap(Some(EventId::new(50, 0)));
         assert_eq!(ids(feed.recent_after(EventId::new(40, 0), 10)), None);
         assert_eq!(
             ids(feed.recent_after(EventId::new(50, 0), 10)),
@@ -188,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_follower_s_feed_stands_where_it_started_until_it_sends() {
-        let feed = Feed::new(4, 3, Some(EventId::new(7, 0)));
+        let feed = Feed::new(3, Some(EventId::new(7, 0)));
         let (mut live, through) = feed.join();
         assert_eq!(through, Some(EventId::new(7, 0)));
         // Where the feed stands needs no store; a position before or past it does.
@@ -202,5 +271,46 @@ mod tests {
             ids(feed.recent_after(EventId::new(7, 0), 10)),
             Some(vec![9])
         );
+    }
+
+    #[test]
+    fn a_feed_made_before_its_head_was_read_stands_at_that_head() {
+        let feed = Feed::new(8, None);
+        assert_eq!(feed.join().1, None);
+        // The follower sent these between the feed's making and the head's read.
+        feed.send(entry(5));
+        feed.send(entry(12));
+        feed.stand_at(EventId::new(10, 0));
+        assert_eq!(feed.join().1, Some(EventId::new(12, 0)));
+        assert_eq!(
+            ids(feed.recent_after(EventId::new(10, 0), 10)),
+            Some(vec![12])
+        );
+        assert_eq!(ids(feed.recent_after(EventId::new(9, 0), 10)), None);
+        // What it sent already is not sent again.
+        let (mut live, _) = feed.join();
+        feed.send(entry(12));
+        feed.send(entry(13));
+        assert!(matches!(live.try_recv(), Ok(Live::Entry(e)) if e.id.major == 13));
+        // After a gap, a head read before it says nothing.
+        feed.gap(None);
+        feed.stand_at(EventId::new(20, 0));
+        assert_eq!(feed.join().1, None);
+    }
+
+    #[test]
+    fn recent_entries_go_with_their_age_and_their_count() {
+        let feed = Feed::new(3, None);
+        for id in 1..=5 {
+            feed.send(entry(id));
+        }
+        assert_eq!(
+            ids(feed.recent_after(EventId::new(2, 0), 10)),
+            Some(vec![3, 4, 5])
+        );
+        let later = Instant::now() + RECENT_FOR;
+        feed.recent().trim(feed.keep, later);
+        assert_eq!(ids(feed.recent_after(EventId::new(4, 0), 10)), None);
+        assert_eq!(ids(feed.recent_after(EventId::new(5, 0), 10)), Some(vec![]));
     }
 }

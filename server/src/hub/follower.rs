@@ -1,75 +1,94 @@
-//! A stream's follower, for a store that several instances append to
-//! ([`SharedStore`](crate::store::SharedStore)): one task per stream with subscribers
-//! here, reading from the store what is appended and sending it to the stream's channel,
-//! in the store's order.
+//! The hub's follower of a store that several instances append to
+//! ([`SharedStore`](crate::store::SharedStore)): one task per instance, reading the store's
+//! change feed (every entry appended to any stream, in the store's order) and sending each
+//! entry to its stream's feed, when this instance has one. A stream nobody here follows
+//! costs the follower one skipped change; the Redis connections it holds are one, however
+//! many streams are followed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use common::backoff::delays_between;
 
 use super::channels::Channels;
-use super::feed::Feed;
-use crate::store::{EventId, Store};
+use super::directory::Directory;
+use crate::store::{Change, ChangeCursor, Changes, Store};
 
-/// Most entries a follower reads at once.
+/// Most changes a follower reads at once.
 const FOLLOW_BATCH: usize = 512;
-/// How long a follower's read waits for new entries before it checks that its stream
-/// still has subscribers.
+/// How long a read waits for new changes before the follower checks that the hub lives.
 const FOLLOW_WAIT: Duration = Duration::from_secs(2);
 /// A follower's first and longest wait before it reads again after a failed read.
 const FOLLOW_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
-/// The follower of `stream` (see the hub's module documentation): reads what
-/// is appended to `stream` after `cursor` and sends it to `feed`, until the stream has no
-/// subscribers here. A failed read is retried from the same position after a backoff
-/// with jitter, so an outage of the store loses and doubles nothing. Entries that
-/// retention dropped before the follower read them (a long outage, a burst larger than a
-/// stream's cap) are a [`Live::Gap`](super::feed::Live::Gap): every subscriber then catches up from the store,
-/// which tells those that lost entries with a reset.
-pub async fn run(
-    store: Arc<dyn Store>,
-    channels: Arc<Channels>,
-    stream: String,
-    feed: Arc<Feed>,
-    mut cursor: EventId,
-) {
+/// Follows `store`'s change feed from its head, for `channels` and `directory`, until they
+/// are gone. Feeds made before the head was read are told of a gap: what was appended
+/// before it never reaches them, so their subscribers read it from the store. A failed read is retried from the same position after a backoff with jitter,
+/// so an outage of the store loses and doubles nothing. Changes the feed dropped before
+/// they were read (an outage longer than it keeps them) are a gap in every feed: their
+/// subscribers catch up from the store, which tells those that lost entries with a reset;
+/// the directory lists the store's names again for streams made meanwhile. An entry that
+/// retention dropped before it was read is a gap in its stream's feed alone.
+pub async fn run(store: Arc<dyn Store>, channels: Weak<Channels>, directory: Weak<Directory>) {
     let Some(shared) = store.shared() else {
         return;
     };
     let retries = || delays_between(FOLLOW_RETRY.0, FOLLOW_RETRY.1, None);
     let mut delays = retries();
     let mut failing = false;
-    while channels.still_followed(&stream, &feed) {
-        match shared
-            .wait_after(&stream, cursor, FOLLOW_BATCH, FOLLOW_WAIT)
-            .await
-        {
-            Ok(read) => {
-                if std::mem::take(&mut failing) {
-                    tracing::info!("following {stream} again from {cursor}");
-                    delays = retries();
-                }
-                if let Some(newest) = read.reset_to {
-                    tracing::warn!(
-                        "entries of {stream} after {cursor} were dropped by retention before \
-                         they could be read; its subscribers catch up from the store"
-                    );
-                    cursor = newest;
-                    feed.gap(newest);
-                }
-                for entry in read.entries {
-                    cursor = entry.id;
-                    feed.send(entry);
-                }
-            }
+    let mut cursor: Option<ChangeCursor> = None;
+    while channels.strong_count() > 0 {
+        let read = match cursor {
+            Some(after) => shared.changes_after(after, FOLLOW_BATCH, FOLLOW_WAIT).await,
+            None => shared.changes_head().await.map(|head| Changes {
+                cursor: head,
+                lost: true,
+                ..Changes::default()
+            }),
+        };
+        let read = match read {
+            Ok(read) => read,
             Err(err) => {
                 let delay = delays.next().unwrap_or(FOLLOW_RETRY.1);
                 if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!("following {stream} after {cursor} failed, retrying: {err:#}");
+                    tracing::warn!("following the store's changes failed, retrying: {err:#}");
                 }
                 tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        if std::mem::take(&mut failing) {
+            tracing::info!("following the store's changes again");
+            delays = retries();
+        }
+        let (Some(channels), Some(directory)) = (channels.upgrade(), directory.upgrade()) else {
+            return;
+        };
+        if read.lost && cursor.is_some() {
+            tracing::warn!(
+                "changes were dropped from the store's change feed before they could be read; \
+                 every subscriber catches up from the store"
+            );
+        }
+        if read.lost {
+            channels.gap_all();
+            directory.relist();
+        }
+        for change in read.changes {
+            match change {
+                Change::Appended(entry) => {
+                    directory.learn(&entry.notification.stream);
+                    channels.send(&entry);
+                }
+                Change::Dropped { stream, id } => {
+                    tracing::warn!(
+                        "entry {id} of {stream} was dropped by retention before it could be \
+                         read; its subscribers catch up from the store"
+                    );
+                    channels.gap(&stream, id);
+                }
             }
         }
+        cursor = Some(read.cursor);
     }
 }

@@ -69,9 +69,16 @@ impl Hub {
         let (tx, _) = watch::channel(());
         let tx = Arc::new(tx);
         tokio::spawn(beat(Arc::downgrade(&tx), heartbeat));
-        let channels = Arc::new(Channels::new(buffer));
+        let channels = Channels::new(buffer);
         let activity = Arc::new(Activity::default());
         let directory = Directory::new(store.clone());
+        if store.shared().is_some() {
+            tokio::spawn(follower::run(
+                store.clone(),
+                Arc::downgrade(&channels),
+                Arc::downgrade(&directory),
+            ));
+        }
         let (publishes, queue) = mpsc::channel(writer::QUEUE);
         tokio::spawn(writer::write_batches(
             Writer {
@@ -159,34 +166,28 @@ impl Hub {
         ))
     }
 
-    /// Joins the feed of `stream`, which had none here a moment ago, making it (with a
-    /// follower, for a shared store); returns it and where a subscriber that has seen
-    /// everything up to `after` starts.
+    /// Joins the feed of `stream`, which had none here a moment ago, making it; returns
+    /// it and where a subscriber that has seen everything up to `after` starts.
+    ///
+    /// With a shared store the feed is made first and the stream's head read after: the
+    /// hub's follower sends the feed every entry it reads from then on, so every entry
+    /// after that head reaches the feed, which stands there (see [`Feed::stand_at`]).
     async fn join_new(
         &self,
         stream: &str,
         after: Option<EventId>,
     ) -> Result<(channels::Joined, EventId), Error> {
-        // A follower must start at or before what the subscriber's first read of the store
-        // sees: from a head read now, before the subscriber joins.
-        let followed = self.store.shared().is_some();
-        let head = match after {
-            Some(_) if !followed => None,
-            _ => Some(self.store.head(stream).await?),
-        };
-        let start = head.filter(|_| followed);
-        let joined = self.channels.join(stream, start, |feed| {
-            if let Some(head) = start {
-                tokio::spawn(follower::run(
-                    self.store.clone(),
-                    self.channels.clone(),
-                    stream.to_owned(),
-                    feed.clone(),
-                    head,
-                ));
-            }
-        });
-        Ok((joined, after.or(head).unwrap_or_default()))
+        let mut made = false;
+        let joined = self.channels.join(stream, None, |_| made = true);
+        if let Some(after) = after.filter(|_| self.store.shared().is_none()) {
+            return Ok((joined, after));
+        }
+        let head = self.store.head(stream).await?;
+        // A feed another subscriber made meanwhile may stand further on already.
+        if made && self.store.shared().is_some() {
+            joined.feed.stand_at(head);
+        }
+        Ok((joined, after.unwrap_or(head)))
     }
 
     /// The streams `selection` covers now, of those `may_read` lets through: the ones it
@@ -347,8 +348,7 @@ impl Hub {
         Ok(StreamsOverview { streams })
     }
 
-    /// Applies `retention` every `every` until `shutdown`, and forgets live channels nobody
-    /// listens to (they are made again on the next use).
+    /// Applies `retention` every `every` until `shutdown`.
     pub async fn apply_retention(
         &self,
         retention: Retention,
@@ -366,7 +366,6 @@ impl Hub {
                 Ok(n) => tracing::debug!("retention dropped {n} notifications"),
                 Err(err) => tracing::warn!("retention failed: {err:#}"),
             }
-            self.channels.drop_idle();
         }
     }
 }

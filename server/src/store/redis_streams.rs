@@ -1,7 +1,7 @@
 //! The shared store: Redis Streams, for several instances serving the same streams.
 //!
 //! Each notification stream is a Redis Stream under `<prefix>:stream:<name>`, and the set
-//! `<prefix>:streams` names them all. Ids are Redis's own (`1732371600000-0`): Redis
+//! `<prefix>:streams` names them all (read at start, and by retention). Ids are Redis's own (`1732371600000-0`): Redis
 //! issues them in order per stream, whichever instance appends.
 //!
 //! - **Append**: one Lua script per batch (atomic, one round trip) `XADD`s every draft
@@ -14,10 +14,13 @@
 //! - **Replay**: a Lua script reads the stream's last issued id, its newest dropped id
 //!   and the entries after a position in one atomic step, so a trim in between cannot
 //!   hide a gap: a position below the newest dropped id gets a reset, as in SQLite.
-//! - **Live**: [`SharedStore::wait_after`] waits with `XREAD BLOCK` on a connection of its own
-//!   (a blocked connection can carry nothing else; they come from a small pool), then
-//!   reads with the replay script, which also reports entries trimmed before they could
-//!   be read.
+//! - **Live**: the append script also records each entry in the change feed
+//!   `<prefix>:changes` (its stream, its id, a count), kept for [`CHANGES_KEPT`]; each
+//!   instance follows it with one reader ([`SharedStore::changes_after`]: `XREAD BLOCK`
+//!   on a connection of its own while it is idle, then a script that reads the changes
+//!   with their entries), so an instance holds one blocked connection however many
+//!   streams it follows. The count tells a reader that changes it did not read were
+//!   trimmed; a change whose entry retention dropped comes as such.
 //! - **Leases** (`<prefix>:lead:<job>`, `SET PX`) let one instance at a time run a job
 //!   that must not run twice, the demo counter.
 //!
@@ -34,7 +37,14 @@ use redis::streams::{StreamId, StreamRangeReply};
 use redis::Script;
 
 use super::redis_connection::{self, RedisConnection};
-use super::{Draft, Entry, Error, EventId, Page, Retention, SharedStore, Store, StoredStream};
+use super::{
+    Change, ChangeCursor, Changes, Draft, Entry, Error, EventId, Page, Retention, SharedStore,
+    Store, StoredStream,
+};
+
+/// How long the change feed keeps a change (at least; it is trimmed roughly): a follower
+/// cut off from Redis for longer catches every stream up from the store.
+pub const CHANGES_KEPT: Duration = Duration::from_secs(300);
 
 /// Trims the stream `key` (named `name`) to its newest `cap` entries, exactly, and records
 /// in the hash `trimmed` the newest id it dropped. Redis does not record that id itself
@@ -60,19 +70,57 @@ end
 ";
 
 /// Appends a batch, all in one script (atomic, one round trip). `KEYS`: the set of stream
-/// names, the trimmed-through hash, then the stream key of each draft. `ARGV`: the time,
-/// then per draft its name, count cap (0: none), title, body and level. Returns the ids.
+/// names, the trimmed-through hash, the change feed, its counter, then the stream key of
+/// each draft. `ARGV`: the time, how many milliseconds the change feed keeps, then per
+/// draft its name, count cap (0: none), title, body and level. Returns the ids.
+///
+/// Each entry is also recorded in the change feed (its stream, its id and the counter's
+/// next value), which every instance follows with one reader (see [`SharedStore`]); the
+/// feed is trimmed by age, roughly (`MINID ~`, whole nodes at a time), and the counter
+/// tells a follower whether any change it did not read was trimmed.
 const APPEND: &str = r"
 local ids = {}
-for i = 3, #KEYS do
-  local a = 2 + (i - 3) * 5
+local now = redis.call('TIME')
+local oldest_kept = (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)) - tonumber(ARGV[2])
+for i = 5, #KEYS do
+  local a = 3 + (i - 5) * 5
   local name, cap = ARGV[a], tonumber(ARGV[a + 1])
-  ids[#ids + 1] = redis.call('XADD', KEYS[i], '*', 'title', ARGV[a + 2], 'body', ARGV[a + 3],
+  local id = redis.call('XADD', KEYS[i], '*', 'title', ARGV[a + 2], 'body', ARGV[a + 3],
     'level', ARGV[a + 4], 'created_at', ARGV[1])
+  ids[#ids + 1] = id
   redis.call('SADD', KEYS[1], name)
   if cap > 0 then trim_to(KEYS[i], KEYS[2], name, cap) end
+  local n = redis.call('INCR', KEYS[4])
+  redis.call('XADD', KEYS[3], 'MINID', '~', oldest_kept, '*', 's', name, 'i', id, 'n', n)
 end
 return ids
+";
+
+/// The changes after `ARGV[1]` in the change feed `KEYS[1]`, at most `ARGV[2]`, each as
+/// its id, its counter value, its stream, its entry's id and the entry's fields (none when
+/// retention dropped the entry before it was read), and the counter `KEYS[2]`. The stream
+/// keys are `ARGV[3]` followed by the name.
+const CHANGES: &str = r"
+local changes = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+local out = {}
+for i, change in ipairs(changes) do
+  local f = change[2]
+  local name, id, n = f[2], f[4], f[6]
+  local found = redis.call('XRANGE', ARGV[3] .. name, id, id)
+  local fields = {}
+  if found[1] then fields = found[1][2] end
+  out[i] = {change[1], n, name, id, fields}
+end
+return {redis.call('GET', KEYS[2]) or '0', out}
+";
+
+/// Where the change feed `KEYS[1]` ends now: its last id (`0-0` when it is empty) and the
+/// counter `KEYS[2]`, in one view.
+const CHANGES_HEAD: &str = r"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if last[1] then id = last[1][1] end
+return {id, redis.call('GET', KEYS[2]) or '0'}
 ";
 
 /// Applies retention to one stream. `KEYS`: the stream key, the trimmed-through hash, the
@@ -136,6 +184,8 @@ pub struct RedisStore {
 /// The Lua scripts, loaded once per Redis (and again after a restart) by `EVALSHA`.
 struct Scripts {
     append: Script,
+    changes: Script,
+    changes_head: Script,
     trim: Script,
     position_and_range: Script,
     lead: Script,
@@ -151,8 +201,23 @@ impl Keys {
         format!("{}:stream:{name}", self.prefix)
     }
 
+    /// Where every stream key starts: the change feed's reader adds the name.
+    fn stream_prefix(&self) -> String {
+        format!("{}:stream:", self.prefix)
+    }
+
     fn streams(&self) -> String {
         format!("{}:streams", self.prefix)
+    }
+
+    /// The change feed: every entry appended, by stream and id (see [`APPEND`]).
+    fn changes(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
+    /// How many changes were ever made.
+    fn change_count(&self) -> String {
+        format!("{}:changes:count", self.prefix)
     }
 
     /// The lease of the job `name` (see [`Store::lead`]).
@@ -179,6 +244,8 @@ impl RedisStore {
             retention,
             scripts: Scripts {
                 append: Script::new(&format!("{TRIM_TO}{APPEND}")),
+                changes: Script::new(CHANGES),
+                changes_head: Script::new(CHANGES_HEAD),
                 trim: Script::new(&format!("{TRIM_TO}{TRIM}")),
                 position_and_range: Script::new(POSITION_AND_RANGE),
                 lead: Script::new(LEAD),
@@ -254,15 +321,22 @@ fn redis_id(text: &str) -> Result<EventId, Error> {
 
 /// The entry of `stream` that Redis holds as `item`.
 fn entry(stream: &str, item: &StreamId) -> Result<Arc<Entry>, Error> {
-    let field = |name: &str| -> Result<String, Error> {
-        item.get(name)
-            .ok_or_else(|| anyhow!("entry {} of {stream} has no `{name}`", item.id))
-    };
+    entry_of(stream, &item.id, |name| item.get(name))
+}
+
+/// The entry `id` of `stream`, whose fields `field` gives by name.
+fn entry_of(
+    stream: &str,
+    id: &str,
+    field: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<Entry>, Error> {
+    let field =
+        |name: &str| field(name).ok_or_else(|| anyhow!("entry {id} of {stream} has no `{name}`"));
     let level: String = field("level")?;
     Ok(Entry::new(
-        redis_id(&item.id)?,
+        redis_id(id)?,
         Notification {
-            id: item.id.clone(),
+            id: id.to_owned(),
             stream: stream.to_owned(),
             title: field("title")?,
             body: field("body")?,
@@ -280,7 +354,10 @@ impl Store for RedisStore {
         append
             .key(self.keys.streams())
             .key(self.keys.trimmed())
-            .arg(&created_at);
+            .key(self.keys.changes())
+            .key(self.keys.change_count())
+            .arg(&created_at)
+            .arg(CHANGES_KEPT.as_millis() as u64);
         for draft in &drafts {
             append
                 .key(self.keys.stream(&draft.stream))
@@ -457,16 +534,32 @@ impl Store for RedisStore {
 
 #[async_trait]
 impl SharedStore for RedisStore {
-    async fn wait_after(
+    async fn changes_head(&self) -> Result<ChangeCursor, Error> {
+        let mut head = self.scripts.changes_head.prepare_invoke();
+        head.key(self.keys.changes()).key(self.keys.change_count());
+        let mut conn = self.redis.manager();
+        let (id, count): (String, u64) = self
+            .redis
+            .call("read the change feed", head.invoke_async(&mut conn))
+            .await?;
+        Ok(ChangeCursor {
+            id: redis_id(&id)?,
+            count,
+        })
+    }
+
+    async fn changes_after(
         &self,
-        stream: &str,
-        after: EventId,
+        after: ChangeCursor,
         limit: usize,
         wait: Duration,
-    ) -> Result<Page, Error> {
-        // Waits for anything after `after`, then reads with the same atomic script as
-        // replay, which also says whether retention dropped entries after `after` before
-        // they could be read (the blocking read alone would skip them in silence).
+    ) -> Result<Changes, Error> {
+        let read = self.read_changes(after, limit).await?;
+        if !read.changes.is_empty() || read.lost {
+            return Ok(read);
+        }
+        // Nothing yet: wait for the feed to grow, then read again with the script, which
+        // also tells changes whose entries retention dropped meanwhile.
         let mut conn = self.redis.blocking_connection().await?;
         let mut wake = redis::cmd("XREAD");
         wake.arg("COUNT")
@@ -474,13 +567,13 @@ impl SharedStore for RedisStore {
             .arg("BLOCK")
             .arg(wait.as_millis().max(1) as u64)
             .arg("STREAMS")
-            .arg(self.keys.stream(stream))
-            .arg(after.to_string());
+            .arg(self.keys.changes())
+            .arg(after.id.to_string());
         let woken = wake.query_async::<Option<redis::Value>>(&mut conn);
         let woken = self
             .redis
             .call_within(
-                &format!("read {stream}"),
+                "wait for the change feed",
                 wait + redis_connection::DEADLINE,
                 woken,
             )
@@ -495,12 +588,72 @@ impl SharedStore for RedisStore {
         };
         self.redis.put_back(conn);
         if woken.is_none() {
-            return Ok(Page::default());
+            return Ok(Changes {
+                cursor: after,
+                ..Changes::default()
+            });
         }
-        let page = self.after(stream, after, limit).await?;
-        for entry in &page.entries {
-            entry.fan_out.published(appended_at(entry.id));
-        }
-        Ok(page)
+        self.read_changes(after, limit).await
     }
+}
+
+impl RedisStore {
+    /// The changes after `after`, at most `limit`, without waiting.
+    async fn read_changes(&self, after: ChangeCursor, limit: usize) -> Result<Changes, Error> {
+        let mut read = self.scripts.changes.prepare_invoke();
+        read.key(self.keys.changes())
+            .key(self.keys.change_count())
+            .arg(after.id.to_string())
+            .arg(limit.max(1))
+            .arg(self.keys.stream_prefix());
+        let mut conn = self.redis.manager();
+        type Read = (String, String, String, String, Vec<String>);
+        let (count, read): (u64, Vec<Read>) = self
+            .redis
+            .call("read the change feed", read.invoke_async(&mut conn))
+            .await?;
+        let mut cursor = after;
+        let mut lost = false;
+        let mut changes = Vec::with_capacity(read.len());
+        for (change_id, n, stream, id, fields) in read {
+            let n: u64 = n
+                .parse()
+                .map_err(|_| anyhow!("the change feed holds `{n}` as a count"))?;
+            lost |= n != cursor.count + 1;
+            cursor = ChangeCursor {
+                id: redis_id(&change_id)?,
+                count: n,
+            };
+            changes.push(change(stream, &id, fields)?);
+        }
+        // Nothing read, though changes were made after the cursor: all were trimmed.
+        if changes.is_empty() && count > cursor.count {
+            lost = true;
+            cursor = self.changes_head().await?;
+        }
+        Ok(Changes {
+            changes,
+            cursor,
+            lost,
+        })
+    }
+}
+
+/// The change of `stream` to its entry `id`, whose fields are `fields` (name, value, …;
+/// none when retention dropped it).
+fn change(stream: String, id: &str, fields: Vec<String>) -> Result<Change, Error> {
+    if fields.is_empty() {
+        return Ok(Change::Dropped {
+            id: redis_id(id)?,
+            stream,
+        });
+    }
+    let field = |name: &str| {
+        (fields.chunks_exact(2))
+            .find(|pair| pair[0] == name)
+            .map(|pair| pair[1].clone())
+    };
+    let entry = entry_of(&stream, id, field)?;
+    entry.fan_out.published(appended_at(entry.id));
+    Ok(Change::Appended(entry))
 }
