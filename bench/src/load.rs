@@ -234,11 +234,21 @@ pub struct Subscribe {
 }
 
 impl Subscribe {
-    /// A subscriber of `path`, from the start, for as long as it stays open.
+    /// A subscriber of `path`, from the start, for as long as it stays open. A `{n}` in
+    /// the path becomes each connection's number (see [`Subscribe::numbered`]).
     pub fn to(path: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             ..Self::default()
+        }
+    }
+
+    /// The `n`th connection's subscriber: its path with `{n}` replaced by `n` (workload
+    /// J's stream per user).
+    pub fn numbered(&self, n: usize) -> Self {
+        Self {
+            path: self.path.replace("{n}", &n.to_string()),
+            ..self.clone()
         }
     }
 }
@@ -408,7 +418,7 @@ pub async fn open_over(
         .map(|i| {
             let (gate, subscribe, latency, stats) = (
                 gate.clone(),
-                subscribe.clone(),
+                subscribe.numbered(i),
                 latency.clone(),
                 stats.clone(),
             );

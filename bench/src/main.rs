@@ -31,8 +31,8 @@ struct Args {
     /// A seconds-long run with small N that fails unless every event arrived.
     #[arg(long)]
     quick: bool,
-    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G H I).
-    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G,H,I")]
+    /// Workloads to run, e.g. `A,C` (default: all of A B C D E F G H I J).
+    #[arg(long, value_delimiter = ',', default_value = "A,B,C,D,E,F,G,H,I,J")]
     only: Vec<String>,
     /// Our server binary.
     #[arg(long, default_value = "target/release/server")]
@@ -87,6 +87,8 @@ struct Plan {
     crowd: (usize, usize, Duration),
     /// I: with the clock on each connection (as asked), and without.
     crowd_clocks: Vec<bool>,
+    /// J: users (a stream each, one subscriber each) and publishes a second.
+    users: (usize, u32),
 }
 
 impl Plan {
@@ -105,6 +107,7 @@ impl Plan {
                 wires: (50, 50),
                 crowd: (2, 100, Duration::from_secs(2)),
                 crowd_clocks: vec![true],
+                users: (200, 100),
             }
         } else {
             Self {
@@ -122,6 +125,7 @@ impl Plan {
                 // instance's listener, database and Redis connections.
                 crowd: (6, 16_667, Duration::from_secs(30)),
                 crowd_clocks: vec![true, false],
+                users: (19_000, 1_000),
             }
         }
     }
@@ -178,6 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wants("G") as usize * 2,
         wants("H") as usize * WIRES.len(),
         wants("I") as usize * 2 * bench.plan.crowd_clocks.len(),
+        wants("J") as usize * 2,
     ]
     .iter()
     .sum();
@@ -207,6 +212,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("I") {
         bench.crowd().await?;
+    }
+    if wants("J") {
+        bench.per_user().await?;
     }
 
     bench.write(args.out.as_deref().unwrap_or(Path::new("bench/results.md")))?;
@@ -514,6 +522,28 @@ impl Bench {
             self.problems
                 .push(format!("D: {} of {clients} caught up", storm.caught_up));
         }
+        Ok(())
+    }
+
+    /// J: a stream per user on one instance, against the raw writer's map from user to
+    /// connections.
+    async fn per_user(&mut self) -> anyhow::Result<()> {
+        self.report.section("J: a stream per user");
+        let (n, rate) = self.plan.users;
+        self.report.line(&format!(
+            "{n} users, each subscribed to `user.N` on its own connection; RSS per \
+             connection measured before any publish; then {rate} publishes a second, each \
+             to one user at random, for {} s.",
+            self.plan.window.as_secs()
+        ));
+        let mut runs = Vec::new();
+        for kind in [Kind::Hub, Kind::Raw] {
+            self.progress
+                .step(&format!("J: {} × {n} users, {rate}/s", kind.name()));
+            runs.push(workloads::per_user(kind, &self.programs, n, rate, self.plan.window).await?);
+        }
+        self.report.fan_out(&runs);
+        check(&mut self.problems, "J", &runs, 1.0);
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! It answers the same paths as our server for the workloads that have a baseline:
 //! `GET /sse/time?interval_ms=T` (a shared ticker per interval), `GET /events` (with
 //! `?clock_ms=T`, the ticker on the same connection) and `POST /publish` (broadcast as the
-//! event our server sends for it: see [`notification_frame`]).
+//! event our server sends for it: see [`notification_frame`]). For workload J's shape, a
+//! subscriber of one stream named `user.…` is kept in a map from user to connections, and
+//! a publish to such a stream goes to those connections alone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +19,7 @@ use bytes::Bytes;
 use common::{Draft, NewNotification};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
 
@@ -26,6 +28,8 @@ const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncach
 #[derive(Clone, Default)]
 struct Channels {
     by_name: Arc<Mutex<HashMap<String, broadcast::Sender<Bytes>>>>,
+    /// Workload J: each user's connections.
+    users: Arc<Mutex<HashMap<String, Vec<mpsc::Sender<Bytes>>>>>,
     last_id: Arc<AtomicU64>,
 }
 
@@ -47,6 +51,29 @@ impl Channels {
     fn ticks(&self, interval_ms: u64) -> broadcast::Receiver<Bytes> {
         let every = Duration::from_millis(interval_ms);
         self.subscribe(&format!("time-{interval_ms}"), Some(every))
+    }
+
+    /// A connection of `user`'s, with a queue of a few frames.
+    fn follow_user(&self, user: &str) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(16);
+        let mut users = self.users.lock().unwrap();
+        let connections = users.entry(user.to_owned()).or_default();
+        connections.retain(|tx| !tx.is_closed());
+        connections.push(tx);
+        rx
+    }
+
+    /// Sends `frame` to `user`'s connections; false when it is not a user's stream.
+    fn send_to_user(&self, user: &str, frame: &Bytes) -> bool {
+        if !user.starts_with("user.") {
+            return false;
+        }
+        if let Some(connections) = self.users.lock().unwrap().get(user) {
+            for tx in connections {
+                let _ = tx.try_send(frame.clone());
+            }
+        }
+        true
     }
 
     fn send(&self, name: &str, frame: Bytes) {
@@ -117,13 +144,15 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
                 return Ok(());
             }
         }
-        let Some(frame) = notification_frame(&channels.last_id, &body[..length]) else {
+        let Some((stream, frame)) = notification_frame(&channels.last_id, &body[..length]) else {
             socket
                 .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
                 .await?;
             return Ok(());
         };
-        channels.send("events", frame);
+        if !channels.send_to_user(&stream, &frame) {
+            channels.send("events", frame);
+        }
         socket
             .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
             .await?;
@@ -133,6 +162,14 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
             channels.ticks(interval_ms("interval_ms").unwrap_or(1000)),
             None,
         )
+    } else if let Some(user) = (path == "/events")
+        .then(|| query.strip_prefix("stream="))
+        .flatten()
+        .filter(|user| user.starts_with("user.") && !user.contains('&'))
+    {
+        let rx = channels.follow_user(user);
+        drop(buf);
+        return user_connection(socket, rx).await;
     } else if path == "/events" {
         let clock = interval_ms("clock_ms").map(|ms| channels.ticks(ms));
         (channels.subscribe("events", None), clock)
@@ -170,18 +207,31 @@ async fn connection(mut socket: TcpStream, channels: Channels) -> anyhow::Result
     }
 }
 
-/// The event a subscriber of ours gets for the publish `body`: the notification as stored
+/// A connection of one user's (workload J): the frames sent to it, as they come.
+async fn user_connection(
+    mut socket: TcpStream,
+    mut rx: mpsc::Receiver<Bytes>,
+) -> anyhow::Result<()> {
+    socket.write_all(HEAD).await?;
+    while let Some(frame) = rx.recv().await {
+        socket.write_all(&frame).await?;
+    }
+    Ok(())
+}
+
+/// The stream of the publish `body`, and the event a subscriber of ours gets for it: the notification as stored
 /// (checked and with the defaults filled in as ours does, the next id, the time of
 /// publishing) as `data`, with its `id:`.
 /// The baseline sends the same bytes as ours so that the ratio measures the serving, not
 /// the payload: an echo of the body was a third of the bytes (45 B against 135 B in
 /// workload B), and the load generator's share of the two cores differed with it.
-fn notification_frame(last_id: &AtomicU64, body: &[u8]) -> Option<Bytes> {
+fn notification_frame(last_id: &AtomicU64, body: &[u8]) -> Option<(String, Bytes)> {
     let new: NewNotification = serde_json::from_slice(body).ok()?;
     let draft = Draft::try_from(new).ok()?;
+    let stream = draft.stream.clone();
     let id = (last_id.fetch_add(1, Ordering::Relaxed) + 1).to_string();
     let data = serde_json::to_string(&draft.stored(id.clone(), now())).ok()?;
-    Some(Bytes::from(format!("id: {id}\ndata: {data}\n\n")))
+    Some((stream, Bytes::from(format!("id: {id}\ndata: {data}\n\n"))))
 }
 
 /// The time now as our server stamps ticks and notifications: RFC 3339, UTC, nanoseconds.

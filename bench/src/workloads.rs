@@ -534,6 +534,49 @@ pub async fn idle_memory(kind: Kind, programs: &Programs, n: usize) -> anyhow::R
     Ok(run.finish(n, SETTLE, 0.0, 0))
 }
 
+/// J: `n` users on one instance, each subscribed to a stream of its own (`user.N`, the
+/// usual shape of a notification hub): the memory per idle subscriber (measured before any
+/// publish), then `rate` publishes a second for `window`, each to one user picked at
+/// random (every user at most once): delivered, and latency from the publish's send.
+pub async fn per_user(
+    kind: Kind,
+    programs: &Programs,
+    n: usize,
+    rate: u32,
+    window: Duration,
+) -> anyhow::Result<FanOut> {
+    let total = ((rate as f64 * window.as_secs_f64()) as usize).min(n);
+    let times = SendTimes::new(total);
+    let subscribe = Subscribe::to("/events?stream=user.{n}");
+    let run = Loaded::start(
+        kind,
+        programs,
+        n,
+        subscribe,
+        LatencyFrom::Publish(times.clone()),
+    )
+    .await?;
+    let rss_idle = run.target.rss();
+    let cpu = run.target.cpu_seconds();
+    run.stats.count(true);
+    let mut users: Vec<String> = (0..n).map(|user| format!("user.{user}")).collect();
+    fastrand::Rng::with_seed(36).shuffle(&mut users);
+    users.truncate(total);
+    let url = format!("{}{}", run.target.url, run.target.kind.publish_path());
+    let client = reqwest::Client::new();
+    let acked = publish_at_rate(&client, &[url], &users, rate, total, &times).await;
+    // One subscriber each: every acknowledged publish is one delivery.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.stats.events.load(Ordering::Relaxed) < acked && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.stats.count(false);
+    let cpu_s = run.target.cpu_seconds() - cpu;
+    let mut figures = run.finish(n, window, cpu_s, acked);
+    figures.rss_after = rss_idle;
+    Ok(figures)
+}
+
 /// Where workload F keeps its notifications.
 #[derive(Clone, Copy, Debug)]
 pub enum Setup {

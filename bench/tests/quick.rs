@@ -29,6 +29,7 @@ fn the_quick_bench_runs_every_workload_and_loses_nothing() {
         "E: idle",
         "F: notification fan-out across instances",
         "I: 200 subscribers over 2 instances",
+        "J: a stream per user",
     ] {
         assert!(
             written.contains(section),

@@ -140,20 +140,37 @@ impl Channels {
     /// Forgets the feeds nobody listens to, and has the others give back their old
     /// entries.
     fn sweep(&self) {
-        {
+        let forgotten = {
             let mut by_stream = self
                 .by_stream
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let before = by_stream.len();
             by_stream.retain(|_, feed| feed.subscribers() > 0);
             let len = by_stream.len();
             if by_stream.capacity() > 4 * len.max(16) {
                 by_stream.shrink_to(2 * len);
             }
-        }
+            before - len
+        };
         for feed in self.feeds() {
             feed.trim();
         }
+        if forgotten > 0 {
+            give_back_memory();
+        }
+    }
+}
+
+/// Hands the memory that the allocator holds free back to the system. glibc keeps what a
+/// burst of connections freed (a flood of 1,000 connections naming 16 made-up streams
+/// each left the process 43 MB larger after they closed, with every feed gone); this
+/// gives it back. Elsewhere a no-op: other allocators return memory by themselves.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -23,7 +23,7 @@ use crate::store::{Entry, EventId};
 
 /// Slots of a feed's channel: how far a subscriber may fall behind the newest entry before
 /// it reads the recent entries instead. A slot is about 48 bytes, allocated with the feed.
-pub const LIVE_WINDOW: usize = 32;
+pub const LIVE_WINDOW: usize = 16;
 
 /// How long a feed keeps an entry for subscribers that fell behind: a subscriber further
 /// behind than that reads the store. The send timeout cuts a reader that stopped well

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use common::{Selection, StreamSummary, StreamsOverview};
 use futures::future::Either;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Draft, Entry, Error, EventId, Page, Retention, Store};
@@ -125,12 +125,14 @@ impl Hub {
         stream: &str,
         after: Option<EventId>,
     ) -> Result<Subscription, Error> {
-        self.subscribe_with(stream, after, self.heartbeat.subscribe())
+        let replay = Arc::new(Semaphore::new(1));
+        self.subscribe_with(stream, after, self.heartbeat.subscribe(), replay)
             .await
     }
 
     /// [`Hub::subscribe`], with heartbeats from `heartbeat` (a subscriber of several
-    /// streams takes them once for all, and gives each of its streams none).
+    /// streams takes them once for all, and gives each of its streams none), reading the
+    /// store while it holds a permit of `replay` (one per connection, see [`Subscription`]).
     ///
     /// A stream with subscribers here already has a feed that knows where it stands, so a
     /// new subscriber joins it at that position without reading the store, and its first
@@ -145,6 +147,7 @@ impl Hub {
         stream: &str,
         after: Option<EventId>,
         heartbeat: watch::Receiver<()>,
+        replay: Arc<Semaphore>,
     ) -> Result<Subscription, Error> {
         // Joined before the first read of the store: see `Subscription`.
         let (joined, cursor) = match self.channels.join_existing(stream) {
@@ -163,6 +166,7 @@ impl Hub {
             cursor,
             (joined.feed, joined.live),
             heartbeat,
+            replay,
         ))
     }
 

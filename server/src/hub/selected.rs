@@ -18,7 +18,7 @@ use common::selector::MAX_STREAMS;
 use common::Selection;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::position::Position;
 use super::subscription::{Delivery, Subscription};
@@ -66,6 +66,9 @@ pub struct Selected {
     names: Option<watch::Receiver<Arc<BTreeSet<String>>>>,
     heartbeat: watch::Receiver<()>,
     greeted: bool,
+    /// One page of replay from the store at a time, for all the streams: what the
+    /// connection holds in memory does not grow with the streams it covers.
+    replay: Arc<Semaphore>,
 }
 
 impl Selected {
@@ -88,6 +91,7 @@ impl Selected {
             names,
             heartbeat: hub.heartbeat.subscribe(),
             greeted: false,
+            replay: Arc::new(Semaphore::new(1)),
         };
         for stream in streams {
             selected.follow(hub, stream).await?;
@@ -104,8 +108,13 @@ impl Selected {
     /// Starts following `stream` from its cursor.
     async fn follow(&mut self, hub: &Hub, stream: String) -> Result<(), Error> {
         let cursor = self.position.cursor(&stream);
-        let subscription =
-            (hub.subscribe_with(&stream, Some(cursor), hub.quiet.subscribe())).await?;
+        let subscription = (hub.subscribe_with(
+            &stream,
+            Some(cursor),
+            hub.quiet.subscribe(),
+            self.replay.clone(),
+        ))
+        .await?;
         let name: Arc<str> = stream.as_str().into();
         self.streams.push(
             (subscription.into_stream())

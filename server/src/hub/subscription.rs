@@ -13,7 +13,12 @@
 //! - **Greeting**: the first delivery is a heartbeat, so a client knows at once that the
 //!   stream is open and how often to expect a sign of life.
 //! - **Replaying**: pages of entries after the cursor: from the stream's recent entries in
-//!   memory when they cover the cursor (see the hub's `Feed`), else from the store. If
+//!   memory when they cover the cursor (see the hub's `Feed`), else from the store. A page
+//!   read from the store is read and held under a permit of the connection's replay
+//!   semaphore (one page at a time per connection, however many streams it covers), until
+//!   it has been handed out, that is, as the socket drains: a connection holds at most
+//!   [`REPLAY_PAGE`] stored entries of replay in memory. Twenty slow readers of 16 streams
+//!   of 8 KB entries held a page of each stream each, 1.26 GB. If
 //!   the store no longer has every entry after the cursor (retention) or never issued it,
 //!   a [`Delivery::Reset`] tells the client and moves the cursor to where the store says
 //!   to go on from.
@@ -30,15 +35,15 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::feed::{Feed, Live};
 use crate::metrics;
 use crate::store::{Entry, EventId, Store};
 
-/// Entries read from the store per query while replaying.
-const REPLAY_PAGE: usize = 500;
+/// Entries read from the store per query while replaying; the most a connection holds.
+pub const REPLAY_PAGE: usize = 500;
 
 /// Entries a catching-up subscriber sends before it lets other tasks run.
 const YIELD_EVERY: u32 = 16;
@@ -65,6 +70,8 @@ enum Phase {
     Replaying {
         page: VecDeque<Arc<Entry>>,
         more: bool,
+        /// The connection's permit to hold a page read from the store.
+        held: Option<OwnedSemaphorePermit>,
     },
     Live,
     /// Reading the store failed: read again at `until`, with heartbeats meanwhile.
@@ -79,6 +86,7 @@ impl Phase {
         Self::Replaying {
             page: VecDeque::new(),
             more: true,
+            held: None,
         }
     }
 }
@@ -98,6 +106,9 @@ pub struct Subscription {
     feed: Arc<Feed>,
     live: broadcast::Receiver<Live>,
     heartbeat: watch::Receiver<()>,
+    /// The connection's permits to hold a page read from the store (see the module
+    /// documentation).
+    replay: Arc<Semaphore>,
     /// Entries replayed since the last yield (see [`YIELD_EVERY`]).
     replayed_since_yield: u32,
 }
@@ -111,6 +122,7 @@ impl Subscription {
         cursor: EventId,
         (feed, live): (Arc<Feed>, broadcast::Receiver<Live>),
         heartbeat: watch::Receiver<()>,
+        replay: Arc<Semaphore>,
     ) -> Self {
         Self {
             store,
@@ -120,6 +132,7 @@ impl Subscription {
             feed,
             live,
             heartbeat,
+            replay,
             replayed_since_yield: 0,
         }
     }
@@ -155,7 +168,7 @@ impl Subscription {
     /// One step of catching up: the next entry of the page in hand; else the next page,
     /// from the feed's recent entries or else the store; else the switch to live.
     async fn replay(&mut self) -> Step {
-        let Phase::Replaying { page, more } = &mut self.phase else {
+        let Phase::Replaying { page, more, held } = &mut self.phase else {
             return Step::Continue(());
         };
         if let Some(entry) = page.pop_front() {
@@ -171,6 +184,8 @@ impl Subscription {
             }
             return Step::Break(Some(Delivery::Notification(entry)));
         }
+        // The page in hand is out: its permit goes to the connection's next reader.
+        *held = None;
         if !*more {
             self.phase = Phase::Live;
             return Step::Continue(());
@@ -180,11 +195,17 @@ impl Subscription {
             *page = recent.into();
             return Step::Continue(());
         }
-        match self
+        let Ok(permit) = self.replay.clone().acquire_owned().await else {
+            return Step::Break(None);
+        };
+        let read = self
             .store
             .after(&self.stream, self.cursor, REPLAY_PAGE)
-            .await
-        {
+            .await;
+        let Phase::Replaying { page, more, held } = &mut self.phase else {
+            return Step::Continue(());
+        };
+        match read {
             Ok(read) => {
                 if let Some(restart) = read.reset_to {
                     self.cursor = restart;
@@ -193,6 +214,7 @@ impl Subscription {
                 }
                 *more = read.entries.len() == REPLAY_PAGE;
                 *page = read.entries.into();
+                *held = Some(permit);
             }
             Err(err) => {
                 tracing::debug!(

@@ -479,6 +479,10 @@ impl Store for RedisStore {
 
     async fn streams(&self) -> Result<Vec<StoredStream>, Error> {
         let mut names = self.stream_names().await?;
+        if names.is_empty() {
+            // An empty pipeline is an error to Redis.
+            return Ok(Vec::new());
+        }
         names.sort();
         let mut reads = redis::pipe();
         for name in &names {
