@@ -43,6 +43,13 @@ pub mod query {
     /// The stream to publish to or read the history of (default `messages`); on
     /// `/events`, repeated, the streams and patterns to follow ([`crate::Selection`]).
     pub const STREAM: &str = "stream";
+    /// On the streams overview: only streams whose names start with this.
+    pub const PREFIX: &str = "prefix";
+    /// On the streams overview: the order ([`crate::OverviewOrder`]).
+    pub const SORT: &str = "sort";
+    /// On the streams overview: at most this many streams
+    /// ([`crate::OverviewOrder::LIMITS`]).
+    pub const LIMIT: &str = "limit";
     /// The id to resume after: `EventSource` cannot set the `Last-Event-ID` header on a
     /// new connection, so the web app sends it here.
     pub const LAST_EVENT_ID: &str = "lastEventId";
@@ -248,12 +255,54 @@ pub struct StreamSummary {
     pub publishes_per_second: Vec<u32>,
 }
 
-/// The body of `GET /api/streams` and the data of `event: streams`: every stream that has
-/// stored notifications, subscribers or recent publishes, by name.
+/// The body of `GET /api/streams` and the data of `event: streams`: the first streams, in
+/// the order asked, of those that have stored notifications, subscribers or recent
+/// publishes (and whose names start with the prefix asked), and how many there are.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamsOverview {
     pub streams: Vec<StreamSummary>,
+    /// How many streams there are (with the prefix asked), listed or not.
+    #[serde(default)]
+    pub total: u64,
+}
+
+/// The order of the streams overview (`?sort=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverviewOrder {
+    /// By name (the default).
+    #[default]
+    Name,
+    /// Most publishes in the last minute first, then most subscribers, then most stored.
+    Busiest,
+    /// Newest notification first.
+    Newest,
+}
+
+impl OverviewOrder {
+    /// The accepted values of `?limit=`, and the default.
+    pub const LIMITS: std::ops::RangeInclusive<u64> = 1..=1_000;
+    pub const DEFAULT_LIMIT: u64 = 100;
+
+    /// Its name in `?sort=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Busiest => "busiest",
+            Self::Newest => "newest",
+        }
+    }
+}
+
+impl std::str::FromStr for OverviewOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Name, Self::Busiest, Self::Newest]
+            .into_iter()
+            .find(|order| order.as_str() == s)
+            .ok_or_else(|| format!("`sort` is one of name, busiest, newest, not `{s}`"))
+    }
 }
 
 /// The body of `GET /healthz`.

@@ -95,3 +95,56 @@ async fn the_sse_overview_updates_every_interval() {
     assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_overview_answers_a_page_of_many_streams_with_the_total_a_prefix_and_an_order() {
+    let server = TestServer::start(config()).await;
+    for n in 0..200 {
+        publish(&server, &format!("user.{n:03}"), "u", "").await;
+    }
+    for n in 0..40 {
+        publish(&server, &format!("team.{n:02}"), "t", "").await;
+    }
+    for _ in 0..3 {
+        publish(&server, "team.07", "again", "").await;
+    }
+    let newest = publish(&server, "user.150", "last", "").await;
+    let get = |query: &'static str| {
+        let url = server.at(&format!("/api/streams{query}"));
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let page: StreamsOverview = get("").await.json().await.unwrap();
+    assert_eq!(page.total, 240);
+    assert_eq!(page.streams.len(), 100, "a page of 100 by default");
+    assert_eq!(page.streams[0].name, "team.00", "by name");
+    let users: StreamsOverview = get("?prefix=user.&limit=1000").await.json().await.unwrap();
+    assert_eq!((users.total, users.streams.len()), (200, 200));
+    assert!(users.streams.iter().all(|s| s.name.starts_with("user.")));
+    let busiest: StreamsOverview = get("?sort=busiest&limit=2").await.json().await.unwrap();
+    let names: Vec<&str> = busiest.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["team.07", "user.150"]);
+    assert_eq!(busiest.total, 240);
+    let newest_first: StreamsOverview = get("?sort=newest&limit=1&prefix=user.")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(newest_first.streams[0].newest_id, Some(newest.id));
+    for bad in ["?limit=0", "?limit=1001", "?sort=loudest", "?limit=x"] {
+        let refused = get(bad).await;
+        assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST, "{bad}");
+        let reason: common::ErrorBody = refused.json().await.unwrap();
+        assert!(!reason.error.is_empty(), "{bad}");
+    }
+    // The page's card asks the SSE form for the busiest.
+    let response = reqwest::get(server.at("/sse/streams?sort=busiest&limit=1"))
+        .await
+        .unwrap();
+    let mut updates = events(response);
+    let first: StreamsOverview =
+        serde_json::from_str(&next_event(&mut updates).await.data).unwrap();
+    assert_eq!(first.streams.len(), 1);
+    assert_eq!(first.streams[0].name, "team.07");
+    assert_eq!(first.total, 240);
+    server.stop().await.unwrap();
+}

@@ -1,11 +1,11 @@
-//! The streams card: every stream on the hub, live: its subscribers, what it stores, its
-//! publishes in the last minute with a sparkline per second, a link that opens its
-//! notification list alone (`?stream=`), and a button that adds it to the page's
-//! followed streams or removes it.
+//! The streams card: the busiest streams on the hub (and how many there are), live: their
+//! subscribers, what they store, their publishes in the last minute with a sparkline per
+//! second, a link that opens a stream's notification list alone (`?stream=`), and a
+//! button that adds it to the page's followed streams or removes it.
 
 use std::time::Duration;
 
-use common::{events, paths, StreamSummary, StreamsOverview};
+use common::{events, paths, query, OverviewOrder, StreamSummary, StreamsOverview};
 use leptos::prelude::*;
 
 use crate::components::StatusPill;
@@ -16,12 +16,22 @@ use leptos_hub::event_source::ConnectionOptions;
 /// The overview arrives every 2 s: three missed updates mean a dead connection.
 const SILENCE_LIMIT: Duration = Duration::from_secs(6);
 
-/// A card with the table of streams, from `/sse/streams` (shared by the browser's tabs).
+/// How many streams the card lists: the busiest, however many the hub has.
+const SHOWN: usize = 20;
+
+/// A card with the table of the busiest streams, from `/sse/streams` (shared by the
+/// browser's tabs), and how many there are.
 #[component]
 pub fn StreamsCard() -> impl IntoView {
     let api = use_context::<Api>().unwrap_or_default();
     let overview = RwSignal::new(None::<StreamsOverview>);
-    let url = api.url(paths::SSE_STREAMS);
+    let url = format!(
+        "{}?{}={}&{}={SHOWN}",
+        api.url(paths::SSE_STREAMS),
+        query::SORT,
+        OverviewOrder::Busiest.as_str(),
+        query::LIMIT,
+    );
     let connection = ConnectionOptions::new({
         let url = url.clone();
         move |_| url.clone()
@@ -61,6 +71,9 @@ pub fn StreamsCard() -> impl IntoView {
             </table>
             <p class="empty" class:hidden=move || overview.with(|o| o.as_ref().is_none_or(|o| !o.streams.is_empty()))>
                 "No streams yet."
+            </p>
+            <p class="more" data-testid="streams-total" class:hidden=move || overview.with(|o| o.as_ref().is_none_or(|o| o.total <= o.streams.len() as u64))>
+                {move || overview.with(|o| o.as_ref().map(|o| format!("The {} busiest of {} streams.", o.streams.len(), o.total)).unwrap_or_default())}
             </p>
         </section>
     }

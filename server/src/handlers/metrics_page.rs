@@ -34,7 +34,7 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
     let authorised = state.config.metrics_token.is_some();
     metrics::record_states(
         state.stream_slots.open(),
-        overview.as_ref().map(|o| o.streams.as_slice()),
+        overview.as_ref().map(|streams| streams.as_slice()),
         |stream| !authorised && state.auth.is_private(stream),
     );
     (

@@ -34,7 +34,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use common::{Selection, StreamSummary, StreamsOverview};
+use common::{Selection, StreamSummary};
 use futures::future::Either;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +60,12 @@ pub struct Hub {
     heartbeat: Arc<watch::Sender<()>>,
     /// A heartbeat that never beats, for the streams of a subscriber of several.
     quiet: watch::Sender<()>,
+    /// The last overview and when it was made (see [`Hub::overview`]).
+    overview: tokio::sync::Mutex<Option<(Instant, Arc<Vec<StreamSummary>>)>>,
 }
+
+/// How long an overview of the streams serves every caller before it is made again.
+pub const OVERVIEW_FOR: Duration = Duration::from_secs(1);
 
 impl Hub {
     /// A hub over `store` whose subscribers get a heartbeat every `heartbeat` and may fall
@@ -97,6 +102,7 @@ impl Hub {
             publishes,
             heartbeat: tx,
             quiet: watch::channel(()).0,
+            overview: tokio::sync::Mutex::default(),
         })
     }
 
@@ -306,8 +312,22 @@ impl Hub {
     }
 
     /// Every stream that has stored entries, subscribers or publishes in the last minute,
-    /// by name, with its figures.
-    pub async fn overview(&self) -> Result<StreamsOverview, Error> {
+    /// by name, with its figures: made at most once per [`OVERVIEW_FOR`] for every caller
+    /// (the pages that watch it, `/metrics`), who wait for the one being made.
+    pub async fn overview(&self) -> Result<Arc<Vec<StreamSummary>>, Error> {
+        let mut cached = self.overview.lock().await;
+        if let Some((made, streams)) = cached.as_ref() {
+            if made.elapsed() < OVERVIEW_FOR {
+                return Ok(streams.clone());
+            }
+        }
+        let streams = Arc::new(self.make_overview().await?);
+        *cached = Some((Instant::now(), streams.clone()));
+        Ok(streams)
+    }
+
+    /// The overview, made now.
+    async fn make_overview(&self) -> Result<Vec<StreamSummary>, Error> {
         let stored = self.store.streams().await?;
         let subscribers = self.channels.subscribers();
         let mut rates = self.activity.per_second();
@@ -338,7 +358,7 @@ impl Hub {
                 summary.newest_at = Some(stream.newest.notification.created_at.clone());
             }
         }
-        let streams = streams
+        Ok(streams
             .into_values()
             .map(|mut summary| {
                 summary.publishes_last_minute = summary
@@ -348,8 +368,7 @@ impl Hub {
                     .sum();
                 summary
             })
-            .collect();
-        Ok(StreamsOverview { streams })
+            .collect())
     }
 
     /// Applies `retention` every `every` until `shutdown`.
