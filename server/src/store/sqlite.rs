@@ -2,10 +2,12 @@
 //!
 //! Ids are SQLite `AUTOINCREMENT` row ids: they grow with every append and are never
 //! reused, even after retention deletes rows. Writes go through one connection and reads
-//! through another, so replaying history does not wait behind appends (WAL readers never
-//! block the writer). Blocking SQLite calls run on tokio's blocking pool.
+//! through a few others ([`READERS`]), so replaying history does not wait behind appends
+//! (WAL readers never block the writer), and reads (history, replays, the overview) do not
+//! queue behind one another. Blocking SQLite calls run on tokio's blocking pool.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,10 +35,14 @@ CREATE TABLE IF NOT EXISTS pruned (
 );
 ";
 
+/// Connections that read: a slow read (the overview of many streams, a replay page)
+/// leaves the others free.
+pub const READERS: usize = 4;
+
 /// A SQLite-backed [`Store`].
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    reader: Readers,
     /// As the latest append found: what fails here is writing (a full disk, a read-only
     /// file), not reading.
     health: StoreHealth,
@@ -64,10 +70,12 @@ impl SqliteStore {
         writer
             .execute_batch(SCHEMA)
             .with_context(|| format!("{} is not a notify-hub database", path.display()))?;
-        let reader = open()?;
+        let readers = (0..READERS)
+            .map(|_| open().map(Mutex::new))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Readers(Arc::new(readers), AtomicUsize::new(0)),
             health: StoreHealth::default(),
         })
     }
@@ -81,6 +89,30 @@ impl SqliteStore {
         let pages = (max_bytes / page_size.max(1)).max(1);
         writer.pragma_update(None, "max_page_count", pages)?;
         Ok(())
+    }
+}
+
+/// The reading connections, and which one a read waits for when all are busy (in turn).
+struct Readers(Arc<Vec<Mutex<Connection>>>, AtomicUsize);
+
+impl Readers {
+    /// Runs `work` on a free reading connection (or, when all are busy, waits for one) in
+    /// tokio's blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let readers = self.0.clone();
+        let turn = self.1.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let free = readers.iter().find_map(|conn| conn.try_lock().ok());
+            let mut conn = free
+                .unwrap_or_else(|| readers[turn].lock().unwrap_or_else(PoisonError::into_inner));
+            work(&mut conn)
+        })
+        .await
+        .context("database task failed")?
+        .map_err(Into::into)
     }
 }
 
@@ -182,100 +214,104 @@ impl Store for SqliteStore {
     }
 
     async fn streams(&self) -> Result<Vec<StoredStream>, Error> {
-        run_on(&self.reader, |conn| {
-            // One pass over the (stream, id) index, then one lookup per stream.
-            let mut query = conn.prepare_cached(&format!(
-                "SELECT counts.count, {COLUMNS} FROM
+        self.reader
+            .run(|conn| {
+                // One pass over the (stream, id) index, then one lookup per stream.
+                let mut query = conn.prepare_cached(&format!(
+                    "SELECT counts.count, {COLUMNS} FROM
                    (SELECT stream AS name, COUNT(*) AS count, MAX(id) AS newest
                     FROM notifications GROUP BY stream) AS counts
                  JOIN notifications ON notifications.id = counts.newest
                  ORDER BY stream"
-            ))?;
-            let streams = query
-                .query_map([], |row| {
-                    let count: i64 = row.get(0)?;
-                    let newest = entry_at(row, 1)?;
-                    Ok(StoredStream {
-                        stream: newest.notification.stream.clone(),
-                        count: count as u64,
-                        newest,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(streams)
-        })
-        .await
+                ))?;
+                let streams = query
+                    .query_map([], |row| {
+                        let count: i64 = row.get(0)?;
+                        let newest = entry_at(row, 1)?;
+                        Ok(StoredStream {
+                            stream: newest.notification.stream.clone(),
+                            count: count as u64,
+                            newest,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(streams)
+            })
+            .await
     }
 
     async fn after(&self, stream: &str, after: EventId, limit: usize) -> Result<Page, Error> {
         let stream = stream.to_owned();
-        run_on(&self.reader, move |conn| {
-            // One read transaction: the rows and the retention mark come from one snapshot,
-            // so a prune between the two cannot hide a gap.
-            let tx = conn.transaction()?;
-            let pruned: i64 = tx
-                .query_row(
-                    "SELECT through FROM pruned WHERE stream = ?1",
-                    [&stream],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let issued = issued(&tx)?;
-            let position = rowid(after);
-            if position < pruned || position > issued || after.minor != 0 {
-                return Ok(Page {
-                    entries: Vec::new(),
-                    reset_to: Some(id_of(issued)),
-                });
-            }
-            let mut query = tx.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM notifications WHERE stream = ?1 AND id > ?2
+        self.reader
+            .run(move |conn| {
+                // One read transaction: the rows and the retention mark come from one snapshot,
+                // so a prune between the two cannot hide a gap.
+                let tx = conn.transaction()?;
+                let pruned: i64 = tx
+                    .query_row(
+                        "SELECT through FROM pruned WHERE stream = ?1",
+                        [&stream],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                let issued = issued(&tx)?;
+                let position = rowid(after);
+                if position < pruned || position > issued || after.minor != 0 {
+                    return Ok(Page {
+                        entries: Vec::new(),
+                        reset_to: Some(id_of(issued)),
+                    });
+                }
+                let mut query = tx.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM notifications WHERE stream = ?1 AND id > ?2
                  ORDER BY id LIMIT ?3"
-            ))?;
-            let entries = query
-                .query_map(params![stream, position, limit as i64], entry)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(Page {
-                entries,
-                reset_to: None,
+                ))?;
+                let entries = query
+                    .query_map(params![stream, position, limit as i64], entry)?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(Page {
+                    entries,
+                    reset_to: None,
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn head(&self, _stream: &str) -> Result<EventId, Error> {
         // The newest id issued in any stream: retention never marks a stream pruned past it.
-        run_on(&self.reader, |conn| issued(conn).map(id_of)).await
+        self.reader.run(|conn| issued(conn).map(id_of)).await
     }
 
     async fn clock(&self) -> Result<EventId, Error> {
         // Ids are one sequence over every stream.
-        run_on(&self.reader, |conn| issued(conn).map(id_of)).await
+        self.reader.run(|conn| issued(conn).map(id_of)).await
     }
 
     async fn stream_names(&self) -> Result<Vec<String>, Error> {
-        run_on(&self.reader, |conn| {
-            let mut query = conn.prepare_cached("SELECT DISTINCT stream FROM notifications")?;
-            let names = query
-                .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(names)
-        })
-        .await
+        self.reader
+            .run(|conn| {
+                let mut query = conn.prepare_cached("SELECT DISTINCT stream FROM notifications")?;
+                let names = query
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(names)
+            })
+            .await
     }
 
     async fn latest(&self, stream: &str, limit: usize) -> Result<Vec<Arc<Entry>>, Error> {
         let stream = stream.to_owned();
-        run_on(&self.reader, move |conn| {
-            let mut query = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM (SELECT * FROM notifications WHERE stream = ?1
+        self.reader
+            .run(move |conn| {
+                let mut query = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM (SELECT * FROM notifications WHERE stream = ?1
                  ORDER BY id DESC LIMIT ?2) ORDER BY id"
-            ))?;
-            let rows = query.query_map(params![stream, limit as i64], entry)?;
-            rows.collect()
-        })
-        .await
+                ))?;
+                let rows = query.query_map(params![stream, limit as i64], entry)?;
+                rows.collect()
+            })
+            .await
     }
 
     async fn prune(&self, retention: &Retention) -> Result<u64, Error> {
@@ -438,5 +474,25 @@ mod tests {
         };
         assert_eq!(store.prune(&retention).await.unwrap(), 1);
         assert!(store.latest("a", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_does_not_wait_for_a_busy_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+        store.append(vec![draft("s", "one")]).await.unwrap();
+        // Every reader but one busy (as with a long overview and replays): reads go on.
+        let busy: Vec<_> = (store.reader.0.iter().skip(1))
+            .map(|conn| conn.lock().unwrap())
+            .collect();
+        let page = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.after("s", EventId::default(), 10),
+        )
+        .await
+        .expect("a read waited for a busy reader")
+        .unwrap();
+        assert_eq!(page.entries.len(), 1);
+        drop(busy);
     }
 }
