@@ -70,8 +70,14 @@ impl SqliteStore {
         writer
             .execute_batch(SCHEMA)
             .with_context(|| format!("{} is not a notify-hub database", path.display()))?;
+        // Each read at once, so that every reader holds its files (the WAL and its index)
+        // from the start rather than from its first busy moment.
         let readers = (0..READERS)
-            .map(|_| open().map(Mutex::new))
+            .map(|_| {
+                let conn = open()?;
+                issued(&conn)?;
+                Ok(Mutex::new(conn))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
