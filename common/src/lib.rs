@@ -267,6 +267,10 @@ pub struct StreamsOverview {
     pub total: u64,
 }
 
+/// How old an answer of the streams overview may be: the hub makes it once per this for
+/// every caller (the pages watching it, `/metrics`), however many there are.
+pub const OVERVIEW_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The order of the streams overview (`?sort=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OverviewOrder {

@@ -292,8 +292,10 @@ async fn an_empty_form_on_another_stream_is_titled_with_the_server_time() -> any
     browser.close().await
 }
 
-/// How many subscribers `stream` has on the server, from `/api/streams`.
+/// How many subscribers `stream` has on the server, from `/api/streams`, as an overview
+/// made after this call (the hub makes one at most every [`common::OVERVIEW_MAX_AGE`]).
 async fn subscribers(server: &ServerProcess, stream: &str) -> anyhow::Result<u64> {
+    tokio::time::sleep(common::OVERVIEW_MAX_AGE).await;
     let overview: common::StreamsOverview = reqwest::get(format!("{}/api/streams", server.url))
         .await?
         .json()

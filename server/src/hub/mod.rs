@@ -64,9 +64,6 @@ pub struct Hub {
     overview: tokio::sync::Mutex<Option<(Instant, Arc<Vec<StreamSummary>>)>>,
 }
 
-/// How long an overview of the streams serves every caller before it is made again.
-pub const OVERVIEW_FOR: Duration = Duration::from_secs(1);
-
 impl Hub {
     /// A hub over `store` whose subscribers get a heartbeat every `heartbeat` and may fall
     /// `buffer` entries behind the live stream before they catch up from the store.
@@ -312,12 +309,12 @@ impl Hub {
     }
 
     /// Every stream that has stored entries, subscribers or publishes in the last minute,
-    /// by name, with its figures: made at most once per [`OVERVIEW_FOR`] for every caller
+    /// by name, with its figures: made at most once per [`common::OVERVIEW_MAX_AGE`] for every caller
     /// (the pages that watch it, `/metrics`), who wait for the one being made.
     pub async fn overview(&self) -> Result<Arc<Vec<StreamSummary>>, Error> {
         let mut cached = self.overview.lock().await;
         if let Some((made, streams)) = cached.as_ref() {
-            if made.elapsed() < OVERVIEW_FOR {
+            if made.elapsed() < common::OVERVIEW_MAX_AGE {
                 return Ok(streams.clone());
             }
         }
