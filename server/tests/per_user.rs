@@ -28,7 +28,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// `connections` connections that each follow 16 stream names no one else uses (tagged
 /// `round`), held open until their greeting came, then closed; returns how many streams
 /// the overview listed while they were open.
-async fn flood_of_made_up_names(url: &str, round: &str, connections: usize) -> usize {
+async fn flood_of_made_up_names(url: &str, round: &str, connections: usize) -> u64 {
     let addr = url.trim_start_matches("http://").to_owned();
     let mut sockets = Vec::new();
     for c in 0..connections {
@@ -43,20 +43,24 @@ async fn flood_of_made_up_names(url: &str, round: &str, connections: usize) -> u
         socket.write_all(head.as_bytes()).await.unwrap();
         sockets.push(socket);
     }
-    let listed = e2e::eventually("every name followed", Duration::from_secs(30), || async {
-        let overview: common::StreamsOverview = reqwest::get(format!("{url}/api/streams"))
-            .await?
-            .json()
-            .await?;
-        let made_up = (overview.streams.iter())
-            .filter(|s| s.name.starts_with(&format!("made.up.{round}.")))
-            .count();
-        Ok((made_up == connections * 16).then_some(made_up))
+    let listed = e2e::eventually("every name followed", Duration::from_secs(60), || async {
+        let made_up = made_up_streams(url, round).await?;
+        Ok((made_up == connections as u64 * 16).then_some(made_up))
     })
     .await
     .unwrap();
     drop(sockets);
     listed
+}
+
+/// How many streams of the round `round` the overview counts.
+async fn made_up_streams(url: &str, round: &str) -> anyhow::Result<u64> {
+    let overview: common::StreamsOverview =
+        reqwest::get(format!("{url}/api/streams?prefix=made.up.{round}.&limit=1"))
+            .await?
+            .json()
+            .await?;
+    Ok(overview.total)
 }
 
 /// Floods `server` three times with made-up names (the first two bring the allocator, the

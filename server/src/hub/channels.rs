@@ -138,8 +138,10 @@ impl Channels {
     }
 
     /// Forgets the feeds nobody listens to, and has the others give back their old
-    /// entries.
-    fn sweep(&self) {
+    /// entries. Also after each retention pass: a feed nobody followed must not answer a
+    /// new subscriber from entries that retention has dropped since (the store tells it
+    /// with a reset).
+    pub fn sweep(&self) {
         let forgotten = {
             let mut by_stream = self
                 .by_stream

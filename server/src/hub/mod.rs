@@ -368,7 +368,8 @@ impl Hub {
             .collect())
     }
 
-    /// Applies `retention` every `every` until `shutdown`.
+    /// Applies `retention` every `every` until `shutdown`, then sweeps the feeds (see
+    /// `Channels::sweep`).
     pub async fn apply_retention(
         &self,
         retention: Retention,
@@ -386,6 +387,7 @@ impl Hub {
                 Ok(n) => tracing::debug!("retention dropped {n} notifications"),
                 Err(err) => tracing::warn!("retention failed: {err:#}"),
             }
+            self.channels.sweep();
         }
     }
 }
