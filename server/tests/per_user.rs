@@ -63,66 +63,55 @@ async fn made_up_streams(url: &str, round: &str) -> anyhow::Result<u64> {
     Ok(overview.total)
 }
 
-/// Floods `server` three times with made-up names (the first two bring the allocator, the
-/// runtime and the Redis client to their working size for that many connections: with
-/// Redis, the second round still ended 14 % above the first, the third and fourth below
-/// it) and checks that the last leaves nothing behind: no name, and memory back within
-/// 10 % of where it was.
+/// Floods `server` with made-up names, round after round, and checks that the last round
+/// leaves nothing behind: no name, and no memory beyond where the earlier rounds settled.
+/// The first rounds bring the allocator, the runtime and the Redis client to their working
+/// size for that many connections, and where they settle varies from round to round (with
+/// Redis, 18.3, 20.9, 20.4 and 19.9 MB in a release build): the baseline is the highest of
+/// them, and the last round must come back within 10 % of it. A name that cost as little
+/// as a kilobyte after its connection closed would leave 16 MB, 40 % of it.
 async fn made_up_names_leave_nothing(server: &ServerProcess, what: &str) {
     const CONNECTIONS: usize = 1_000;
-    let url = server.url.clone();
-    let gone = |round: &'static str| {
-        let url = url.clone();
-        move || {
-            let url = url.clone();
-            async move {
-                let overview: common::StreamsOverview = reqwest::get(format!("{url}/api/streams"))
-                    .await?
-                    .json()
-                    .await?;
-                let left = (overview.streams.iter())
-                    .filter(|s| s.name.starts_with(&format!("made.up.{round}.")))
-                    .count();
-                Ok((left == 0).then_some(()))
-            }
+    const SETTLE: Duration = Duration::from_secs(3);
+    let names_gone = |round: &'static str| {
+        let url = server.url.clone();
+        async move {
+            e2e::eventually("the names gone", Duration::from_secs(10), || async {
+                Ok((made_up_streams(&url, round).await? == 0).then_some(()))
+            })
+            .await
+            .unwrap();
         }
     };
+    let mut baseline = 0;
     for round in ["warm", "warmer"] {
         flood_of_made_up_names(&server.url, round, CONNECTIONS).await;
-        e2e::eventually(
-            "a warm-up's names gone",
-            Duration::from_secs(10),
-            gone(round),
-        )
-        .await
-        .unwrap();
+        names_gone(round).await;
+        tokio::time::sleep(SETTLE).await;
+        baseline = baseline.max(rss_kib(server.pid()));
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let baseline = rss_kib(server.pid());
     let listed = flood_of_made_up_names(&server.url, "flood", CONNECTIONS).await;
     let flooded = rss_kib(server.pid());
     let closed = Instant::now();
-    e2e::eventually(
-        "the flood's names gone",
-        Duration::from_secs(10),
-        gone("flood"),
-    )
-    .await
-    .unwrap();
-    let names_gone = closed.elapsed();
-    let back = e2e::eventually("memory back", Duration::from_secs(15), || async {
-        let now = rss_kib(server.pid());
-        Ok((now * 10 <= baseline * 11).then_some(now))
+    names_gone("flood").await;
+    let gone_after = closed.elapsed();
+    let mut last = flooded;
+    let back = e2e::eventually("memory back", Duration::from_secs(15), || {
+        last = rss_kib(server.pid());
+        let back = (last * 10 <= baseline * 11).then_some(last);
+        async move { Ok(back) }
     })
     .await;
     println!(
         "{what}: {CONNECTIONS} connections × 16 made-up names ({listed} streams listed): RSS \
-         {baseline} KiB → {flooded} KiB; names gone {names_gone:?} after they closed; \
-         memory {back:?} KiB {:?} after",
+         {baseline} KiB (the highest of the warm-up rounds) → {flooded} KiB; names gone \
+         {gone_after:?} after they closed; memory {last} KiB {:?} after",
         closed.elapsed()
     );
-    let back = back.expect("memory did not come back within 10 % of the baseline");
-    assert!(back * 10 <= baseline * 11);
+    assert!(
+        back.is_ok(),
+        "memory stayed at {last} KiB, more than 10 % above {baseline} KiB"
+    );
 }
 
 #[tokio::test]
