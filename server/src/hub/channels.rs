@@ -165,7 +165,8 @@ impl Channels {
         // What the forgotten streams' connections held (their requests, the overviews
         // that listed them) is freed over the following moments: the next sweeps trim too.
         if forgotten > 0 {
-            self.trims_owed.store(TRIMS_AFTER_FORGETTING, Ordering::Relaxed);
+            self.trims_owed
+                .store(TRIMS_AFTER_FORGETTING, Ordering::Relaxed);
         }
         let owed = self.trims_owed.load(Ordering::Relaxed);
         if owed > 0 {
