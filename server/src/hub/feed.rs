@@ -105,19 +105,23 @@ impl Feed {
         self.recent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `entry` to the subscribers, and keeps it among the recent entries. An entry
-    /// at or before where the feed stands was sent (or counted as history) already.
+    /// Sends `entry` to the subscribers, and keeps it among the recent entries unless it
+    /// lies at or before where the feed stands (see [`Feed::stand_at`]). Such an entry
+    /// still goes to the subscribers: one that joined before the stream's head was read,
+    /// with a position of its own, may have read the store before the entry was stored,
+    /// and needs it from the channel (each subscriber skips what it has delivered). Held
+    /// back, it was lost to them: a subscriber of an instance on Redis missed the first
+    /// notification after its `Last-Event-ID` in one run of two.
     pub fn send(&self, entry: Arc<Entry>) {
         {
             let mut recent = self.recent();
-            if recent.through.is_some_and(|through| entry.id <= through) {
-                return;
+            if !recent.through.is_some_and(|through| entry.id <= through) {
+                recent.floor.get_or_insert(entry.id);
+                recent.through = Some(entry.id);
+                let now = Instant::now();
+                recent.entries.push_back((now, entry.clone()));
+                recent.trim(self.keep, now);
             }
-            recent.floor.get_or_insert(entry.id);
-            recent.through = Some(entry.id);
-            let now = Instant::now();
-            recent.entries.push_back((now, entry.clone()));
-            recent.trim(self.keep, now);
         }
         // No receiver is fine: nobody listens right now.
         let _ = self.tx.send(Live::Entry(entry));
@@ -287,11 +291,17 @@ mod tests {
             Some(vec![12])
         );
         assert_eq!(ids(feed.recent_after(EventId::new(9, 0), 10)), None);
-        // What it sent already is not sent again.
+        // An entry at or before where it stands still reaches the subscribers (one may
+        // need it), but not the recent entries.
         let (mut live, _) = feed.join();
-        feed.send(entry(12));
+        feed.send(entry(11));
         feed.send(entry(13));
+        assert!(matches!(live.try_recv(), Ok(Live::Entry(e)) if e.id.major == 11));
         assert!(matches!(live.try_recv(), Ok(Live::Entry(e)) if e.id.major == 13));
+        assert_eq!(
+            ids(feed.recent_after(EventId::new(10, 0), 10)),
+            Some(vec![12, 13])
+        );
         // After a gap, a head read before it says nothing.
         feed.gap(None);
         feed.stand_at(EventId::new(20, 0));
