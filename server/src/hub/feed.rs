@@ -115,7 +115,7 @@ impl Feed {
     pub fn send(&self, entry: Arc<Entry>) {
         {
             let mut recent = self.recent();
-            if !recent.through.is_some_and(|through| entry.id <= through) {
+            if recent.through.is_none_or(|through| entry.id > through) {
                 recent.floor.get_or_insert(entry.id);
                 recent.through = Some(entry.id);
                 let now = Instant::now();
