@@ -67,9 +67,11 @@ async fn made_up_streams(url: &str, round: &str) -> anyhow::Result<u64> {
 /// leaves nothing behind: no name, and no memory beyond where the earlier rounds settled.
 /// The first rounds bring the allocator, the runtime and the Redis client to their working
 /// size for that many connections, and where they settle varies from round to round (with
-/// Redis, 18.3, 20.9, 20.4 and 19.9 MB in a release build): the baseline is the highest of
-/// them, and the last round must come back within 10 % of it. A name that cost as little
-/// as a kilobyte after its connection closed would leave 16 MB, 40 % of it.
+/// Redis, 18.3, 20.9, 20.4 and 19.9 MB in a release build; in this debug build under the
+/// whole suite's load, the last round ended up to 12 % above the warm-up rounds' highest):
+/// the baseline is the highest of them, and the last round must come back within 20 % of
+/// it. A name that cost as little as a kilobyte after its connection closed would leave
+/// 16 MB, 40 % and more of it.
 async fn made_up_names_leave_nothing(server: &ServerProcess, what: &str) {
     const CONNECTIONS: usize = 1_000;
     const SETTLE: Duration = Duration::from_secs(3);
@@ -98,7 +100,7 @@ async fn made_up_names_leave_nothing(server: &ServerProcess, what: &str) {
     let mut last = flooded;
     let back = e2e::eventually("memory back", Duration::from_secs(15), || {
         last = rss_kib(server.pid());
-        let back = (last * 10 <= baseline * 11).then_some(last);
+        let back = (last * 10 <= baseline * 12).then_some(last);
         async move { Ok(back) }
     })
     .await;
@@ -110,7 +112,7 @@ async fn made_up_names_leave_nothing(server: &ServerProcess, what: &str) {
     );
     assert!(
         back.is_ok(),
-        "memory stayed at {last} KiB, more than 10 % above {baseline} KiB"
+        "memory stayed at {last} KiB, more than 20 % above {baseline} KiB"
     );
 }
 
