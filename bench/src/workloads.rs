@@ -327,6 +327,12 @@ pub async fn fan_out_over(
 /// then stops counting; returns how many deliveries were expected.
 async fn delivered_to_all(stats: &Stats, acked: u64) -> u64 {
     let expected = stats.connected.load(Ordering::Relaxed) * acked;
+    delivered(stats, expected).await
+}
+
+/// Lets `expected` deliveries arrive (10 s at most), then stops counting; returns
+/// `expected`.
+async fn delivered(stats: &Stats, expected: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     while stats.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -566,13 +572,9 @@ pub async fn per_user(
     let client = reqwest::Client::new();
     let acked = publish_at_rate(&client, &[url], &users, rate, total, &times).await;
     // One subscriber each: every acknowledged publish is one delivery.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run.stats.events.load(Ordering::Relaxed) < acked && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    run.stats.count(false);
+    let expected = delivered(&run.stats, acked).await;
     let cpu_s = run.target.cpu_seconds() - cpu;
-    let mut figures = run.finish(n, window, cpu_s, acked);
+    let mut figures = run.finish(n, window, cpu_s, expected);
     figures.rss_after = rss_idle;
     Ok(figures)
 }

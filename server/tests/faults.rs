@@ -10,7 +10,7 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use server::config::Config;
 use server::store::Retention;
-use support::{config, events, next_event, subscribe, TestServer};
+use support::{config, events, next_event, rss_kib, subscribe, TestServer};
 
 /// Posts one notification; the status and, for a 201, the stored notification.
 async fn post(
@@ -132,18 +132,6 @@ async fn a_full_store_refuses_with_503_keeps_subscribers_and_recovers_by_itself(
         acknowledged.len(),
         recovered.as_secs_f64()
     );
-}
-
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line["VmRSS:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// The latency of an event carrying a notification: now − its `created_at`.

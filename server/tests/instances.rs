@@ -202,12 +202,13 @@ async fn redis_info(redis: &str, section: &str) -> String {
         .unwrap()
 }
 
-/// How many clients Redis has blocked in a read (`XREAD BLOCK`) right now.
-async fn blocked_readers(redis: &str) -> u64 {
+/// A figure of Redis's `INFO clients` (`connected_clients`, `blocked_clients`: those in a
+/// blocking read, `XREAD BLOCK`).
+async fn redis_clients(redis: &str, figure: &str) -> u64 {
     redis_info(redis, "clients")
         .await
         .lines()
-        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .find_map(|line| line.strip_prefix(figure)?.strip_prefix(':'))
         .and_then(|n| n.trim().parse().ok())
         .unwrap()
 }
@@ -227,7 +228,7 @@ async fn a_notification_published_on_one_instance_reaches_a_subscriber_on_anothe
     ));
     // Each instance has one reader of the change feed, whatever it follows.
     e2e::eventually("one reader each", Duration::from_secs(10), || async {
-        Ok((blocked_readers(&redis.url).await == 2).then_some(()))
+        Ok((redis_clients(&redis.url, "blocked_clients").await == 2).then_some(()))
     })
     .await
     .unwrap();
@@ -798,16 +799,6 @@ async fn subscribers_joining_a_followed_stream_cost_redis_no_read_and_miss_nothi
         );
     }
     println!("51 subscribers got the notification published after they joined");
-}
-
-/// A figure of Redis's `INFO clients`.
-async fn redis_clients(redis: &str, figure: &str) -> u64 {
-    redis_info(redis, "clients")
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix(figure)?.strip_prefix(':'))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! many streams holds one page of stored entries at a time. Each test prints what it
 //! measured.
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,19 +13,8 @@ use e2e::redis::{unique_prefix, RedisServer};
 use e2e::ServerProcess;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use support::rss_kib;
 use tokio::io::AsyncWriteExt;
-
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line["VmRSS:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 /// `connections` connections that each follow 16 stream names no one else uses (tagged
 /// `round`), held open until their greeting came, then closed; returns how many streams
