@@ -1,10 +1,11 @@
 //! The names of the streams this instance knows of, for subscriptions with patterns:
 //! `alerts.*` follows the streams that match when it connects and those that appear
-//! later. The store's list is read once at start; then the writer adds each stream it
-//! appends to and, with a store shared by instances, the follower each stream it reads a
-//! change of (so no instance lists every name again and again: with 50,000 streams that
-//! was a `SMEMBERS` of all of them every second on every instance). After the follower
-//! lost changes, the list is read again.
+//! later. The store's list is read once at start (with a store shared by instances, once
+//! the follower knows where it starts); then the writer adds each stream it appends to
+//! and, with a shared store, the follower each stream it reads a change of (so no
+//! instance lists every name again and again: with 50,000 streams that was a `SMEMBERS`
+//! of all of them every second on every instance). After the follower lost changes, the
+//! list is read again.
 //!
 //! A name is never dropped: a stream that retention emptied still counts, so a pattern
 //! subscriber that connects while it is empty follows its next entry too.
@@ -27,13 +28,18 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// A directory that `store`'s list fills, in the background.
+    /// A directory that `store`'s list fills, in the background. A shared store's is
+    /// listed by the hub's follower once it knows where it starts reading changes (see
+    /// `follower::run`): listed here as well, every name was read twice at start.
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        let shared = store.shared().is_some();
         let directory = Arc::new(Self {
             names: watch::channel(Arc::default()).0,
             store,
         });
-        directory.relist();
+        if !shared {
+            directory.relist();
+        }
         directory
     }
 

@@ -23,7 +23,9 @@ const FOLLOW_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration
 
 /// Follows `store`'s change feed from its head, for `channels` and `directory`, until they
 /// are gone. Feeds made before the head was read are told of a gap: what was appended
-/// before it never reaches them, so their subscribers read it from the store. A failed read is retried from the same position after a backoff with jitter,
+/// before it never reaches them, so their subscribers read it from the store; and the
+/// directory reads the store's names then, after the head, so that no stream made before
+/// it is missed (the follower learns the later ones). A failed read is retried from the same position after a backoff with jitter,
 /// so an outage of the store loses and doubles nothing. Changes the feed dropped before
 /// they were read (an outage longer than it keeps them) are a gap in every feed: their
 /// subscribers catch up from the store, which tells those that lost entries with a reset;
@@ -64,13 +66,14 @@ pub async fn run(store: Arc<dyn Store>, channels: Weak<Channels>, directory: Wea
         let (Some(channels), Some(directory)) = (channels.upgrade(), directory.upgrade()) else {
             return;
         };
-        if read.lost && cursor.is_some() {
-            tracing::warn!(
-                "changes were dropped from the store's change feed before they could be read; \
-                 every subscriber catches up from the store"
-            );
-        }
         if read.lost {
+            // At start (no cursor yet) the same holds for what came before the head.
+            if cursor.is_some() {
+                tracing::warn!(
+                    "changes were dropped from the store's change feed before they could be \
+                     read; every subscriber catches up from the store"
+                );
+            }
             channels.gap_all();
             directory.relist();
         }
